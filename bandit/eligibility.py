@@ -1,0 +1,242 @@
+"""Validating a Choose request and building its candidate treatments.
+
+Candidates are every offer × every channel (or the explicit ``treatments`` list), minus
+``excluded``, minus channels the customer has not consented to, plus the control treatment,
+which is always a candidate and always comes first (index 0).
+
+Consent rule: a customer feature ``consent_<channel id>`` set to the flag ``false`` removes
+that channel. A missing consent feature means consent is not the caller's concern here.
+
+Every problem raises :class:`~bandit.errors.InvalidRequest` naming the field, before
+anything is written.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from bandit.errors import InvalidRequest, TooLarge
+from bandit.types import (
+    CONTROL_TREATMENT,
+    Channel,
+    Context,
+    Customer,
+    FeatureValue,
+    Offer,
+    Treatment,
+    TreatmentRef,
+    Trigger,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Bounds on what one request may carry. Defaults are documented in the settings."""
+
+    max_treatments: int = 1000
+    max_offers: int = 1000
+    max_channels: int = 100
+    max_features: int = 200
+    """Per entity (customer, trigger, each offer, each channel)."""
+    max_feature_name_length: int = 128
+    max_text_length: int = 1024
+    max_tags: int = 100
+    max_id_length: int = 256
+
+
+@dataclass(frozen=True, slots=True)
+class ChooseInput:
+    """A Choose request in domain terms, before validation."""
+
+    customer: Customer | None
+    trigger: Trigger | None
+    offers: Sequence[Offer] = ()
+    channels: Sequence[Channel] = ()
+    treatments: Sequence[TreatmentRef] = ()
+    excluded: Sequence[TreatmentRef] = ()
+    defer_activation: bool = False
+    request_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Candidates:
+    """A validated request: its context and candidate treatments (control first)."""
+
+    context: Context
+    treatments: tuple[Treatment, ...]
+    offers: tuple[Offer, ...] = field(default=())
+    channels: tuple[Channel, ...] = field(default=())
+
+
+def _check_id(value: str, field_name: str, limits: Limits, *, required: bool = True) -> None:
+    if required and not value:
+        raise InvalidRequest(field_name, "is required")
+    if len(value) > limits.max_id_length:
+        raise InvalidRequest(field_name, f"is longer than {limits.max_id_length} characters")
+
+
+def check_features(features: Mapping[str, FeatureValue], where: str, limits: Limits) -> None:
+    """Names non-empty and bounded, numbers finite, texts and tag lists bounded."""
+    if len(features) > limits.max_features:
+        raise TooLarge(
+            f"{where}.features", f"has {len(features)} features; the limit is {limits.max_features}"
+        )
+    for name, value in features.items():
+        if not name:
+            raise InvalidRequest(f"{where}.features", "a feature name is empty")
+        if len(name) > limits.max_feature_name_length:
+            raise InvalidRequest(
+                f"{where}.features[{name[:32]!r}…]",
+                f"the name is longer than {limits.max_feature_name_length} characters",
+            )
+        path = f"{where}.features[{name!r}]"
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int | float):
+            if not math.isfinite(value):
+                raise InvalidRequest(path, f"must be a finite number, not {value}")
+        elif isinstance(value, str):
+            if len(value) > limits.max_text_length:
+                raise InvalidRequest(path, f"is longer than {limits.max_text_length} characters")
+        else:
+            if len(value) > limits.max_tags:
+                raise TooLarge(path, f"has {len(value)} tags; the limit is {limits.max_tags}")
+            for tag in value:
+                if len(tag) > limits.max_text_length:
+                    raise InvalidRequest(
+                        path, f"a tag is longer than {limits.max_text_length} characters"
+                    )
+
+
+def _check_cost(value: float, path: str, *, at_most_one: bool = False) -> None:
+    if not math.isfinite(value):
+        raise InvalidRequest(path, f"must be a finite number, not {value}")
+    if value < 0:
+        raise InvalidRequest(path, f"must not be negative, got {value}")
+    if at_most_one and value > 1:
+        raise InvalidRequest(path, f"must be within [0, 1], got {value}")
+
+
+_Item = TypeVar("_Item", Offer, Channel)
+
+
+def _index_unique(items: Sequence[_Item], what: str, limits: Limits) -> dict[str, _Item]:
+    by_id: dict[str, _Item] = {}
+    for i, item in enumerate(items):
+        _check_id(item.id, f"{what}[{i}].id", limits)
+        if item.id in by_id:
+            raise InvalidRequest(f"{what}[{i}].id", f"duplicate id {item.id!r}")
+        by_id[item.id] = item
+    return by_id
+
+
+def _resolve(
+    ref: TreatmentRef, path: str, offers: Mapping[str, Offer], channels: Mapping[str, Channel]
+) -> Treatment:
+    if ref.is_control:
+        return CONTROL_TREATMENT
+    if ref.offer_id not in offers:
+        raise InvalidRequest(f"{path}.offer_id", f"names unknown offer {ref.offer_id!r}")
+    if ref.channel_id not in channels:
+        raise InvalidRequest(f"{path}.channel_id", f"names unknown channel {ref.channel_id!r}")
+    return Treatment(offers[ref.offer_id], channels[ref.channel_id])
+
+
+def consented(customer: Customer, channel_id: str) -> bool:
+    """False only when the customer carries the flag ``consent_<channel_id> = false``.
+
+    >>> consented(Customer("c", {"consent_sms": False}), "sms")
+    False
+    >>> consented(Customer("c", {}), "sms")
+    True
+    """
+    return customer.features.get(f"consent_{channel_id}", True) is not False
+
+
+def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
+    """Validate ``req`` and return its candidates, control first."""
+    if req.customer is None:
+        raise InvalidRequest("customer", "is required")
+    _check_id(req.customer.id, "customer.id", limits)
+    check_features(req.customer.features, "customer", limits)
+    if req.trigger is None:
+        raise InvalidRequest("trigger", "is required")
+    _check_id(req.trigger.type, "trigger.type", limits)
+    check_features(req.trigger.features, "trigger", limits)
+    _check_id(req.request_id, "request_id", limits, required=False)
+
+    if len(req.offers) > limits.max_offers:
+        raise TooLarge("offers", f"has {len(req.offers)} offers; the limit is {limits.max_offers}")
+    if len(req.channels) > limits.max_channels:
+        raise TooLarge(
+            "channels", f"has {len(req.channels)} channels; the limit is {limits.max_channels}"
+        )
+    offers = _index_unique(req.offers, "offers", limits)
+    channels = _index_unique(req.channels, "channels", limits)
+    for i, o in enumerate(req.offers):
+        check_features(o.features, f"offers[{i}]", limits)
+        _check_cost(o.fixed_cost, f"offers[{i}].fixed_cost")
+        _check_cost(o.discount_rate, f"offers[{i}].discount_rate", at_most_one=True)
+    for i, c in enumerate(req.channels):
+        check_features(c.features, f"channels[{i}]", limits)
+        _check_cost(c.contact_cost, f"channels[{i}].contact_cost")
+
+    if req.treatments:
+        if len(req.treatments) > limits.max_treatments:
+            raise TooLarge(
+                "treatments",
+                f"has {len(req.treatments)} treatments; the limit is {limits.max_treatments}",
+            )
+        listed = [
+            _resolve(ref, f"treatments[{i}]", offers, channels)
+            for i, ref in enumerate(req.treatments)
+        ]
+    else:
+        if not offers:
+            raise InvalidRequest(
+                "offers", "at least one offer is required (or explicit treatments)"
+            )
+        if not channels:
+            raise InvalidRequest(
+                "channels", "at least one channel is required (or explicit treatments)"
+            )
+        n = len(offers) * len(channels)
+        if n > limits.max_treatments:
+            raise TooLarge(
+                "offers",
+                f"{len(offers)} offers × {len(channels)} channels make {n} treatments; "
+                f"the limit is {limits.max_treatments}",
+            )
+        listed = [Treatment(o, c) for o in req.offers for c in req.channels]
+
+    excluded: set[TreatmentRef] = set()
+    for i, ref in enumerate(req.excluded):
+        _resolve(ref, f"excluded[{i}]", offers, channels)
+        if ref.is_control:
+            raise InvalidRequest(f"excluded[{i}]", "control cannot be excluded")
+        excluded.add(ref)
+
+    seen: set[TreatmentRef] = set()
+    kept: list[Treatment] = [CONTROL_TREATMENT]
+    any_left = False
+    for t in listed:
+        ref = t.ref
+        if ref.is_control or ref in seen:
+            continue
+        seen.add(ref)
+        if ref in excluded:
+            continue
+        any_left = True
+        if consented(req.customer, ref.channel_id):
+            kept.append(t)
+    if not any_left and seen:
+        raise InvalidRequest("excluded", "every treatment is excluded")
+    return Candidates(
+        context=Context(req.customer, req.trigger),
+        treatments=tuple(kept),
+        offers=tuple(req.offers),
+        channels=tuple(req.channels),
+    )

@@ -1,0 +1,68 @@
+"""The one exception hierarchy of offerbandit. No transport codes live here.
+
+::
+
+    OfferBanditError
+    ├── InvalidRequest        a field of a request is missing, malformed or out of bounds
+    │   └── TooLarge          more treatments / features / items than the configured limits
+    ├── UnknownEvent          no decision has that event id
+    ├── Conflict              the id exists already with a different payload
+    ├── InvalidState          the request is well formed but the record is in the wrong state
+    │                         (activating a non-deferred or already activated decision)
+    ├── NotReady              the service is starting or stopping
+    └── StorageError          the decision log could not be read or written
+
+``server`` maps each class to one gRPC status code in a single table.
+"""
+
+from __future__ import annotations
+
+
+class OfferBanditError(Exception):
+    """Base of every error offerbandit raises on purpose."""
+
+
+class InvalidRequest(OfferBanditError):
+    """A request field is missing, malformed or out of bounds. ``field`` names it."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class TooLarge(InvalidRequest):
+    """More items than a configured limit allows."""
+
+
+class UnknownEvent(OfferBanditError):
+    """No decision has this event id."""
+
+    def __init__(self, event_id: str, field: str = "event_id") -> None:
+        self.event_id = event_id
+        self.field = field
+        super().__init__(f"{field}: no decision with event id {event_id!r}")
+
+
+class Conflict(OfferBanditError):
+    """The idempotency key exists already, with a different payload."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {problem}")
+
+
+class InvalidState(OfferBanditError):
+    """The record exists but is in a state that does not allow this request."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(f"{field}: {problem}")
+
+
+class NotReady(OfferBanditError):
+    """The service is not serving (starting, or shutting down)."""
+
+
+class StorageError(OfferBanditError):
+    """The decision log failed."""

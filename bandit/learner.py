@@ -1,0 +1,135 @@
+"""The Vowpal Wabbit policy: scoring contexts into a pmf, learning logged decisions, saving.
+
+:class:`VWPolicy` wraps one ``vowpal_wabbit_next.Workspace`` and is **not** thread-safe: it
+has one owner. The service keeps two of them — the *decider* (Choose's, behind a lock) and
+the *learner* (the learning thread's) — and publishes the learner's weights to the decider
+at every checkpoint, so Choose never waits on learning.
+
+>>> p = VWPolicy(vw_arguments("--epsilon 0.2", ["co"], seed=1))
+>>> pmf = p.predict("shared |c a", ["|o @control |h @control", "|o @id=x |h @id=y"])
+>>> len(pmf), round(sum(pmf), 6)
+(2, 1.0)
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import Any, Protocol, cast
+
+import vowpal_wabbit_next as vw
+
+from bandit.types import Context, Decision, Treatment
+from bandit.vwformat import action_lines, label_prefix, reward_to_cost, shared_line
+
+DEFAULT_EXPLORATION = "--epsilon 0.05"
+DEFAULT_INTERACTIONS = ("co", "ch", "to", "th", "oh")
+
+
+def vw_arguments(
+    exploration: str, interactions: Sequence[str], seed: int, extra: str = ""
+) -> list[str]:
+    """The full VW command line for a ``--cb_explore_adf`` policy.
+
+    >>> vw_arguments("--squarecb", ["co", "ch"], seed=3)
+    ['--cb_explore_adf', '--quiet', '--random_seed', '3', '--squarecb', '-q', 'co', '-q', 'ch']
+    """
+    args = ["--cb_explore_adf", "--quiet", "--random_seed", str(seed)]
+    args += shlex.split(exploration)
+    for pair in interactions:
+        args += ["-q", pair]
+    args += shlex.split(extra)
+    return args
+
+
+def example_lines(context: Context, treatments: Sequence[Treatment]) -> tuple[str, list[str]]:
+    """The shared line and the action lines for a context and its candidate treatments."""
+    return (
+        shared_line(context.customer.features, context.trigger.type, context.trigger.features),
+        action_lines(treatments),
+    )
+
+
+def decision_lines(d: Decision) -> tuple[str, list[str]]:
+    """The lines a logged decision was scored with (the same path Choose used)."""
+    return example_lines(d.context, d.treatments)
+
+
+class Policy(Protocol):
+    """Anything that maps a (shared line, action lines) example to a pmf in action order."""
+
+    def predict(self, shared: str, actions: Sequence[str]) -> list[float]: ...
+
+
+class VWPolicy:
+    """One VW ``--cb_explore_adf`` workspace with a small cache of parsed action lines.
+
+    Parsed action examples are reused across predictions (with a fixed catalogue, only the
+    shared line is parsed per call); a test checks reuse gives identical pmfs.
+    """
+
+    def __init__(
+        self, args: Sequence[str], model: bytes | None = None, *, cache_size: int = 4096
+    ) -> None:
+        self.args = list(args)
+        self._ws = vw.Workspace(self.args, model_data=model)
+        self._parser = vw.TextFormatParser(self._ws)
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._cache_size = cache_size
+        self.learned = 0
+
+    def _action(self, line: str) -> Any:
+        ex = self._cache.get(line)
+        if ex is None:
+            ex = self._parser.parse_line(line)
+            self._cache[line] = ex
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return ex
+
+    def predict(self, shared: str, actions: Sequence[str]) -> list[float]:
+        """The pmf over ``actions``, in their order (VW ranks; we map back by index)."""
+        examples = [self._parser.parse_line(shared)] + [self._action(a) for a in actions]
+        ranked = cast(list[tuple[int, float]], self._ws.predict_one(examples))
+        pmf = [0.0] * len(actions)
+        for index, prob in ranked:
+            pmf[index] = float(prob)
+        return pmf
+
+    def learn(
+        self, shared: str, actions: Sequence[str], chosen: int, cost: float, probability: float
+    ) -> None:
+        """Learn one logged decision: the chosen action's cost and logged probability."""
+        parse = self._parser.parse_line
+        examples = [parse(shared)]
+        for i, a in enumerate(actions):
+            examples.append(parse(label_prefix(cost, probability) + a) if i == chosen else parse(a))
+        self._ws.learn_one(examples)
+        self.learned += 1
+
+    def learn_decision(self, d: Decision, reward: float, scale: float) -> None:
+        shared, actions = decision_lines(d)
+        self.learn(shared, actions, d.chosen, reward_to_cost(reward, scale), d.propensity)
+
+    def serialize(self) -> bytes:
+        return bytes(self._ws.serialize())
+
+
+def describe_policy(args: Sequence[str]) -> str:
+    """A short policy id for logs: the exploration part of the VW arguments.
+
+    >>> describe_policy(vw_arguments("--squarecb --gamma_scale 10", ["co"], seed=1))
+    'vw:--squarecb --gamma_scale 10 -q co'
+    """
+    skip = {"--cb_explore_adf", "--quiet"}
+    out: list[str] = []
+    it = iter(args)
+    for a in it:
+        if a in skip:
+            continue
+        if a == "--random_seed":
+            next(it, None)
+            continue
+        out.append(a)
+    return "vw:" + " ".join(out)

@@ -1,0 +1,153 @@
+"""The decision record as stored in the log: compact JSON, lossless for replay.
+
+Offers and channels are written once each; treatments refer to them by position, with
+``null`` for control. Feature values keep their kind (JSON tells numbers, texts, flags and
+lists apart).
+
+>>> from bandit.types import *
+>>> d = Decision("e1", Context(Customer("c1", {"ltv": 2.0}), Trigger("login")),
+...              (CONTROL_TREATMENT, Treatment(Offer("o", discount_rate=0.1), Channel("sms"))),
+...              (0.25, 0.75), 1, "v1", "vw", 1700000000.0)
+>>> decode_record(encode_record(d)) == d
+True
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bandit.types import (
+    CONTROL_TREATMENT,
+    Channel,
+    Context,
+    Customer,
+    Decision,
+    Features,
+    FeatureValue,
+    Offer,
+    Treatment,
+    Trigger,
+    freeze_features,
+)
+
+SCHEMA_VERSION = 1
+
+
+def _features_out(features: Features) -> dict[str, Any]:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in features.items()}
+
+
+def _features_in(raw: dict[str, Any]) -> Features:
+    out: dict[str, FeatureValue] = {}
+    for k, v in raw.items():
+        if isinstance(v, list):
+            out[k] = tuple(v)
+        elif isinstance(v, int) and not isinstance(v, bool):
+            out[k] = float(v)
+        else:
+            out[k] = v
+    return freeze_features(out)
+
+
+def record_dict(d: Decision) -> dict[str, Any]:
+    """The decision as plain JSON-able data (used by the log and by exports)."""
+    offers: dict[str, int] = {}
+    channels: dict[str, int] = {}
+    offer_list: list[dict[str, Any]] = []
+    channel_list: list[dict[str, Any]] = []
+    pairs: list[list[int] | None] = []
+    for t in d.treatments:
+        if t.offer is None or t.channel is None:
+            pairs.append(None)
+            continue
+        oi = offers.get(t.offer.id)
+        if oi is None:
+            oi = offers[t.offer.id] = len(offer_list)
+            offer_list.append(
+                {
+                    "id": t.offer.id,
+                    "features": _features_out(t.offer.features),
+                    "fixed_cost": t.offer.fixed_cost,
+                    "discount_rate": t.offer.discount_rate,
+                }
+            )
+        ci = channels.get(t.channel.id)
+        if ci is None:
+            ci = channels[t.channel.id] = len(channel_list)
+            channel_list.append(
+                {
+                    "id": t.channel.id,
+                    "features": _features_out(t.channel.features),
+                    "contact_cost": t.channel.contact_cost,
+                }
+            )
+        pairs.append([oi, ci])
+    return {
+        "schema": SCHEMA_VERSION,
+        "event_id": d.event_id,
+        "request_id": d.request_id,
+        "customer": {
+            "id": d.context.customer.id,
+            "features": _features_out(d.context.customer.features),
+        },
+        "trigger": {
+            "type": d.context.trigger.type,
+            "features": _features_out(d.context.trigger.features),
+        },
+        "offers": offer_list,
+        "channels": channel_list,
+        "treatments": pairs,
+        "pmf": list(d.pmf),
+        "chosen": d.chosen,
+        "model_version": d.model_version,
+        "policy": d.policy,
+        "decided_at": d.decided_at,
+        "deferred": d.deferred,
+        "seed": d.seed,
+    }
+
+
+def encode_record(d: Decision) -> str:
+    return json.dumps(record_dict(d), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def decision_from_dict(r: dict[str, Any]) -> Decision:
+    if r.get("schema") != SCHEMA_VERSION:
+        raise ValueError(
+            f"decision record has schema {r.get('schema')!r}, expected {SCHEMA_VERSION}"
+        )
+    offers = [
+        Offer(
+            o["id"], _features_in(o["features"]), float(o["fixed_cost"]), float(o["discount_rate"])
+        )
+        for o in r["offers"]
+    ]
+    channels = [
+        Channel(c["id"], _features_in(c["features"]), float(c["contact_cost"]))
+        for c in r["channels"]
+    ]
+    treatments = tuple(
+        CONTROL_TREATMENT if p is None else Treatment(offers[p[0]], channels[p[1]])
+        for p in r["treatments"]
+    )
+    return Decision(
+        event_id=r["event_id"],
+        context=Context(
+            Customer(r["customer"]["id"], _features_in(r["customer"]["features"])),
+            Trigger(r["trigger"]["type"], _features_in(r["trigger"]["features"])),
+        ),
+        treatments=treatments,
+        pmf=tuple(float(p) for p in r["pmf"]),
+        chosen=int(r["chosen"]),
+        model_version=r["model_version"],
+        policy=r["policy"],
+        decided_at=float(r["decided_at"]),
+        request_id=r["request_id"],
+        deferred=bool(r["deferred"]),
+        seed=int(r["seed"]),
+    )
+
+
+def decode_record(text: str) -> Decision:
+    return decision_from_dict(json.loads(text))

@@ -1,0 +1,464 @@
+"""The decision service object: what every transport calls (gRPC today, in-process in the
+simulator). It owns the decision log, the decider, the learner and their background tasks.
+
+Roles are separate objects with narrow interfaces (DESIGN.md §4):
+
+* the **decider** scores and samples (:meth:`DecisionService.choose`), with its own VW
+  workspace behind a lock;
+* the **log** (:class:`~bandit.store.DecisionLog`) makes decisions and outcomes durable and
+  joins outcomes to decisions;
+* the **closer** closes attribution windows on schedule, fixing rewards;
+* the **learner** learns closed decisions in log order with its own workspace, checkpoints
+  model + position atomically, and publishes the new weights to the decider.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from bandit.checkpoint import Checkpoint, CheckpointStore
+from bandit.eligibility import ChooseInput, Limits, build_candidates
+from bandit.errors import InvalidRequest, NotReady, OfferBanditError, TooLarge
+from bandit.learner import (
+    DEFAULT_EXPLORATION,
+    DEFAULT_INTERACTIONS,
+    VWPolicy,
+    describe_policy,
+    example_lines,
+    vw_arguments,
+)
+from bandit.rewards import RewardRule
+from bandit.sampling import derive_seed, mix_control, normalise, sample_index, uniform_from_seed
+from bandit.store import DecisionLog, LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
+from bandit.types import Decision, Features
+
+log = logging.getLogger(__name__)
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the epoch."""
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class ManualClock:
+    """A clock tests and the in-process simulator move by hand.
+
+    >>> c = ManualClock(100.0); c.advance(5); c.now()
+    105.0
+    """
+
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self._t = start
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        with self._lock:
+            return self._t
+
+    def advance(self, seconds: float) -> None:
+        with self._lock:
+            self._t += seconds
+
+    def set(self, t: float) -> None:
+        with self._lock:
+            self._t = t
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    """Everything the service needs, as plain values (the server builds it from settings)."""
+
+    data_dir: Path
+    seed: int = 0
+    exploration: str = DEFAULT_EXPLORATION
+    interactions: tuple[str, ...] = DEFAULT_INTERACTIONS
+    vw_extra: str = ""
+    control_share: float = 0.05
+    limits: Limits = field(default_factory=Limits)
+    windows: Windows = field(default_factory=Windows)
+    reward_rule: RewardRule = field(default_factory=RewardRule)
+    checkpoint_every_learns: int = 1000
+    checkpoint_every_seconds: float = 30.0
+    close_interval_seconds: float = 1.0
+    max_future_skew_seconds: float = 300.0
+    max_stream_outcomes: int = 100_000
+    learn_batch: int = 256
+    background: bool = True
+    """Run the closer and learner threads. Off for step-by-step driving (tests, simulator)."""
+    initial_model: bytes | None = None
+    """Start from these VW weights when the data folder has no checkpoint yet."""
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "decisions.sqlite"
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.data_dir / "checkpoints"
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    log: LogStats
+    learned: int
+    model_version: str
+    duplicates: int
+    """Duplicate outcomes seen since this process started (duplicates change nothing)."""
+
+
+def _canonical(features: Features) -> list[Any]:
+    return sorted([k, list(v) if isinstance(v, tuple) else v] for k, v in features.items())
+
+
+def request_fingerprint(req: ChooseInput) -> str:
+    """A hash of what a Choose request asks, independent of map ordering on the wire."""
+    body = {
+        "customer": [req.customer.id, _canonical(req.customer.features)] if req.customer else None,
+        "trigger": [req.trigger.type, _canonical(req.trigger.features)] if req.trigger else None,
+        "offers": [
+            [o.id, _canonical(o.features), o.fixed_cost, o.discount_rate] for o in req.offers
+        ],
+        "channels": [[c.id, _canonical(c.features), c.contact_cost] for c in req.channels],
+        "treatments": [[t.offer_id, t.channel_id] for t in req.treatments],
+        "excluded": sorted([t.offer_id, t.channel_id] for t in req.excluded),
+        "defer": req.defer_activation,
+    }
+    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+class DecisionService:
+    """The service. Build it, :meth:`start` it, call it from any thread, :meth:`stop` it."""
+
+    def __init__(self, config: ServiceConfig, clock: Clock | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self._ready = False
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._decider_lock = threading.Lock()
+        self._learn_lock = threading.Lock()
+        config.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log = DecisionLog(
+            config.log_path, windows=config.windows, reward_rule=config.reward_rule
+        )
+        self.checkpoints = CheckpointStore(config.checkpoint_dir)
+        args = vw_arguments(config.exploration, config.interactions, config.seed, config.vw_extra)
+        ckpt = self.checkpoints.latest()
+        if ckpt is not None:
+            if ckpt.vw_args != args:
+                log.warning(
+                    "checkpoint v%d was trained with %s; continuing with those arguments "
+                    "instead of the configured %s",
+                    ckpt.version,
+                    ckpt.vw_args,
+                    args,
+                )
+            args = list(ckpt.vw_args)
+            model: bytes | None = ckpt.model
+            self._version, self._position, learned = ckpt.version, ckpt.position, ckpt.learned
+        else:
+            model = config.initial_model
+            self._version, self._position, learned = 0, 0, 0
+        self.vw_args = args
+        self.policy_id = describe_policy(args)
+        self._learner = VWPolicy(args, model)
+        self._learner.learned = learned
+        self._decider = VWPolicy(args, model)
+        self._model_version = f"v{self._version}"
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        self._duplicates = 0
+        self._counter_lock = threading.Lock()
+        log.info(
+            "decision service ready: model %s, learned up to log position %d, policy %s",
+            self._model_version,
+            self._position,
+            self.policy_id,
+        )
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.config.background:
+            for name, target in (("closer", self._close_loop), ("learner", self._learn_loop)):
+                t = threading.Thread(target=target, name=name, daemon=True)
+                t.start()
+                self._threads.append(t)
+        self._ready = True
+
+    @property
+    def ready(self) -> bool:
+        return self._ready
+
+    def stop(self) -> None:
+        """Stop background tasks, learn what is closed, checkpoint, flush the log."""
+        if not self._ready and self._stop.is_set():
+            return
+        self._ready = False
+        self._stop.set()
+        for t in self._threads:
+            t.join()
+        self._threads.clear()
+        self.learn_pending()
+        if self._since_checkpoint:
+            self.checkpoint()
+        self.log.close()
+
+    # ---- choose ------------------------------------------------------------------------------
+
+    @property
+    def model_version(self) -> str:
+        return self._model_version
+
+    def choose(self, req: ChooseInput) -> Decision:
+        """Decide, log durably, answer. A retried ``request_id`` returns the logged decision."""
+        if not self._ready:
+            raise NotReady("the decision service is not serving")
+        cands = build_candidates(req, self.config.limits)
+        fingerprint = ""
+        if req.request_id:
+            fingerprint = request_fingerprint(req)
+            found = self.log.find_request(req.request_id, fingerprint)
+            if found is not None:
+                return found.decision
+        event_id = uuid.uuid4().hex
+        seed = derive_seed(self.config.seed, event_id)
+        shared, actions = example_lines(cands.context, cands.treatments)
+        with self._decider_lock:
+            scores = self._decider.predict(shared, actions)
+            version = self._model_version
+        pmf = normalise(mix_control(normalise(scores), 0, self.config.control_share))
+        chosen = sample_index(pmf, uniform_from_seed(seed))
+        decision = Decision(
+            event_id=event_id,
+            context=cands.context,
+            treatments=cands.treatments,
+            pmf=pmf,
+            chosen=chosen,
+            model_version=version,
+            policy=self.policy_id,
+            decided_at=self.clock.now(),
+            request_id=req.request_id,
+            deferred=req.defer_activation,
+            seed=seed,
+        )
+        existing = self.log.append(decision, fingerprint)
+        return decision if existing is None else existing.decision
+
+    def get_decision(self, event_id: str) -> StoredDecision:
+        if not event_id:
+            raise InvalidRequest("event_id", "is required")
+        return self.log.get(event_id)
+
+    def rederive(self, d: Decision) -> int:
+        """Re-sample a logged decision from its pmf and the server seed (an audit check)."""
+        return sample_index(d.pmf, uniform_from_seed(derive_seed(self.config.seed, d.event_id)))
+
+    # ---- outcomes and activation --------------------------------------------------------------
+
+    def check_outcome(self, o: OutcomeInput) -> None:
+        if not o.outcome_id:
+            raise InvalidRequest("outcome_id", "is required")
+        lim = self.config.limits.max_id_length
+        for name, value in (
+            ("outcome_id", o.outcome_id),
+            ("event_id", o.event_id),
+            ("customer_id", o.customer_id),
+            ("type", o.type),
+        ):
+            if len(value) > lim:
+                raise InvalidRequest(name, f"is longer than {lim} characters")
+        if not o.event_id and not o.customer_id:
+            raise InvalidRequest("event_id", "an outcome names an event_id or a customer_id")
+        if not (o.revenue == o.revenue and abs(o.revenue) != float("inf")):
+            raise InvalidRequest("revenue", f"must be a finite number, not {o.revenue}")
+        if o.revenue < 0:
+            raise InvalidRequest("revenue", f"must not be negative, got {o.revenue}")
+
+    def record_outcome(self, o: OutcomeInput) -> OutcomeResult:
+        if not self._ready:
+            raise NotReady("the decision service is not serving")
+        self.check_outcome(o)
+        job = self.log.outcome_job(o, self.clock.now(), self.config.max_future_skew_seconds)
+        result: OutcomeResult = self.log.submit(job).result()
+        self._count([result])
+        return result
+
+    def _count(self, results: Sequence[OutcomeResult | OfferBanditError]) -> None:
+        n = sum(1 for r in results if isinstance(r, OutcomeResult) and r.status == "duplicate")
+        if n:
+            with self._counter_lock:
+                self._duplicates += n
+
+    def record_outcomes(
+        self, outcomes: Sequence[OutcomeInput], start_index: int = 0
+    ) -> list[OutcomeResult | OfferBanditError]:
+        """Record a chunk of a stream: per-item results, bad items never drop good ones."""
+        if not self._ready:
+            raise NotReady("the decision service is not serving")
+        if start_index + len(outcomes) > self.config.max_stream_outcomes:
+            raise TooLarge(
+                "outcomes",
+                f"a stream may carry at most {self.config.max_stream_outcomes} outcomes",
+            )
+        now = self.clock.now()
+        futures: list[Any] = []
+        for o in outcomes:
+            try:
+                self.check_outcome(o)
+            except OfferBanditError as exc:
+                futures.append(exc)
+                continue
+            job = self.log.outcome_job(o, now, self.config.max_future_skew_seconds)
+            futures.append(self.log.submit(job))
+        out: list[OutcomeResult | OfferBanditError] = []
+        for f in futures:
+            if isinstance(f, OfferBanditError):
+                out.append(f)
+                continue
+            try:
+                out.append(f.result())
+            except OfferBanditError as exc:
+                out.append(exc)
+        self._count(out)
+        return out
+
+    def activate(self, event_id: str, at: float | None = None) -> float:
+        if not self._ready:
+            raise NotReady("the decision service is not serving")
+        if not event_id:
+            raise InvalidRequest("event_id", "is required")
+        now = self.clock.now()
+        when = now if at is None else at
+        if when > now + self.config.max_future_skew_seconds:
+            raise InvalidRequest("activated_at", "is too far in the future")
+        return self.log.activate(event_id, when)
+
+    # ---- closing and learning ----------------------------------------------------------------
+
+    def close_due_windows(self) -> int:
+        return self.log.close_due(self.clock.now())
+
+    def learn_pending(self, max_decisions: int | None = None) -> int:
+        """Learn closed, not yet learned decisions in log order; returns how many."""
+        done = 0
+        scale = self.config.reward_rule.scale
+        with self._learn_lock:
+            while max_decisions is None or done < max_decisions:
+                n = self.config.learn_batch
+                if max_decisions is not None:
+                    n = min(n, max_decisions - done)
+                batch = self.log.closed_after(self._position, n)
+                if not batch:
+                    break
+                for cd in batch:
+                    self._learner.learn_decision(cd.decision, cd.reward, scale)
+                    self._position = cd.closed_seq
+                    self._since_checkpoint += 1
+                    done += 1
+                if self._checkpoint_due():
+                    self._checkpoint_locked()
+        return done
+
+    def _checkpoint_due(self) -> bool:
+        if self._since_checkpoint == 0:
+            return False
+        return (
+            self._since_checkpoint >= self.config.checkpoint_every_learns
+            or time.monotonic() - self._last_checkpoint >= self.config.checkpoint_every_seconds
+        )
+
+    def checkpoint(self) -> Checkpoint:
+        """Save the learner's model with its log position and publish it to the decider."""
+        with self._learn_lock:
+            return self._checkpoint_locked()
+
+    def _checkpoint_locked(self) -> Checkpoint:
+        model = self._learner.serialize()
+        ckpt = Checkpoint(
+            version=self._version + 1,
+            position=self._position,
+            learned=self._learner.learned,
+            vw_args=self.vw_args,
+            created_at=self.clock.now(),
+            model=model,
+        )
+        self.checkpoints.save(ckpt)
+        self._version = ckpt.version
+        self._since_checkpoint = 0
+        self._last_checkpoint = time.monotonic()
+        fresh = VWPolicy(self.vw_args, model)
+        with self._decider_lock:
+            self._decider = fresh
+            self._model_version = ckpt.model_version
+        log.info(
+            "checkpoint %s: learned %d decisions, log position %d",
+            ckpt.model_version,
+            ckpt.learned,
+            ckpt.position,
+        )
+        return ckpt
+
+    @property
+    def learned(self) -> int:
+        return self._learner.learned
+
+    @property
+    def position(self) -> int:
+        return self._position
+
+    def _close_loop(self) -> None:
+        while not self._stop.wait(self.config.close_interval_seconds):
+            try:
+                self.close_due_windows()
+            except Exception:
+                log.exception("closing attribution windows failed; retrying")
+
+    def _learn_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                n = self.learn_pending(self.config.learn_batch)
+                if n == 0:
+                    with self._learn_lock:
+                        if self._checkpoint_due():
+                            self._checkpoint_locked()
+                    self._stop.wait(0.05)
+            except Exception:
+                log.exception("learning failed; retrying")
+                self._stop.wait(1.0)
+
+    # ---- stats -------------------------------------------------------------------------------
+
+    def stats(self, recent_seconds: float = 3600.0) -> Stats:
+        return Stats(
+            log=self.log.stats(self.clock.now(), recent_seconds),
+            learned=self.learned,
+            model_version=self._model_version,
+            duplicates=self._duplicates,
+        )
+
+
+__all__ = [
+    "Clock",
+    "DecisionService",
+    "ManualClock",
+    "ServiceConfig",
+    "Stats",
+    "SystemClock",
+    "request_fingerprint",
+]

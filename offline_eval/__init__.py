@@ -1,0 +1,1 @@
+"""offerbandit offline evaluation: loading logs, off-policy estimators, replay, MLflow tracking."""

@@ -1,0 +1,1 @@
+"""offerbandit gRPC adapter."""

@@ -1,0 +1,71 @@
+"""The ``offerbandit`` command: serve, bench, and the data-science subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _serve(ns: argparse.Namespace) -> int:
+    from server.app import serve
+    from server.settings import Settings
+
+    overrides = {
+        k: v
+        for k, v in {
+            "host": ns.host,
+            "port": ns.port,
+            "data_dir": ns.data_dir,
+            "model": ns.model,
+            "exploration": ns.exploration,
+        }.items()
+        if v is not None
+    }
+    settings = Settings.load(ns.config, **overrides)
+    _setup_logging(settings.log_level)
+    serve(settings)
+    return 0
+
+
+def _bench(ns: argparse.Namespace) -> int:
+    from server.bench import main as bench_main
+
+    return bench_main(ns.rest)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="offerbandit", description="Real-time next-best-offer decisions with a bandit."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the gRPC decision service")
+    p.add_argument("--config", type=Path, help="TOML settings file (see server/settings.py)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--data-dir", type=Path, help="decision log and checkpoints (default ./data)")
+    p.add_argument("--model", help="start from a checkpoint file or models:/name@alias")
+    p.add_argument("--exploration", help='VW exploration, e.g. "--squarecb"')
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("bench", help="Choose latency/throughput benchmark over real gRPC")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_bench)
+
+    ns = parser.parse_args(argv)
+    return int(ns.func(ns))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,123 @@
+"""A small typed Python client for frontends, the simulator and tests.
+
+>>> # doctest: +SKIP
+>>> with OfferBanditClient("127.0.0.1:50051") as client:
+...     answer = client.choose(
+...         Customer("c1", {"stage": "vip"}), Trigger("login"),
+...         offers=[Offer("d10", discount_rate=0.1)], channels=[Channel("email")])
+...     client.record_outcome("o1", event_id=answer.event_id, type="purchase", revenue=80.0)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bandit.store import OutcomeInput
+from bandit.types import Channel, Customer, Offer, TreatmentRef, Trigger
+from server import converters as cv
+from server.pb.offerbandit.v1 import decision_service_pb2 as pb
+from server.pb.offerbandit.v1 import decision_service_pb2_grpc as pb_grpc
+
+
+def choose_request(
+    customer: Customer,
+    trigger: Trigger,
+    offers: Sequence[Offer] = (),
+    channels: Sequence[Channel] = (),
+    *,
+    treatments: Sequence[TreatmentRef] = (),
+    excluded: Sequence[TreatmentRef] = (),
+    defer_activation: bool = False,
+    request_id: str = "",
+) -> pb.ChooseRequest:
+    return pb.ChooseRequest(
+        customer=cv.customer_to_pb(customer),
+        trigger=cv.trigger_to_pb(trigger),
+        offers=[cv.offer_to_pb(o) for o in offers],
+        channels=[cv.channel_to_pb(c) for c in channels],
+        treatments=[cv.ref_to_pb(t) for t in treatments],
+        excluded=[cv.ref_to_pb(t) for t in excluded],
+        defer_activation=defer_activation,
+        request_id=request_id,
+    )
+
+
+class OfferBanditClient:
+    """Blocking client over one channel. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, target: str, *, timeout: float = 10.0) -> None:
+        self.channel = grpc.insecure_channel(target)
+        self.stub = pb_grpc.DecisionServiceStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.timeout = timeout
+
+    def __enter__(self) -> OfferBanditClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.channel.close()
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        grpc.channel_ready_future(self.channel).result(timeout=timeout)
+
+    def serving(self, service: str = "") -> bool:
+        reply = self.health.Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=self.timeout
+        )
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+    def choose(
+        self,
+        customer: Customer,
+        trigger: Trigger,
+        offers: Sequence[Offer] = (),
+        channels: Sequence[Channel] = (),
+        **kwargs: object,
+    ) -> pb.ChooseResponse:
+        req = choose_request(customer, trigger, offers, channels, **kwargs)  # type: ignore[arg-type]
+        return self.stub.Choose(req, timeout=self.timeout)
+
+    def get_decision(self, event_id: str) -> pb.Decision:
+        return self.stub.GetDecision(pb.GetDecisionRequest(event_id=event_id), timeout=self.timeout)
+
+    def record_outcome(
+        self,
+        outcome_id: str,
+        *,
+        event_id: str = "",
+        customer_id: str = "",
+        type: str = "purchase",
+        revenue: float = 0.0,
+        occurred_at: float | None = None,
+    ) -> pb.RecordOutcomeResponse:
+        o = OutcomeInput(outcome_id, event_id, customer_id, type, revenue, occurred_at)
+        return self.stub.RecordOutcome(cv.outcome_to_pb(o), timeout=self.timeout)
+
+    def record_outcomes(
+        self, outcomes: Iterable[OutcomeInput], timeout: float | None = None
+    ) -> pb.RecordOutcomesResponse:
+        stream = (cv.outcome_to_pb(o) for o in outcomes)
+        return self.stub.RecordOutcomes(stream, timeout=timeout or max(self.timeout, 300.0))
+
+    def activate(self, event_id: str, at: float | None = None) -> pb.ActivateResponse:
+        req = pb.ActivateRequest(event_id=event_id)
+        if at is not None:
+            req.activated_at.CopyFrom(cv.seconds_to_pb(at))
+        return self.stub.Activate(req, timeout=self.timeout)
+
+    def stats(self, recent_seconds: int = 3600) -> pb.Stats:
+        return self.stub.GetStats(
+            pb.GetStatsRequest(recent_seconds=recent_seconds), timeout=self.timeout
+        )

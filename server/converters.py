@@ -1,0 +1,271 @@
+"""Protobuf ↔ domain conversion: the only module that knows both. Typed pure functions."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from bandit.eligibility import ChooseInput
+from bandit.errors import InvalidRequest
+from bandit.service import Stats
+from bandit.store import DecisionState, OutcomeInput, OutcomeResult, OutcomeStatus, StoredDecision
+from bandit.types import (
+    Channel,
+    Customer,
+    Decision,
+    Features,
+    FeatureValue,
+    Offer,
+    Treatment,
+    TreatmentRef,
+    Trigger,
+    freeze_features,
+)
+from server.pb.offerbandit.v1 import decision_service_pb2 as pb
+
+# ---- features ---------------------------------------------------------------------------
+
+
+def feature_from_pb(value: pb.FeatureValue, path: str) -> FeatureValue:
+    kind = value.WhichOneof("kind")
+    if kind == "number":
+        if not math.isfinite(value.number):
+            raise InvalidRequest(path, f"must be a finite number, not {value.number}")
+        return float(value.number)
+    if kind == "text":
+        return str(value.text)
+    if kind == "flag":
+        return bool(value.flag)
+    if kind == "tags":
+        return tuple(value.tags.values)
+    raise InvalidRequest(path, "has no value (set number, text, flag or tags)")
+
+
+def features_from_pb(features: Mapping[str, pb.FeatureValue], where: str) -> Features:
+    return freeze_features(
+        {k: feature_from_pb(v, f"{where}.features[{k!r}]") for k, v in features.items()}
+    )
+
+
+def feature_to_pb(value: FeatureValue) -> pb.FeatureValue:
+    if isinstance(value, bool):
+        return pb.FeatureValue(flag=value)
+    if isinstance(value, int | float):
+        return pb.FeatureValue(number=float(value))
+    if isinstance(value, str):
+        return pb.FeatureValue(text=value)
+    return pb.FeatureValue(tags=pb.StringList(values=list(value)))
+
+
+def _fill_features(target: Mapping[str, pb.FeatureValue], features: Features) -> None:
+    for k, v in features.items():
+        target[k].CopyFrom(feature_to_pb(v))
+
+
+# ---- entities ---------------------------------------------------------------------------
+
+
+def customer_from_pb(c: pb.Customer) -> Customer:
+    return Customer(c.id, features_from_pb(c.features, "customer"))
+
+
+def customer_to_pb(c: Customer) -> pb.Customer:
+    out = pb.Customer(id=c.id)
+    _fill_features(out.features, c.features)
+    return out
+
+
+def trigger_from_pb(t: pb.Trigger) -> Trigger:
+    return Trigger(t.type, features_from_pb(t.features, "trigger"))
+
+
+def trigger_to_pb(t: Trigger) -> pb.Trigger:
+    out = pb.Trigger(type=t.type)
+    _fill_features(out.features, t.features)
+    return out
+
+
+def offer_from_pb(o: pb.Offer, i: int) -> Offer:
+    return Offer(o.id, features_from_pb(o.features, f"offers[{i}]"), o.fixed_cost, o.discount_rate)
+
+
+def offer_to_pb(o: Offer) -> pb.Offer:
+    out = pb.Offer(id=o.id, fixed_cost=o.fixed_cost, discount_rate=o.discount_rate)
+    _fill_features(out.features, o.features)
+    return out
+
+
+def channel_from_pb(c: pb.Channel, i: int) -> Channel:
+    return Channel(c.id, features_from_pb(c.features, f"channels[{i}]"), c.contact_cost)
+
+
+def channel_to_pb(c: Channel) -> pb.Channel:
+    out = pb.Channel(id=c.id, contact_cost=c.contact_cost)
+    _fill_features(out.features, c.features)
+    return out
+
+
+def ref_from_pb(r: pb.TreatmentRef) -> TreatmentRef:
+    return TreatmentRef(r.offer_id, r.channel_id)
+
+
+def ref_to_pb(r: TreatmentRef) -> pb.TreatmentRef:
+    return pb.TreatmentRef(offer_id=r.offer_id, channel_id=r.channel_id)
+
+
+# ---- time -------------------------------------------------------------------------------
+
+
+def seconds_to_pb(t: float) -> Timestamp:
+    ts = Timestamp()
+    whole = math.floor(t)
+    ts.seconds = int(whole)
+    ts.nanos = min(round((t - whole) * 1e9), 999_999_999)
+    return ts
+
+
+def seconds_from_pb(ts: Timestamp) -> float:
+    return ts.seconds + ts.nanos / 1e9
+
+
+# ---- Choose -----------------------------------------------------------------------------
+
+
+def choose_from_pb(req: pb.ChooseRequest) -> ChooseInput:
+    return ChooseInput(
+        customer=customer_from_pb(req.customer) if req.HasField("customer") else None,
+        trigger=trigger_from_pb(req.trigger) if req.HasField("trigger") else None,
+        offers=[offer_from_pb(o, i) for i, o in enumerate(req.offers)],
+        channels=[channel_from_pb(c, i) for i, c in enumerate(req.channels)],
+        treatments=[ref_from_pb(r) for r in req.treatments],
+        excluded=[ref_from_pb(r) for r in req.excluded],
+        defer_activation=req.defer_activation,
+        request_id=req.request_id,
+    )
+
+
+def choose_to_pb(d: Decision) -> pb.ChooseResponse:
+    order = sorted(range(len(d.pmf)), key=lambda i: (-d.pmf[i], i))
+    ranking = []
+    for i in order:
+        t = d.treatments[i]
+        ranking.append(
+            pb.ScoredTreatment(
+                treatment=ref_to_pb(t.ref), probability=d.pmf[i], control=t.is_control
+            )
+        )
+    chosen = d.chosen_treatment
+    return pb.ChooseResponse(
+        event_id=d.event_id,
+        chosen=ref_to_pb(chosen.ref),
+        control=chosen.is_control,
+        propensity=d.propensity,
+        ranking=ranking,
+        model_version=d.model_version,
+        policy=d.policy,
+    )
+
+
+def logged_treatment_to_pb(t: Treatment) -> pb.LoggedTreatment:
+    if t.offer is None or t.channel is None:
+        return pb.LoggedTreatment(control=True)
+    return pb.LoggedTreatment(offer=offer_to_pb(t.offer), channel=channel_to_pb(t.channel))
+
+
+_STATE = {
+    DecisionState.PENDING_ACTIVATION: pb.DECISION_STATE_PENDING_ACTIVATION,
+    DecisionState.OPEN: pb.DECISION_STATE_OPEN,
+    DecisionState.CLOSED: pb.DECISION_STATE_CLOSED,
+}
+
+
+def decision_to_pb(s: StoredDecision, schema_version: int) -> pb.Decision:
+    d = s.decision
+    out = pb.Decision(
+        event_id=d.event_id,
+        request_id=d.request_id,
+        decided_at=seconds_to_pb(d.decided_at),
+        customer=customer_to_pb(d.context.customer),
+        trigger=trigger_to_pb(d.context.trigger),
+        treatments=[logged_treatment_to_pb(t) for t in d.treatments],
+        pmf=list(d.pmf),
+        chosen_index=d.chosen,
+        propensity=d.propensity,
+        control=d.is_control,
+        model_version=d.model_version,
+        policy=d.policy,
+        deferred=d.deferred,
+        state=_STATE[s.state],
+        reward=s.reward or 0.0,
+        schema_version=schema_version,
+    )
+    if s.activated_at is not None:
+        out.activated_at.CopyFrom(seconds_to_pb(s.activated_at))
+    return out
+
+
+# ---- outcomes ---------------------------------------------------------------------------
+
+
+def outcome_from_pb(o: pb.Outcome) -> OutcomeInput:
+    return OutcomeInput(
+        outcome_id=o.outcome_id,
+        event_id=o.event_id,
+        customer_id=o.customer_id,
+        type=o.type,
+        revenue=o.revenue,
+        occurred_at=seconds_from_pb(o.occurred_at) if o.HasField("occurred_at") else None,
+    )
+
+
+def outcome_to_pb(o: OutcomeInput) -> pb.Outcome:
+    out = pb.Outcome(
+        outcome_id=o.outcome_id,
+        event_id=o.event_id,
+        customer_id=o.customer_id,
+        type=o.type,
+        revenue=o.revenue,
+    )
+    if o.occurred_at is not None:
+        out.occurred_at.CopyFrom(seconds_to_pb(o.occurred_at))
+    return out
+
+
+OUTCOME_STATUS = {
+    OutcomeStatus.ATTRIBUTED: pb.OUTCOME_STATUS_ATTRIBUTED,
+    OutcomeStatus.UNATTRIBUTED: pb.OUTCOME_STATUS_UNATTRIBUTED,
+    OutcomeStatus.LATE: pb.OUTCOME_STATUS_LATE,
+    OutcomeStatus.DUPLICATE: pb.OUTCOME_STATUS_DUPLICATE,
+}
+
+
+def outcome_result_to_pb(r: OutcomeResult) -> pb.RecordOutcomeResponse:
+    return pb.RecordOutcomeResponse(
+        outcome_id=r.outcome_id, status=OUTCOME_STATUS[r.status], event_id=r.event_id
+    )
+
+
+def stats_to_pb(s: Stats) -> pb.Stats:
+    o = s.log.outcomes
+    return pb.Stats(
+        decisions=s.log.decisions,
+        activations=s.log.activations,
+        outcomes_attributed=o.get(OutcomeStatus.ATTRIBUTED.value, 0),
+        outcomes_unattributed=o.get(OutcomeStatus.UNATTRIBUTED.value, 0),
+        outcomes_late=o.get(OutcomeStatus.LATE.value, 0),
+        outcomes_duplicate=s.duplicates,
+        attributed_revenue=s.log.attributed_revenue,
+        learned_decisions=s.learned,
+        pending_windows=s.log.pending_windows,
+        model_version=s.model_version,
+        recent=[
+            pb.TreatmentStats(
+                treatment=ref_to_pb(ref), control=ref.is_control, learned=n, mean_reward=mean
+            )
+            for ref, n, mean in s.log.recent
+        ],
+        pending_activation=s.log.pending_activation,
+        closed_decisions=s.log.closed,
+    )

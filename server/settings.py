@@ -1,0 +1,136 @@
+"""The one settings object, read once at the entry point.
+
+Every field can be set by an environment variable ``OFFERBANDIT_<NAME>`` (for example
+``OFFERBANDIT_PORT=6000``; dicts and lists as JSON) or in a TOML file passed with
+``offerbandit serve --config FILE`` (keys are the field names). Environment variables win
+over the file; command-line flags win over both.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bandit.eligibility import Limits
+from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
+from bandit.rewards import RewardRule
+from bandit.service import ServiceConfig
+from bandit.store import Windows
+from bandit.types import RewardMode
+
+
+class Settings(BaseSettings):
+    """offerbandit server settings. Embedded defaults run everything from ``./data``."""
+
+    model_config = SettingsConfigDict(env_prefix="OFFERBANDIT_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    """Interface to listen on. Use 0.0.0.0 only behind a trusted network boundary."""
+    port: int = Field(50051, ge=0, le=65535)
+    """gRPC port; 0 picks a free one (printed at start)."""
+    data_dir: Path = Path("data")
+    """Folder of the decision log (decisions.sqlite) and model checkpoints."""
+    workers: int = Field(16, ge=1, le=256)
+    """gRPC worker threads (concurrent calls in progress)."""
+    max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    """Largest request accepted; larger ones get RESOURCE_EXHAUSTED."""
+    seed: int = 0
+    """Server seed: with the event id it determines each decision's sampling."""
+
+    exploration: str = DEFAULT_EXPLORATION
+    """VW exploration arguments for --cb_explore_adf (e.g. "--squarecb", "--epsilon 0.1")."""
+    interactions: list[str] = Field(default_factory=lambda: list(DEFAULT_INTERACTIONS))
+    """Quadratic interactions between namespaces: c customer, t trigger, o offer, h channel."""
+    vw_extra: str = ""
+    """More VW arguments, appended as they are (e.g. "-b 20 -l 0.5")."""
+    model: str = ""
+    """Start from this model when the data folder has no checkpoint: a checkpoint file path,
+    or an MLflow model URI such as models:/offerbandit@champion."""
+    control_share: float = Field(0.05, ge=0.0, le=1.0)
+    """Floor on the control treatment's probability, mixed in before sampling."""
+
+    max_treatments: int = Field(1000, ge=1)
+    """Most candidate treatments one Choose may carry (offers × channels or explicit)."""
+    max_offers: int = Field(1000, ge=1)
+    max_channels: int = Field(100, ge=1)
+    max_features: int = Field(200, ge=1)
+    """Most features per customer, trigger, offer or channel."""
+    max_feature_name_length: int = Field(128, ge=1)
+    max_text_length: int = Field(1024, ge=1)
+    max_id_length: int = Field(256, ge=1)
+
+    attribution_window_seconds: float = Field(7 * 24 * 3600.0, gt=0)
+    """Default attribution window (and control's)."""
+    channel_windows: dict[str, float] = Field(default_factory=dict)
+    """Per-channel attribution windows in seconds, e.g. {"web_banner": 1800, "email": 604800}."""
+    reward_mode: RewardMode = RewardMode.WINDOW_SUM
+    """window_sum: reward at window close; first_outcome: learn at the first outcome."""
+    default_reward: float = 0.0
+    """Reward (money) of a decision with nothing attributed, before contact costs."""
+    reward_scale: float = Field(0.01, gt=0)
+    """Money → VW cost units: cost = −reward × scale."""
+    max_clock_skew_seconds: float = Field(300.0, ge=0)
+    """How far in the future an outcome's occurred_at may be."""
+    max_stream_outcomes: int = Field(100_000, ge=1)
+    """Most outcomes one RecordOutcomes stream may carry."""
+
+    checkpoint_every_learns: int = Field(1000, ge=1)
+    checkpoint_every_seconds: float = Field(30.0, gt=0)
+    close_interval_seconds: float = Field(1.0, gt=0)
+    """How often the closer looks for ended attribution windows."""
+    log_level: str = "INFO"
+
+    @field_validator("interactions")
+    @classmethod
+    def _pairs(cls, v: list[str]) -> list[str]:
+        for pair in v:
+            if len(pair) < 2 or not pair.isalpha():
+                raise ValueError(f"an interaction is two or more namespace letters, not {pair!r}")
+        return v
+
+    @classmethod
+    def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
+        """Settings from defaults < TOML file < environment < ``overrides``."""
+        file_values: dict[str, Any] = {}
+        if config_file is not None:
+            with open(config_file, "rb") as f:
+                file_values = tomllib.load(f)
+        env = cls()
+        merged = {**file_values, **env.model_dump(exclude_unset=True), **overrides}
+        return cls.model_validate(merged)
+
+    def service_config(self, initial_model: bytes | None = None) -> ServiceConfig:
+        return ServiceConfig(
+            data_dir=self.data_dir,
+            seed=self.seed,
+            exploration=self.exploration,
+            interactions=tuple(self.interactions),
+            vw_extra=self.vw_extra,
+            control_share=self.control_share,
+            limits=Limits(
+                max_treatments=self.max_treatments,
+                max_offers=self.max_offers,
+                max_channels=self.max_channels,
+                max_features=self.max_features,
+                max_feature_name_length=self.max_feature_name_length,
+                max_text_length=self.max_text_length,
+                max_id_length=self.max_id_length,
+            ),
+            windows=Windows(
+                default=self.attribution_window_seconds,
+                per_channel=tuple(sorted(self.channel_windows.items())),
+            ),
+            reward_rule=RewardRule(
+                default_reward=self.default_reward, scale=self.reward_scale, mode=self.reward_mode
+            ),
+            checkpoint_every_learns=self.checkpoint_every_learns,
+            checkpoint_every_seconds=self.checkpoint_every_seconds,
+            close_interval_seconds=self.close_interval_seconds,
+            max_future_skew_seconds=self.max_clock_skew_seconds,
+            max_stream_outcomes=self.max_stream_outcomes,
+            initial_model=initial_model,
+        )
