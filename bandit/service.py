@@ -101,6 +101,8 @@ class ServiceConfig:
     """Run the closer and learner threads. Off for step-by-step driving (tests, simulator)."""
     initial_model: bytes | None = None
     """Start from these VW weights when the data folder has no checkpoint yet."""
+    durable: bool = True
+    """fsync every commit. Only simulations and benchmarks of learning turn this off."""
 
     @property
     def log_path(self) -> Path:
@@ -154,7 +156,10 @@ class DecisionService:
         self._learn_lock = threading.Lock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = DecisionLog(
-            config.log_path, windows=config.windows, reward_rule=config.reward_rule
+            config.log_path,
+            windows=config.windows,
+            reward_rule=config.reward_rule,
+            durable=config.durable,
         )
         self.checkpoints = CheckpointStore(config.checkpoint_dir)
         args = vw_arguments(config.exploration, config.interactions, config.seed, config.vw_extra)

@@ -230,8 +230,10 @@ class DecisionLog:
         reward_rule: RewardRule | None = None,
         attribution: AttributionRule | None = None,
         max_batch: int = 512,
+        durable: bool = True,
     ) -> None:
         self.path = path
+        self._synchronous = "FULL" if durable else "OFF"
         self.windows = windows or Windows()
         self.reward_rule = reward_rule or RewardRule()
         self.attribution: AttributionRule = attribution or LastTouch()
@@ -253,7 +255,7 @@ class DecisionLog:
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the decision log at {self.path}: {exc}") from exc
@@ -463,7 +465,8 @@ class DecisionLog:
 
         def job(conn: sqlite3.Connection) -> float:
             row = conn.execute(
-                "SELECT deferred, activated_at, decided_at, chosen_channel, is_control FROM decisions"
+                "SELECT deferred, activated_at, decided_at, chosen_channel, is_control"
+                " FROM decisions"
                 " WHERE event_id = ?",
                 (event_id,),
             ).fetchone()

@@ -21,7 +21,7 @@ Namespaces: ``c`` customer and ``t`` trigger on the shared line; ``o`` offer and
 channel on each action line.
 
 >>> shared_line({"stage": "vip", "ltv": 3.0}, "cart abandoned", {})
-'shared |c stage=vip ltv:3.0 |t @type=cart%20abandoned'
+'shared |c stage=vip ltv:3 |t @type=cart%20abandoned'
 >>> encode_features({"a|b": "x:y z"})
 'a%7Cb=x%3Ay%20z'
 """
@@ -65,8 +65,11 @@ def escape(text: str) -> str:
 def format_number(value: float) -> str:
     """A finite number as VW reads it.
 
-    >>> format_number(3)
-    '3.0'
+    VW keeps 32-bit floats, so nine significant digits carry everything it can use (and
+    VW's own parser drops long mantissas with large exponents).
+
+    >>> format_number(3), format_number(1e16), format_number(-2.5e-7), format_number(0.1)
+    ('3', '1e16', '-2.5e-07', '0.1')
     >>> format_number(float("nan"))
     Traceback (most recent call last):
     ...
@@ -75,7 +78,7 @@ def format_number(value: float) -> str:
     v = float(value)
     if not math.isfinite(v):
         raise ValueError(f"feature values must be finite, not {v}")
-    return repr(v)
+    return format(v, ".9g").replace("e+", "e")
 
 
 def encode_feature(name: str, value: FeatureValue) -> str:

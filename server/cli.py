@@ -41,7 +41,19 @@ def _serve(ns: argparse.Namespace) -> int:
 def _bench(ns: argparse.Namespace) -> int:
     from server.bench import main as bench_main
 
-    return bench_main(ns.rest)
+    return int(bench_main(ns.rest))
+
+
+def _simulate(ns: argparse.Namespace) -> int:
+    from server.simulate import main as simulate_main
+
+    return int(simulate_main(ns.rest))
+
+
+def _demo(ns: argparse.Namespace) -> int:
+    from server.demo import main as demo_main
+
+    return int(demo_main(ns.rest))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -62,6 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("bench", help="Choose latency/throughput benchmark over real gRPC")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_bench)
+
+    p = sub.add_parser("simulate", help="drive the simulated marketing world (see docs)")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("demo", help="start a server, simulate through it, summarise")
+    p.add_argument("rest", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_demo)
 
     ns = parser.parse_args(argv)
     return int(ns.func(ns))
