@@ -19,12 +19,12 @@ test: $(STAMP)  ## run the whole test suite
 	$(BIN)/pytest
 
 fmt: $(STAMP)
-	$(BIN)/ruff format bandit server offline_eval tests bench
-	$(BIN)/ruff check --fix bandit server offline_eval tests bench
+	$(BIN)/ruff format bandit server offline_eval tests bench scripts
+	$(BIN)/ruff check --fix bandit server offline_eval tests bench scripts
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check bandit server offline_eval tests bench
-	$(BIN)/ruff check bandit server offline_eval tests bench
+	$(BIN)/ruff format --check bandit server offline_eval tests bench scripts
+	$(BIN)/ruff check bandit server offline_eval tests bench scripts
 
 types: $(STAMP)
 	$(BIN)/mypy

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
 
 from bandit.errors import InvalidRequest, TooLarge
@@ -67,8 +67,6 @@ class Candidates:
 
     context: Context
     treatments: tuple[Treatment, ...]
-    offers: tuple[Offer, ...] = field(default=())
-    channels: tuple[Channel, ...] = field(default=())
 
 
 def _check_id(value: str, field_name: str, limits: Limits, *, required: bool = True) -> None:
@@ -177,13 +175,76 @@ def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
     offers = _index_unique(req.offers, "offers", limits)
     channels = _index_unique(req.channels, "channels", limits)
     for i, o in enumerate(req.offers):
-        check_features(o.features, f"offers[{i}]", limits)
-        _check_cost(o.fixed_cost, f"offers[{i}].fixed_cost")
-        _check_cost(o.discount_rate, f"offers[{i}].discount_rate", at_most_one=True)
+        if _checked.get(id(o)) is not o:
+            check_features(o.features, f"offers[{i}]", limits)
+            _check_cost(o.fixed_cost, f"offers[{i}].fixed_cost")
+            _check_cost(o.discount_rate, f"offers[{i}].discount_rate", at_most_one=True)
+            _remember(o)
     for i, c in enumerate(req.channels):
-        check_features(c.features, f"channels[{i}]", limits)
-        _check_cost(c.contact_cost, f"channels[{i}].contact_cost")
+        if _checked.get(id(c)) is not c:
+            check_features(c.features, f"channels[{i}]", limits)
+            _check_cost(c.contact_cost, f"channels[{i}].contact_cost")
+            _remember(c)
 
+    if not req.treatments and not req.excluded:
+        if not offers:
+            raise InvalidRequest(
+                "offers", "at least one offer is required (or explicit treatments)"
+            )
+        if not channels:
+            raise InvalidRequest(
+                "channels", "at least one channel is required (or explicit treatments)"
+            )
+        n = len(offers) * len(channels)
+        if n > limits.max_treatments:
+            raise TooLarge(
+                "offers",
+                f"{len(offers)} offers × {len(channels)} channels make {n} treatments; "
+                f"the limit is {limits.max_treatments}",
+            )
+        allowed = tuple(c for c in req.channels if consented(req.customer, c.id))
+        treatments = _cross(tuple(req.offers), allowed)
+    else:
+        treatments = _filtered(req, offers, channels, limits)
+    return Candidates(context=Context(req.customer, req.trigger), treatments=treatments)
+
+
+# Offers and channels that passed their checks, by identity (frozen objects cannot change;
+# the server hands the same object for the same wire bytes).
+_checked: dict[int, object] = {}
+
+
+def _remember(obj: object) -> None:
+    if len(_checked) >= 16384:
+        _checked.clear()
+    _checked[id(obj)] = obj
+
+
+_crossed: dict[tuple[int, ...], tuple[tuple[object, ...], tuple[Treatment, ...]]] = {}
+
+
+def _cross(offers: tuple[Offer, ...], channels: tuple[Channel, ...]) -> tuple[Treatment, ...]:
+    """Control, then every offer × channel; the same tuple object for the same catalogue."""
+    key = (*map(id, offers), -1, *map(id, channels))
+    hit = _crossed.get(key)
+    objects = offers + channels
+    if hit is not None and all(a is b for a, b in zip(hit[0], objects, strict=True)):
+        return hit[1]
+    treatments = (CONTROL_TREATMENT, *(Treatment(o, c) for o in offers for c in channels))
+    if len(_crossed) >= 1024:
+        _crossed.clear()
+    _crossed[key] = (objects, treatments)
+    return treatments
+
+
+def _filtered(
+    req: ChooseInput,
+    offers: Mapping[str, Offer],
+    channels: Mapping[str, Channel],
+    limits: Limits,
+) -> tuple[Treatment, ...]:
+    """Candidates from an explicit list and/or exclusions."""
+    assert req.customer is not None
     if req.treatments:
         if len(req.treatments) > limits.max_treatments:
             raise TooLarge(
@@ -234,9 +295,4 @@ def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
             kept.append(t)
     if not any_left and seen:
         raise InvalidRequest("excluded", "every treatment is excluded")
-    return Candidates(
-        context=Context(req.customer, req.trigger),
-        treatments=tuple(kept),
-        offers=tuple(req.offers),
-        channels=tuple(req.channels),
-    )
+    return tuple(kept)

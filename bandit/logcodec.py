@@ -14,9 +14,11 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import json
 from typing import Any
 
+from bandit.caching import IdentityCache
 from bandit.types import (
     CONTROL_TREATMENT,
     Channel,
@@ -108,15 +110,56 @@ def record_dict(d: Decision) -> dict[str, Any]:
     }
 
 
+def _dumps(obj: object) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _catalogue_json(treatments: tuple[Treatment, ...]) -> str:
+    """The candidates as a JSON object: ``offers``, ``channels`` and ``treatments``."""
+    d = record_dict(
+        Decision("", _NO_CONTEXT, treatments, (1.0,) + (0.0,) * (len(treatments) - 1), 0, "", "", 0)
+    )
+    return _dumps({k: d[k] for k in ("offers", "channels", "treatments")})
+
+
+catalogue_json = IdentityCache(_catalogue_json, size=1024)
+"""A candidate tuple's JSON, encoded once per tuple object (Choose reuses one per catalogue)."""
+
+_NO_CONTEXT = Context(Customer("-"), Trigger("-"))
+
+
+def catalogue_digest(text: str) -> str:
+    """A content key for a catalogue's JSON."""
+    return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+
+def encode_head(d: Decision) -> str:
+    """Everything of a decision but its candidates (stored once per catalogue)."""
+    c, t = d.context.customer, d.context.trigger
+    head = {
+        "schema": SCHEMA_VERSION,
+        "event_id": d.event_id,
+        "request_id": d.request_id,
+        "customer": {"id": c.id, "features": _features_out(c.features)},
+        "trigger": {"type": t.type, "features": _features_out(t.features)},
+        "pmf": list(d.pmf),
+        "chosen": d.chosen,
+        "model_version": d.model_version,
+        "policy": d.policy,
+        "decided_at": d.decided_at,
+        "deferred": d.deferred,
+        "seed": d.seed,
+    }
+    return _dumps(head)
+
+
 def encode_record(d: Decision) -> str:
-    return json.dumps(record_dict(d), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """The whole decision as one compact JSON object (exports, tools)."""
+    return encode_head(d)[:-1] + "," + catalogue_json(d.treatments)[1:]
 
 
-def decision_from_dict(r: dict[str, Any]) -> Decision:
-    if r.get("schema") != SCHEMA_VERSION:
-        raise ValueError(
-            f"decision record has schema {r.get('schema')!r}, expected {SCHEMA_VERSION}"
-        )
+def decode_catalogue(text: str) -> tuple[Treatment, ...]:
+    r = json.loads(text)
     offers = [
         Offer(
             o["id"], _features_in(o["features"]), float(o["fixed_cost"]), float(o["discount_rate"])
@@ -127,10 +170,29 @@ def decision_from_dict(r: dict[str, Any]) -> Decision:
         Channel(c["id"], _features_in(c["features"]), float(c["contact_cost"]))
         for c in r["channels"]
     ]
-    treatments = tuple(
+    return tuple(
         CONTROL_TREATMENT if p is None else Treatment(offers[p[0]], channels[p[1]])
         for p in r["treatments"]
     )
+
+
+def decode_head(text: str, treatments: tuple[Treatment, ...]) -> Decision:
+    """A decision from its head JSON and its (decoded) candidates."""
+    return _decision(json.loads(text), treatments)
+
+
+def decision_from_dict(r: dict[str, Any]) -> Decision:
+    """A decision from :func:`record_dict`'s form (head and candidates together)."""
+    return _decision(
+        r, decode_catalogue(_dumps({k: r[k] for k in ("offers", "channels", "treatments")}))
+    )
+
+
+def _decision(r: dict[str, Any], treatments: tuple[Treatment, ...]) -> Decision:
+    if r.get("schema") != SCHEMA_VERSION:
+        raise ValueError(
+            f"decision record has schema {r.get('schema')!r}, expected {SCHEMA_VERSION}"
+        )
     return Decision(
         event_id=r["event_id"],
         context=Context(

@@ -15,6 +15,7 @@ Roles are separate objects with narrow interfaces (DESIGN.md §4):
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import threading
@@ -33,13 +34,13 @@ from bandit.learner import (
     DEFAULT_INTERACTIONS,
     VWPolicy,
     describe_policy,
-    example_lines,
     vw_arguments,
 )
 from bandit.rewards import RewardRule
 from bandit.sampling import derive_seed, mix_control, normalise, sample_index, uniform_from_seed
 from bandit.store import DecisionLog, LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.types import Decision, Features
+from bandit.vwformat import candidate_lines, shared_line
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +102,10 @@ class ServiceConfig:
     """Run the closer and learner threads. Off for step-by-step driving (tests, simulator)."""
     initial_model: bytes | None = None
     """Start from these VW weights when the data folder has no checkpoint yet."""
-    durable: bool = True
-    """fsync every commit. Only simulations and benchmarks of learning turn this off."""
+    synchronous: str = "FULL"
+    """SQLite durability: FULL fsyncs every commit (survives power loss); NORMAL survives
+    process crashes (kill -9) but may lose the last commits on power loss; OFF is for
+    simulations only."""
 
     @property
     def log_path(self) -> Path:
@@ -159,7 +162,7 @@ class DecisionService:
             config.log_path,
             windows=config.windows,
             reward_rule=config.reward_rule,
-            durable=config.durable,
+            synchronous=config.synchronous,
         )
         self.checkpoints = CheckpointStore(config.checkpoint_dir)
         args = vw_arguments(config.exploration, config.interactions, config.seed, config.vw_extra)
@@ -188,6 +191,10 @@ class DecisionService:
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._duplicates = 0
+        # Event ids: a random 64-bit prefix per process start, then a counter (32 hex digits,
+        # unique across restarts without a system call per decision).
+        self._event_prefix = uuid.uuid4().hex[:16]
+        self._event_counter = itertools.count(1)
         self._counter_lock = threading.Lock()
         log.info(
             "decision service ready: model %s, learned up to log position %d, policy %s",
@@ -241,9 +248,11 @@ class DecisionService:
             found = self.log.find_request(req.request_id, fingerprint)
             if found is not None:
                 return found.decision
-        event_id = uuid.uuid4().hex
+        event_id = f"{self._event_prefix}{next(self._event_counter):016x}"
         seed = derive_seed(self.config.seed, event_id)
-        shared, actions = example_lines(cands.context, cands.treatments)
+        ctx = cands.context
+        shared = shared_line(ctx.customer.features, ctx.trigger.type, ctx.trigger.features)
+        actions = candidate_lines(cands.treatments)
         with self._decider_lock:
             scores = self._decider.predict(shared, actions)
             version = self._model_version
@@ -300,7 +309,7 @@ class DecisionService:
             raise NotReady("the decision service is not serving")
         self.check_outcome(o)
         job = self.log.outcome_job(o, self.clock.now(), self.config.max_future_skew_seconds)
-        result: OutcomeResult = self.log.submit(job).result()
+        result: OutcomeResult = self.log.run(job)
         self._count([result])
         return result
 
@@ -337,7 +346,7 @@ class DecisionService:
                 out.append(f)
                 continue
             try:
-                out.append(f.result())
+                out.append(self.log.wait(f))
             except OfferBanditError as exc:
                 out.append(exc)
         self._count(out)

@@ -1,10 +1,10 @@
-"""The decision log: SQLite in WAL mode, one writer thread, group commit.
+"""The decision log: SQLite in WAL mode, one writing connection, group commit.
 
-Every write (a decision, an outcome, an activation, closing windows) is a *job* run by the
-single writer thread. The writer takes every job waiting, runs each inside its own
-savepoint (a job that fails leaves nothing behind), commits once with
-``synchronous=FULL``, and only then answers the callers. Concurrent Choose calls therefore
-share one fsync, and an answered call is durable.
+Every write (a decision, an outcome, an activation, closing windows) is a *job*. Jobs queue
+up; the first waiting caller to take the commit lock runs every queued job, each inside its
+own savepoint (a job that fails leaves nothing behind), commits once with
+``synchronous=FULL``, and only then are the callers answered. Concurrent Choose calls
+therefore share one fsync, and an answered call is durable.
 
 Reads use one connection per reading thread (WAL readers never block the writer).
 
@@ -17,16 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import queue
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from bandit.caching import IdentityCache
 from bandit.errors import (
     Conflict,
     InvalidRequest,
@@ -35,14 +34,26 @@ from bandit.errors import (
     StorageError,
     UnknownEvent,
 )
-from bandit.logcodec import SCHEMA_VERSION, decode_record, encode_record
+from bandit.logcodec import (
+    SCHEMA_VERSION,
+    catalogue_digest,
+    catalogue_json,
+    decode_catalogue,
+    decode_head,
+    encode_head,
+)
 from bandit.rewards import RewardRule
-from bandit.types import Decision, RewardMode, TreatmentRef
+from bandit.types import Decision, RewardMode, Treatment, TreatmentRef
 
 log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS catalogues (
+    id INTEGER PRIMARY KEY,
+    digest TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL
+);
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL UNIQUE,
@@ -62,6 +73,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     contact_cost REAL NOT NULL,
     model_version TEXT NOT NULL,
     policy TEXT NOT NULL,
+    catalogue_id INTEGER NOT NULL REFERENCES catalogues (id),
     record TEXT NOT NULL,
     n_outcomes INTEGER NOT NULL DEFAULT 0,
     revenue REAL NOT NULL DEFAULT 0,
@@ -219,6 +231,23 @@ class Windows:
 _Job = Callable[[sqlite3.Connection], Any]
 
 
+class Pending:
+    """A queued job's outcome. Set by whichever thread committed its batch, under the commit
+    lock; read by its submitter after taking that lock, so no condition variable is needed."""
+
+    __slots__ = ("done", "error", "value")
+
+    def __init__(self) -> None:
+        self.done = False
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    def result(self) -> Any:
+        if self.error is not None:
+            raise self.error
+        return self.value
+
+
 class DecisionLog:
     """The SQLite decision log. One instance per process owns the writer thread."""
 
@@ -230,22 +259,36 @@ class DecisionLog:
         reward_rule: RewardRule | None = None,
         attribution: AttributionRule | None = None,
         max_batch: int = 512,
-        durable: bool = True,
+        synchronous: str = "FULL",
+        checkpoint_interval: float = 1.0,
     ) -> None:
+        if synchronous not in ("FULL", "NORMAL", "OFF"):
+            raise ValueError(f"synchronous is FULL, NORMAL or OFF, not {synchronous!r}")
         self.path = path
-        self._synchronous = "FULL" if durable else "OFF"
+        self._synchronous = synchronous
         self.windows = windows or Windows()
         self.reward_rule = reward_rule or RewardRule()
         self.attribution: AttributionRule = attribution or LastTouch()
         self._max_batch = max_batch
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._queue: queue.SimpleQueue[tuple[_Job, Future[Any]] | None] = queue.SimpleQueue()
+        self._pending: list[tuple[_Job, Pending]] = []
+        self._catalogue_ids: dict[str, int] = {}  # writer side, digest → id
+        self._uncommitted_catalogue = False
+        self._catalogues: dict[int, tuple[Treatment, ...]] = {}  # read side, id → candidates
+        self._mutex = threading.Lock()
+        self._commit_lock = threading.Lock()
         self._closed = threading.Event()
         self._conn = self._connect()
         self._migrate()
-        self._writer = threading.Thread(target=self._write_loop, name="log-writer", daemon=True)
-        self._writer.start()
+        # WAL checkpoints run on their own thread and connection, never inside a commit on
+        # a request thread (they stall for 10+ ms when they do: PERF-NOTES).
+        self._conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpoint_interval = checkpoint_interval
+        self._checkpointer = threading.Thread(
+            target=self._checkpoint_loop, name="wal-checkpoint", daemon=True
+        )
+        self._checkpointer.start()
 
     # ---- connections -------------------------------------------------------------------
 
@@ -268,6 +311,17 @@ class DecisionLog:
             conn.execute("PRAGMA query_only=ON")
             self._local.conn = conn
         return conn
+
+    def _checkpoint_loop(self) -> None:
+        conn = self._connect()
+        try:
+            while not self._closed.wait(self._checkpoint_interval):
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                except sqlite3.Error:
+                    log.warning("WAL checkpoint failed; retrying", exc_info=True)
+        finally:
+            conn.close()
 
     def _migrate(self) -> None:
         conn = self._conn
@@ -294,40 +348,38 @@ class DecisionLog:
 
     # ---- the writer ----------------------------------------------------------------------
 
-    def submit(self, job: _Job) -> Future[Any]:
-        """Queue ``job`` for the writer; its future resolves once its batch is committed."""
+    def submit(self, job: _Job) -> Pending:
+        """Queue ``job``; :meth:`wait` on the future commits it (with whatever else waits)."""
         if self._closed.is_set():
             raise NotReady("the decision log is closed")
-        fut: Future[Any] = Future()
-        self._queue.put((job, fut))
+        fut = Pending()
+        with self._mutex:
+            self._pending.append((job, fut))
         return fut
 
+    def wait(self, fut: Pending) -> Any:
+        """Group commit, leader style: whoever holds the commit lock commits every queued job.
+
+        A caller whose job was committed by another thread's batch just picks up its result;
+        otherwise it becomes the leader. No thread hand-off at low load, one fsync for many
+        jobs at high load (SQLite releases the GIL while it writes).
+        """
+        while not fut.done:
+            with self._commit_lock:
+                if fut.done:
+                    break
+                with self._mutex:
+                    batch = self._pending[: self._max_batch]
+                    del self._pending[: self._max_batch]
+                if batch:
+                    self._run_batch(self._conn, batch)
+        return fut.result()
+
     def run(self, job: _Job) -> Any:
-        """Run ``job`` in the writer and wait until it is durable."""
-        return self.submit(job).result()
+        """Run ``job`` and wait until it is durable."""
+        return self.wait(self.submit(job))
 
-    def _write_loop(self) -> None:
-        conn = self._conn
-        while True:
-            first = self._queue.get()
-            if first is None:
-                return
-            batch = [first]
-            stop = False
-            while len(batch) < self._max_batch:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            self._run_batch(conn, batch)
-            if stop:
-                return
-
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[_Job, Future[Any]]]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[_Job, Pending]]) -> None:
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -339,32 +391,47 @@ class DecisionLog:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((False, exc))
+                    if self._uncommitted_catalogue:
+                        self._catalogue_ids.clear()  # its catalogue row may be gone too
                 else:
                     conn.execute("RELEASE job")
                     results.append((True, value))
             conn.execute("COMMIT")
+            self._uncommitted_catalogue = False
         except sqlite3.Error as exc:
             log.exception("decision log commit failed")
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
+            self._catalogue_ids.clear()
+            self._uncommitted_catalogue = False
             err = StorageError(f"the decision log could not be written: {exc}")
             for _, fut in batch:
-                fut.set_exception(err)
+                fut.error, fut.done = err, True
             return
         for (ok, value), (_, fut) in zip(results, batch, strict=True):
             if ok:
-                fut.set_result(value)
+                fut.value = value
             else:
-                fut.set_exception(value)
+                fut.error = value
+            fut.done = True
 
     def close(self) -> None:
         """Flush every queued write and stop the writer."""
         if self._closed.is_set():
             return
         self._closed.set()
-        self._queue.put(None)
-        self._writer.join()
-        self._conn.close()
+        with self._commit_lock:
+            with self._mutex:
+                batch, self._pending = self._pending, []
+            if batch:
+                self._run_batch(self._conn, batch)
+        self._checkpointer.join()
+        with self._commit_lock:
+            try:
+                self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except sqlite3.Error:
+                log.warning("final WAL checkpoint failed", exc_info=True)
+            self._conn.close()
 
     # ---- decisions -----------------------------------------------------------------------
 
@@ -378,7 +445,9 @@ class DecisionLog:
         return found
 
     def append_job(self, decision: Decision, request_hash: str) -> _Job:
-        record = encode_record(decision)
+        record = encode_head(decision)
+        catalogue = catalogue_json(decision.treatments)
+        digest = _catalogue_digest(decision.treatments)
         chosen = decision.chosen_treatment
         deferred = decision.deferred
         activated_at = None if deferred else decision.decided_at
@@ -407,19 +476,34 @@ class DecisionLog:
             record,
         )
         request_id = decision.request_id
+        catalogue_ids = self._catalogue_ids
 
         def job(conn: sqlite3.Connection) -> StoredDecision | None:
             if request_id:
                 existing = self._by_request_id(conn, request_id, request_hash)
                 if existing is not None:
                     return existing
+            cid = catalogue_ids.get(digest)
+            if cid is None:
+                found = conn.execute(
+                    "SELECT id FROM catalogues WHERE digest = ?", (digest,)
+                ).fetchone()
+                if found is None:
+                    cur = conn.execute(
+                        "INSERT INTO catalogues (digest, body) VALUES (?, ?)", (digest, catalogue)
+                    )
+                    cid = int(cur.lastrowid or 0)
+                    self._uncommitted_catalogue = True
+                else:
+                    cid = int(found[0])
+                catalogue_ids[digest] = cid
             conn.execute(
                 "INSERT INTO decisions (event_id, request_id, request_hash, customer_id,"
                 " decided_at, deferred, activated_at, window_closes_at, chosen_offer,"
                 " chosen_channel, is_control, propensity, fixed_cost, discount_rate,"
-                " contact_cost, model_version, policy, record)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                row,
+                " contact_cost, model_version, policy, record, catalogue_id)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (*row, cid),
             )
             return None
 
@@ -439,21 +523,20 @@ class DecisionLog:
                 f"{request_id!r} was used before for a different request; "
                 "a retry must resend the same request",
             )
-        return _stored(row)
+        return _stored(row, self._catalogue(conn, row[8]))
 
     def find_request(self, request_id: str, request_hash: str) -> StoredDecision | None:
         """The decision logged for ``request_id`` (read side, no write)."""
         return self._by_request_id(self._reader(), request_id, request_hash)
 
     def get(self, event_id: str) -> StoredDecision:
-        row = (
-            self._reader()
-            .execute(f"SELECT {_COLUMNS} FROM decisions WHERE event_id = ?", (event_id,))
-            .fetchone()
-        )
+        conn = self._reader()
+        row = conn.execute(
+            f"SELECT {_COLUMNS} FROM decisions WHERE event_id = ?", (event_id,)
+        ).fetchone()
         if row is None:
             raise UnknownEvent(event_id)
-        return _stored(row)
+        return _stored(row, self._catalogue(conn, row[8]))
 
     def count(self) -> int:
         return int(self._reader().execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
@@ -519,25 +602,20 @@ class DecisionLog:
                 f"is {occurred - now:.0f} s in the future (allowed skew {max_future_skew:.0f} s)",
             )
         status = OutcomeStatus.UNATTRIBUTED
-        seq: int | None = None
+        row = None
         if o.event_id:
-            row = conn.execute(
-                "SELECT seq, decided_at FROM decisions WHERE event_id = ?", (o.event_id,)
-            ).fetchone()
+            row = conn.execute(_DECISION_FOR_OUTCOME + "event_id = ?", (o.event_id,)).fetchone()
             if row is None:
                 raise UnknownEvent(o.event_id)
             if occurred < row[1]:
                 raise InvalidRequest("occurred_at", "is before the decision it names was made")
-            seq = int(row[0])
         elif o.customer_id:
             seq = self.attribution.find(conn, o.customer_id, occurred)
+            if seq is not None:
+                row = conn.execute(_DECISION_FOR_OUTCOME + "seq = ?", (seq,)).fetchone()
         event_id = ""
-        if seq is not None:
-            event_id, activated_at, closes, closed_seq, customer_id = conn.execute(
-                "SELECT event_id, activated_at, window_closes_at, closed_seq, customer_id"
-                " FROM decisions WHERE seq = ?",
-                (seq,),
-            ).fetchone()
+        if row is not None:
+            seq, _decided, event_id, activated_at, closes, closed_seq, customer_id = row
             if o.customer_id and o.customer_id != customer_id:
                 raise InvalidRequest(
                     "customer_id", f"does not match the customer of decision {event_id!r}"
@@ -630,16 +708,30 @@ class DecisionLog:
 
     def closed_after(self, position: int, limit: int) -> list[ClosedDecision]:
         """Closed decisions with ``closed_seq > position``, in learning order."""
-        rows = (
-            self._reader()
-            .execute(
-                "SELECT closed_seq, record, reward FROM decisions WHERE closed_seq > ?"
-                " ORDER BY closed_seq LIMIT ?",
-                (position, limit),
-            )
-            .fetchall()
-        )
-        return [ClosedDecision(int(r[0]), decode_record(r[1]), float(r[2])) for r in rows]
+        conn = self._reader()
+        rows = conn.execute(
+            "SELECT closed_seq, record, reward, catalogue_id FROM decisions"
+            " WHERE closed_seq > ? ORDER BY closed_seq LIMIT ?",
+            (position, limit),
+        ).fetchall()
+        return [
+            ClosedDecision(int(r[0]), decode_head(r[1], self._catalogue(conn, r[3])), float(r[2]))
+            for r in rows
+        ]
+
+    def _catalogue(self, conn: sqlite3.Connection, cid: int) -> tuple[Treatment, ...]:
+        """Candidates by catalogue id, decoded once: the same tuple object every time, so
+        the identity caches of the VW text encoders hit when the learner replays them."""
+        found = self._catalogues.get(cid)
+        if found is None:
+            row = conn.execute("SELECT body FROM catalogues WHERE id = ?", (cid,)).fetchone()
+            if row is None:
+                raise StorageError(f"decision log is missing catalogue {cid}")
+            found = decode_catalogue(row[0])
+            if len(self._catalogues) >= 4096:
+                self._catalogues.clear()
+            self._catalogues[cid] = found
+        return found
 
     def last_closed(self) -> int:
         row = self._reader().execute("SELECT COALESCE(MAX(closed_seq), 0) FROM decisions")
@@ -683,12 +775,27 @@ class DecisionLog:
         )
 
 
-_COLUMNS = "record, seq, activated_at, window_closes_at, closed_seq, reward, n_outcomes, revenue"
+_DECISION_FOR_OUTCOME = (
+    "SELECT seq, decided_at, event_id, activated_at, window_closes_at, closed_seq, customer_id"
+    " FROM decisions WHERE "
+)
+
+_COLUMNS = (
+    "record, seq, activated_at, window_closes_at, closed_seq, reward, n_outcomes, revenue,"
+    " catalogue_id"
+)
 
 
-def _stored(row: Sequence[Any]) -> StoredDecision:
+def _digest_of(treatments: tuple[Treatment, ...]) -> str:
+    return catalogue_digest(catalogue_json(treatments))
+
+
+_catalogue_digest = IdentityCache(_digest_of, size=1024)
+
+
+def _stored(row: Sequence[Any], treatments: tuple[Treatment, ...]) -> StoredDecision:
     return StoredDecision(
-        decision=decode_record(row[0]),
+        decision=decode_head(row[0], treatments),
         seq=int(row[1]),
         activated_at=row[2],
         window_closes_at=row[3],

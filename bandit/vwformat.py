@@ -33,6 +33,7 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
+from bandit.caching import IdentityCache
 from bandit.types import Channel, FeatureValue, Offer, Treatment
 
 CUSTOMER_NS = "c"
@@ -152,6 +153,10 @@ def channel_part(channel: Channel) -> str:
     )
 
 
+_offer_part = IdentityCache(offer_part)
+_channel_part = IdentityCache(channel_part)
+
+
 def action_lines(treatments: Iterable[Treatment]) -> list[str]:
     """One unlabelled action line per treatment, each offer and channel encoded once.
 
@@ -159,20 +164,12 @@ def action_lines(treatments: Iterable[Treatment]) -> list[str]:
     >>> action_lines([CONTROL_TREATMENT, Treatment(Offer("x"), Channel("web"))])
     ['|o @control |h @control', '|o @id=x |h @id=web']
     """
-    offers: dict[int, str] = {}
-    channels: dict[int, str] = {}
     lines = []
     for t in treatments:
         if t.offer is None or t.channel is None:
             lines.append(CONTROL_ACTION_LINE)
-            continue
-        o = offers.get(id(t.offer))
-        if o is None:
-            o = offers[id(t.offer)] = offer_part(t.offer)
-        h = channels.get(id(t.channel))
-        if h is None:
-            h = channels[id(t.channel)] = channel_part(t.channel)
-        lines.append(f"{o} {h}")
+        else:
+            lines.append(f"{_offer_part(t.offer)} {_channel_part(t.channel)}")
     return lines
 
 
@@ -194,3 +191,11 @@ def label_prefix(cost: float, probability: float) -> str:
     '0:-1.5:0.25 '
     """
     return f"0:{format_number(cost)}:{format_number(probability)} "
+
+
+def _action_lines_tuple(treatments: tuple[Treatment, ...]) -> tuple[str, ...]:
+    return tuple(action_lines(treatments))
+
+
+candidate_lines = IdentityCache(_action_lines_tuple, size=1024)
+""":func:`action_lines` remembered per candidate tuple (Choose reuses one per catalogue)."""

@@ -56,6 +56,9 @@ def _demo(ns: argparse.Namespace) -> int:
     return int(demo_main(ns.rest))
 
 
+_PASS_THROUGH = {"bench": _bench, "simulate": _simulate, "demo": _demo}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="offerbandit", description="Real-time next-best-offer decisions with a bandit."
@@ -83,7 +86,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_demo)
 
-    ns = parser.parse_args(argv)
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] in _PASS_THROUGH:
+        # These subcommands own their flags: hand them everything after the name.
+        return int(_PASS_THROUGH[args[0]](argparse.Namespace(rest=args[1:])))
+    ns = parser.parse_args(args)
     return int(ns.func(ns))
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     """gRPC worker threads (concurrent calls in progress)."""
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Largest request accepted; larger ones get RESOURCE_EXHAUSTED."""
+    durability: Literal["full", "normal"] = "full"
+    """full: every answered call is fsynced (survives power loss). normal: survives process
+    crashes (kill -9) but an OS crash or power loss may lose the last commits; cheaper."""
     seed: int = 0
     """Server seed: with the event id it determines each decision's sampling."""
 
@@ -133,4 +136,5 @@ class Settings(BaseSettings):
             max_future_skew_seconds=self.max_clock_skew_seconds,
             max_stream_outcomes=self.max_stream_outcomes,
             initial_model=initial_model,
+            synchronous=self.durability.upper(),
         )

@@ -215,7 +215,7 @@ def test_deferred_decisions_learn_only_when_activated(
 
 
 def test_first_outcome_mode_learns_at_the_first_outcome(tmp_path: Path) -> None:
-    s, clock = make(tmp_path, reward_rule=RewardRule(mode=RewardMode.FIRST_OUTCOME))
+    s, _clock = make(tmp_path, reward_rule=RewardRule(mode=RewardMode.FIRST_OUTCOME))
     try:
         d = choose(s)
         assert s.record_outcome(outcome("o1", d.event_id, revenue=40.0)).status == "attributed"

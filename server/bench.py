@@ -1,0 +1,220 @@
+"""``offerbandit bench``: Choose over real gRPC against the health check as a baseline.
+
+The server runs in its own process (``offerbandit serve`` on a free port, durable logging on,
+a fresh data folder); the load generator runs here, in another process. For each
+concurrency level it measures the health-check RPC first (the cheapest call the same server
+answers: the gRPC Python floor) and then Choose with 10 and 50 treatments, and prints calls/s,
+p50 and p99, and Choose's throughput as a share of the health check's.
+
+Figures are ratios within one run because this machine is shared and noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from bandit.types import Channel, Customer, Offer, Trigger
+from server.client import choose_request
+from server.pb.offerbandit.v1 import decision_service_pb2 as pb
+from server.pb.offerbandit.v1 import decision_service_pb2_grpc as pb_grpc
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    concurrency: int
+    calls: int
+    seconds: float
+    p50_ms: float
+    p99_ms: float
+
+    @property
+    def rate(self) -> float:
+        return self.calls / self.seconds
+
+
+def catalogue(n_treatments: int) -> tuple[list[Offer], list[Channel]]:
+    """Offers × channels making ``n_treatments`` (10 = 5 × 2, 50 = 10 × 5)."""
+    n_channels = 2 if n_treatments <= 10 else 5
+    n_offers = n_treatments // n_channels
+    offers = [
+        Offer(f"offer_{i}", {"kind": f"k{i % 4}", "value": float(i)}, discount_rate=0.05 * (i % 4))
+        for i in range(n_offers)
+    ]
+    channels = [
+        Channel(f"channel_{j}", {"instant": j % 2 == 0}, contact_cost=0.01 * j)
+        for j in range(n_channels)
+    ]
+    return offers, channels
+
+
+def choose_requests(n_treatments: int, count: int = 256) -> list[pb.ChooseRequest]:
+    offers, channels = catalogue(n_treatments)
+    stages = ["new", "active", "at_risk", "lapsed", "vip"]
+    return [
+        choose_request(
+            Customer(
+                f"cust-{i}",
+                {"stage": stages[i % 5], "ltv": float(i % 300), "frequency": float(i % 12),
+                 "device": "ios" if i % 3 else "android", "consent_email": True},
+            ),
+            Trigger("cart_abandoned" if i % 2 else "login", {"cart_value": float(i % 150)}),
+            offers,
+            channels,
+        )
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def drive(
+    name: str, call: Callable[[int], object], concurrency: int, seconds: float, max_calls: int
+) -> Result:
+    """Run ``call`` from ``concurrency`` threads for ``seconds`` (or ``max_calls``)."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    deadline = time.perf_counter() + seconds
+    per_thread = max_calls // concurrency
+
+    def worker(k: int) -> None:
+        lat = latencies[k]
+        i = k
+        while len(lat) < per_thread and time.perf_counter() < deadline:
+            t0 = time.perf_counter()
+            call(i)
+            lat.append(time.perf_counter() - t0)
+            i += concurrency
+
+    for k in range(concurrency):  # warm-up: channels, caches
+        for _ in range(20):
+            call(k)
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    all_lat = np.concatenate([np.asarray(x) for x in latencies]) * 1000
+    return Result(
+        name,
+        concurrency,
+        len(all_lat),
+        elapsed,
+        float(np.percentile(all_lat, 50)),
+        float(np.percentile(all_lat, 99)),
+    )
+
+
+def start_server(data_dir: Path, durability: str) -> tuple[subprocess.Popen[str], str]:
+    env = dict(os.environ, OFFERBANDIT_LOG_LEVEL="WARNING", OFFERBANDIT_DURABILITY=durability)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    m = re.search(r"listening on (\S+):(\d+)", line)
+    if not m:
+        proc.kill()
+        raise RuntimeError(f"server did not start: {line!r}")
+    return proc, f"127.0.0.1:{m.group(2)}"
+
+
+def run(
+    concurrencies: Sequence[int],
+    treatments: Sequence[int],
+    seconds: float,
+    max_calls: int,
+    durability: str = "full",
+) -> list[Result]:
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        proc, address = start_server(Path(tmp) / "data", durability)
+        try:
+            channels = [grpc.insecure_channel(address) for _ in range(max(concurrencies))]
+            for ch in channels:
+                grpc.channel_ready_future(ch).result(timeout=30)
+            health = [health_pb2_grpc.HealthStub(ch) for ch in channels]
+            stubs = [pb_grpc.DecisionServiceStub(ch) for ch in channels]
+            hreq = health_pb2.HealthCheckRequest(service="")
+            requests = {n: choose_requests(n) for n in treatments}
+            for c in concurrencies:
+
+                def check(i: int, c: int = c) -> object:
+                    return health[i % c].Check(hreq, timeout=10)
+
+                results.append(drive("health", check, c, seconds, max_calls))
+                for n in treatments:
+                    reqs = requests[n]
+
+                    def choose(
+                        i: int, reqs: list[pb.ChooseRequest] = reqs, c: int = c
+                    ) -> object:
+                        return stubs[i % c].Choose(reqs[i % len(reqs)], timeout=10)
+
+                    results.append(drive(f"choose/{n}", choose, c, seconds, max_calls))
+            for ch in channels:
+                ch.close()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=60)
+    return results
+
+
+def report(results: Sequence[Result]) -> str:
+    lines = [
+        f"{'call':<12}{'conc':>5}{'calls':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'vs health':>11}"
+    ]
+    base = {r.concurrency: r.rate for r in results if r.name == "health"}
+    for r in results:
+        ratio = r.rate / base[r.concurrency] if r.name != "health" else 1.0
+        lines.append(
+            f"{r.name:<12}{r.concurrency:>5}{r.calls:>8}{r.rate:>10.0f}{r.p50_ms:>9.2f}"
+            f"{r.p99_ms:>9.2f}{ratio:>10.0%}"
+        )
+    return "\n".join(lines)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="offerbandit bench", description=__doc__)
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16])
+    parser.add_argument("--treatments", type=int, nargs="+", default=[10, 50])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per measurement")
+    parser.add_argument("--max-calls", type=int, default=20_000, help="per measurement")
+    parser.add_argument(
+        "--durability",
+        nargs="+",
+        default=["full"],
+        choices=["full", "normal"],
+        help="server durability settings to measure (full = fsync per commit)",
+    )
+    ns = parser.parse_args(argv)
+    for durability in ns.durability:
+        print(
+            f"\nChoose over real gRPC; server in its own process; decision log SQLite WAL, "
+            f"durability={durability}, group commit; {os.cpu_count()} cores",
+            flush=True,
+        )
+        results = run(ns.concurrency, ns.treatments, ns.seconds, ns.max_calls, durability)
+        print(report(results), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

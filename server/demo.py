@@ -1,0 +1,159 @@
+"""``offerbandit demo``: start a server, simulate a marketing world through it, summarise.
+
+The server runs on embedded defaults in a fresh folder under ``./demo-data`` (port 0, so
+it never fights over a port), with attribution windows shortened to match the compressed
+simulated time: two simulated days become a few real seconds. A few thousand decisions go
+through real gRPC (Choose, Activate for a share of deferred decisions, RecordOutcome(s) with
+``occurred_at``), the server closes windows and learns on its own threads, and the run is
+scored with the world's truth: realised value against the oracle, and incremental value and
+revenue against all-control. The JSON report and the decision log stay in the run folder.
+
+Offline evaluation of the logged decisions (into MLflow) plugs in through
+:func:`run_offline_comparison` once ``offline_eval.study`` exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import json
+import logging
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
+from bandit.sim import World, WorldConfig
+from bandit.sim.driver import DEFAULT_WINDOW_SECONDS
+from server.app import start_server
+from server.settings import Settings
+from server.simulate import GrpcSimulation, simulate_grpc
+
+log = logging.getLogger(__name__)
+
+OFFLINE_STUDY_MODULE = "offline_eval.study"
+
+
+def run_offline_comparison(log_path: Path, report: Mapping[str, Any]) -> Any | None:
+    """Hook: compare policies offline on the demo's decision log, tracked in MLflow.
+
+    Delegates to ``offline_eval.study.run_offline_comparison(log_path, report)`` — the
+    contract for whoever writes that module: read the SQLite decision log at ``log_path``,
+    evaluate candidate policies off-policy, log them to the MLflow tracking URI in
+    ``report["mlflow_tracking_uri"]`` and return a printable summary. Until that module
+    exists this is a no-op returning ``None`` (no results are invented here).
+    """
+    try:
+        found = importlib.util.find_spec(OFFLINE_STUDY_MODULE) is not None
+    except ModuleNotFoundError:
+        found = False
+    if not found:
+        return None
+    study = importlib.import_module(OFFLINE_STUDY_MODULE)
+    return study.run_offline_comparison(log_path, report)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="offerbandit demo", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p.add_argument("--decisions", type=int, default=4000)
+    p.add_argument("--customers", type=int, default=500,
+                   help="fewer customers = more simulated days per decision, so more of the "
+                   "run is learned (per-customer dynamics do not change)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--duration", type=float, default=60.0,
+                   help="wall seconds the decisions are spread over")  # fmt: skip
+    p.add_argument("--data-dir", type=Path, default=Path("demo-data"),
+                   help="a fresh run folder is made inside")  # fmt: skip
+    p.add_argument("--report", type=Path, help="default: <run folder>/report.json")
+    p.add_argument(
+        "--exploration",
+        default=DEFAULT_EXPLORATION,
+        help='VW exploration; write it with "=": --exploration="--squarecb"',
+    )
+    p.add_argument("--interactions", default=",".join(DEFAULT_INTERACTIONS))
+    p.add_argument("--control-share", type=float, default=0.05)
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    ns = parser().parse_args(list(argv))
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    started = time.perf_counter()
+    run_dir = (ns.data_dir / time.strftime("run-%Y%m%d-%H%M%S")).resolve()
+    run_dir.mkdir(parents=True, exist_ok=False)
+    sim = GrpcSimulation(
+        target="",
+        seed=ns.seed,
+        customers=ns.customers,
+        decisions=ns.decisions,
+        duration_seconds=ns.duration,
+        window_seconds=DEFAULT_WINDOW_SECONDS,
+        defer_share=0.1,
+        progress=not ns.no_progress,
+    )
+    world = World(seed=ns.seed, config=WorldConfig(n_customers=ns.customers))
+    speedup = sim.speedup(world)
+    window = DEFAULT_WINDOW_SECONDS / speedup
+    interactions = [x.strip() for x in ns.interactions.split(",") if x.strip()]
+    settings = Settings.load(
+        host="127.0.0.1",
+        port=0,
+        data_dir=run_dir / "server",
+        seed=ns.seed,
+        exploration=ns.exploration,
+        interactions=interactions,
+        control_share=ns.control_share,
+        attribution_window_seconds=window,
+        close_interval_seconds=min(0.25, window / 10),
+        checkpoint_every_learns=100,
+        checkpoint_every_seconds=1.0,
+        log_level="WARNING",
+    )
+    print(f"offerbandit demo: run folder {run_dir}")
+    running = start_server(settings)
+    print(
+        f"server on {running.address} (policy {running.service.policy_id}); "
+        f"{ns.decisions} decisions from {ns.customers} customers over ~{ns.duration:g} s, "
+        f"time × {speedup:,.0f}: 2 simulated days = {window:.1f} s attribution window"
+    )
+    try:
+        sim = replace(sim, target=running.address)
+        extra = {
+            "exploration": ns.exploration,
+            "interactions": interactions,
+            "control_share": ns.control_share,
+        }
+        report = simulate_grpc(sim, extra)
+    finally:
+        running.stop(grace=2.0)
+    log_path = settings.service_config().log_path
+    tracking = f"sqlite:///{run_dir / 'mlflow.db'}"
+    data = report.to_dict()
+    data["decision_log"] = str(log_path)
+    data["mlflow_tracking_uri"] = tracking
+    report_path = ns.report or run_dir / "report.json"
+    report_path.parent.mkdir(parents=True, exist_ok=True)
+    print()
+    print(report.summary())
+    offline = run_offline_comparison(log_path, data)
+    report_path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    print(f"\nreport: {report_path}\ndecision log: {log_path}")
+    if offline is None:
+        print(
+            "offline evaluation: not available yet (offline_eval.study is not installed); "
+            "when it is, the demo logs its policy comparison to MLflow. Open the UI with:"
+        )
+    else:
+        print(f"offline evaluation:\n{offline}\nOpen the MLflow UI with:")
+    print(f"  mlflow ui --backend-store-uri {tracking}")
+    print(f"demo finished in {time.perf_counter() - started:.0f} s")
+    return 0
+
+
+__all__ = ["OFFLINE_STUDY_MODULE", "main", "parser", "run_offline_comparison"]

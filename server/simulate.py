@@ -1,0 +1,309 @@
+"""``offerbandit simulate``: drive the decision service with the simulated marketing world.
+
+Two transports, one event loop (:func:`bandit.sim.driver.drive`):
+
+* ``--target HOST:PORT`` drives a running server over real gRPC: Choose (a share deferred,
+  then Activate), and RecordOutcome / RecordOutcomes at each purchase's compressed time with
+  ``occurred_at`` set. Simulated time runs ``speedup`` times faster than the wall clock, so the
+  server's attribution windows (real seconds) must be the simulated windows divided by the
+  speed-up; windows close on the server's closer thread. The run stops by itself: it lasts
+  about ``--duration`` seconds, plus a drain of one window for the last outcomes.
+* ``--in-process`` (the default without ``--target``) runs a ``DecisionService`` on a manual
+  clock in this process: no network, no fsync, windows closed and learned as simulated time
+  advances.
+
+Either way the report (``--report FILE.json``) scores the run with the world's truth on the
+events it saw: realised and expected value per decision, oracle, uniform, all-control, best
+static rule, incremental value and revenue against all-control, overall and for the last 20 %.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
+from bandit.sim import World, WorldConfig
+from bandit.sim.driver import (
+    DEFAULT_WINDOW_SECONDS,
+    Choice,
+    DriveOptions,
+    SimulationConfig,
+    SimulationReport,
+    drive,
+    simulate_in_process,
+)
+from bandit.sim.world import ChooseInputs
+from bandit.store import OutcomeInput
+from bandit.types import TreatmentRef
+from server.client import OfferBanditClient
+from server.pb.offerbandit.v1 import decision_service_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+_PREFIX = "OUTCOME_STATUS_"
+
+
+def _status(value: int) -> str:
+    return pb.OutcomeStatus.Name(value).removeprefix(_PREFIX).lower()  # type: ignore[arg-type]
+
+
+class GrpcBackend:
+    """A running server seen through :class:`OfferBanditClient`; backend time is wall time."""
+
+    def __init__(self, client: OfferBanditClient, *, settle_seconds: float = 10.0) -> None:
+        self.client = client
+        self.settle_seconds = settle_seconds
+
+    def now(self) -> float:
+        return time.time()
+
+    def wait_until(self, t: float) -> None:
+        delay = t - time.time()
+        if delay > 0:
+            time.sleep(delay)
+
+    def choose(self, inputs: ChooseInputs, excluded: Sequence[TreatmentRef], defer: bool) -> Choice:
+        r = self.client.choose(
+            inputs.customer,
+            inputs.trigger,
+            inputs.offers,
+            inputs.channels,
+            excluded=excluded,
+            defer_activation=defer,
+        )
+        chosen = TreatmentRef(r.chosen.offer_id, r.chosen.channel_id)
+        return Choice(r.event_id, chosen, r.propensity, time.time())
+
+    def activate(self, event_id: str, at: float) -> None:
+        self.client.activate(event_id, at)
+
+    def record_outcomes(self, outcomes: Sequence[OutcomeInput]) -> list[str]:
+        if len(outcomes) == 1:
+            o = outcomes[0]
+            reply = self.client.record_outcome(
+                o.outcome_id,
+                event_id=o.event_id,
+                customer_id=o.customer_id,
+                type=o.type,
+                revenue=o.revenue,
+                occurred_at=o.occurred_at,
+            )
+            return [_status(reply.status)]
+        return [_status(r.status) for r in self.client.record_outcomes(outcomes).results]
+
+    def tick(self) -> None:
+        """The server closes windows and learns on its own threads."""
+
+    def finish(self, until: float) -> None:
+        """Wait for ``until``, then (bounded) for the server to close and learn what is due."""
+        self.wait_until(until)
+        deadline = time.monotonic() + self.settle_seconds
+        while time.monotonic() < deadline:
+            s = self.client.stats()
+            if s.pending_windows == 0 and s.learned_decisions >= s.closed_decisions:
+                return
+            time.sleep(0.2)
+        log.info("the server still has open windows or unlearned decisions; not waiting longer")
+
+    def stats(self) -> dict[str, Any]:
+        s = self.client.stats()
+        return {
+            "decisions": s.decisions,
+            "activations": s.activations,
+            "outcomes": {
+                "attributed": s.outcomes_attributed,
+                "unattributed": s.outcomes_unattributed,
+                "late": s.outcomes_late,
+                "duplicate": s.outcomes_duplicate,
+            },
+            "attributed_revenue": round(s.attributed_revenue, 2),
+            "closed": s.closed_decisions,
+            "pending_windows": s.pending_windows,
+            "learned": s.learned_decisions,
+            "model_version": s.model_version,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class GrpcSimulation:
+    """A time-compressed simulation against a running server."""
+
+    target: str
+    seed: int = 0
+    customers: int = 5000
+    decisions: int = 5000
+    duration_seconds: float = 60.0
+    """Wall-clock time over which the decisions are spread (sets the speed-up)."""
+    window_seconds: float = DEFAULT_WINDOW_SECONDS
+    """The simulated attribution window the server's (real-second) window stands for."""
+    defer_share: float = 0.1
+    attribution: Literal["event", "customer"] = "event"
+    drain_seconds: float | None = None
+    """Wall seconds to keep sending outcomes after the last decision (default: one window)."""
+    settle_seconds: float = 10.0
+    progress: bool = True
+
+    def speedup(self, world: World) -> float:
+        """Simulated seconds per wall second, so the run lasts ``duration_seconds``."""
+        span = self.decisions / world.event_rate
+        return max(span / self.duration_seconds, 1.0)
+
+
+def simulate_grpc(sim: GrpcSimulation, extra: dict[str, Any] | None = None) -> SimulationReport:
+    """Drive the server at ``sim.target`` over gRPC and score the run."""
+    world = World(seed=sim.seed, config=WorldConfig(n_customers=sim.customers))
+    speedup = sim.speedup(world)
+    window_real = sim.window_seconds / speedup
+    drain = window_real + 1.0 if sim.drain_seconds is None else sim.drain_seconds
+    settings = {
+        "target": sim.target,
+        "seed": sim.seed,
+        "customers": sim.customers,
+        "decisions": sim.decisions,
+        "speedup": round(speedup, 1),
+        "window_seconds": sim.window_seconds,
+        "server_window_seconds": round(window_real, 3),
+        "defer_share": sim.defer_share,
+        "attribution": sim.attribution,
+        **(extra or {}),
+    }
+    with OfferBanditClient(sim.target) as client:
+        client.wait_ready(timeout=30.0)
+        options = DriveOptions(
+            decisions=sim.decisions,
+            speedup=speedup,
+            defer_share=sim.defer_share,
+            attribution=sim.attribution,
+            drain_seconds=drain,
+            seed=sim.seed,
+            progress=sim.progress,
+        )
+        backend = GrpcBackend(client, settle_seconds=sim.settle_seconds)
+        return drive(world, backend, options, mode="grpc", settings=settings)
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="offerbandit simulate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--target", metavar="HOST:PORT", help="a running server (gRPC mode)")
+    where.add_argument(
+        "--in-process", action="store_true", help="no network: a service in this process"
+    )
+    p.add_argument("--seed", type=int, default=0, help="world seed (and service seed in process)")
+    p.add_argument("--customers", type=int, default=5000)
+    p.add_argument("--decisions", type=int, default=10_000)
+    p.add_argument(
+        "--window-hours",
+        type=float,
+        default=DEFAULT_WINDOW_SECONDS / 3600,
+        help="simulated attribution window (in process: the service's; over gRPC: what the "
+        "server's window stands for)",
+    )
+    p.add_argument("--defer-share", type=float, default=None,
+                   help="share of deferred decisions, activated after (default 0.1 over gRPC, "
+                   "0 in process)")  # fmt: skip
+    p.add_argument(
+        "--attribution",
+        choices=["event", "customer"],
+        default="event",
+        help="outcomes name the event id, or only the customer (last touch)",
+    )
+    pol = p.add_argument_group("policy (in process; a running server uses its own settings)")
+    pol.add_argument(
+        "--exploration",
+        default=DEFAULT_EXPLORATION,
+        help='VW exploration; write it with "=": --exploration="--squarecb"',
+    )
+    pol.add_argument(
+        "--interactions",
+        default=",".join(DEFAULT_INTERACTIONS),
+        help='comma-separated namespace pairs, "" for none',
+    )
+    pol.add_argument("--control-share", type=float, default=0.05)
+    g = p.add_argument_group("gRPC mode")
+    g.add_argument(
+        "--duration",
+        type=float,
+        default=60.0,
+        help="wall seconds the decisions are spread over (sets the speed-up)",
+    )
+    g.add_argument(
+        "--drain-seconds",
+        type=float,
+        default=None,
+        help="wall seconds to keep sending outcomes after the last decision",
+    )
+    p.add_argument("--data-dir", type=Path, help="in process: keep the decision log here")
+    p.add_argument("--report", type=Path, help="write the JSON report here")
+    p.add_argument("--no-progress", action="store_true")
+    return p
+
+
+def main(argv: Sequence[str]) -> int:
+    ns = parser().parse_args(list(argv))
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    interactions = tuple(x.strip() for x in ns.interactions.split(",") if x.strip())
+    window = ns.window_hours * 3600.0
+    if ns.target:
+        policy_flags = ("--exploration", "--interactions", "--control-share")
+        if any(a.split("=")[0] in policy_flags for a in argv):
+            print("note: a running server uses its own policy settings; ignoring "
+                  + ", ".join(policy_flags), file=sys.stderr)  # fmt: skip
+        sim = GrpcSimulation(
+            target=ns.target,
+            seed=ns.seed,
+            customers=ns.customers,
+            decisions=ns.decisions,
+            duration_seconds=ns.duration,
+            window_seconds=window,
+            defer_share=0.1 if ns.defer_share is None else ns.defer_share,
+            attribution=ns.attribution,
+            drain_seconds=ns.drain_seconds,
+            progress=not ns.no_progress,
+        )
+        world = World(seed=ns.seed, config=WorldConfig(n_customers=ns.customers))
+        speedup = sim.speedup(world)
+        print(
+            f"simulating {ns.decisions} decisions over ~{ns.duration:g} s "
+            f"(speed-up {speedup:,.0f}×): the server's attribution window should be "
+            f"≈ {window / speedup:.2f} s (OFFERBANDIT_ATTRIBUTION_WINDOW_SECONDS)",
+            file=sys.stderr,
+        )
+        report = simulate_grpc(sim)
+    else:
+        config = SimulationConfig(
+            seed=ns.seed,
+            customers=ns.customers,
+            decisions=ns.decisions,
+            exploration=ns.exploration,
+            interactions=interactions,
+            control_share=ns.control_share,
+            window_seconds=window,
+            defer_share=0.0 if ns.defer_share is None else ns.defer_share,
+            attribution=ns.attribution,
+            progress=not ns.no_progress,
+        )
+        report = simulate_in_process(config, ns.data_dir)
+    print(report.summary())
+    if ns.report:
+        report.write(ns.report)
+        print(f"report: {ns.report}")
+    return 0 if math.isfinite(report.overall.true_value_per_decision) else 1
+
+
+__all__ = ["GrpcBackend", "GrpcSimulation", "main", "parser", "simulate_grpc"]
