@@ -107,6 +107,7 @@ def record_dict(d: Decision) -> dict[str, Any]:
         "decided_at": d.decided_at,
         "deferred": d.deferred,
         "seed": d.seed,
+        "holdout": d.holdout,
     }
 
 
@@ -149,6 +150,7 @@ def encode_head(d: Decision) -> str:
         "decided_at": d.decided_at,
         "deferred": d.deferred,
         "seed": d.seed,
+        "holdout": d.holdout,
     }
     return _dumps(head)
 
@@ -208,6 +210,7 @@ def _decision(r: dict[str, Any], treatments: tuple[Treatment, ...]) -> Decision:
         request_id=r["request_id"],
         deferred=bool(r["deferred"]),
         seed=int(r["seed"]),
+        holdout=bool(r.get("holdout", False)),
     )
 
 

@@ -102,6 +102,10 @@ class ServiceConfig:
     """Run the closer and learner threads. Off for step-by-step driving (tests, simulator)."""
     initial_model: bytes | None = None
     """Start from these VW weights when the data folder has no checkpoint yet."""
+    holdout_share: float = 0.0
+    """Share of customers in the persistent holdout (always control, logged as such)."""
+    holdout_key: str = "offerbandit-holdout"
+    """Key of the hash that assigns customers to the holdout; change it to redraw."""
     synchronous: str = "FULL"
     """SQLite durability: FULL fsyncs every commit (survives power loss); NORMAL survives
     process crashes (kill -9) but may lose the last commits on power loss; OFF is for
@@ -144,6 +148,26 @@ def request_fingerprint(req: ChooseInput) -> str:
     }
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+HOLDOUT_POLICY = "holdout"
+
+
+def in_holdout(customer_id: str, share: float, key: str) -> bool:
+    """Whether a customer is in the persistent holdout: a keyed hash of the id below ``share``.
+
+    The same customer is always in or always out (for a given key), across restarts and
+    replicas.
+
+    >>> in_holdout("c1", 0.0, "k"), in_holdout("c1", 1.0, "k")
+    (False, True)
+    >>> sum(in_holdout(f"c{i}", 0.1, "k") for i in range(10_000))
+    1003
+    """
+    if share <= 0.0:
+        return False
+    h = hashlib.blake2b(customer_id.encode(), key=key.encode()[:64], digest_size=8)
+    return int.from_bytes(h.digest(), "big") / float(1 << 64) < share
 
 
 class DecisionService:
@@ -253,10 +277,15 @@ class DecisionService:
         ctx = cands.context
         shared = shared_line(ctx.customer.features, ctx.trigger.type, ctx.trigger.features)
         actions = candidate_lines(cands.treatments)
-        with self._decider_lock:
-            scores = self._decider.predict(shared, actions)
+        holdout = in_holdout(ctx.customer.id, self.config.holdout_share, self.config.holdout_key)
+        if holdout:
+            pmf = (1.0,) + (0.0,) * (len(actions) - 1)
             version = self._model_version
-        pmf = normalise(mix_control(normalise(scores), 0, self.config.control_share))
+        else:
+            with self._decider_lock:
+                scores = self._decider.predict(shared, actions)
+                version = self._model_version
+            pmf = normalise(mix_control(normalise(scores), 0, self.config.control_share))
         chosen = sample_index(pmf, uniform_from_seed(seed))
         decision = Decision(
             event_id=event_id,
@@ -265,11 +294,12 @@ class DecisionService:
             pmf=pmf,
             chosen=chosen,
             model_version=version,
-            policy=self.policy_id,
+            policy=HOLDOUT_POLICY if holdout else self.policy_id,
             decided_at=self.clock.now(),
             request_id=req.request_id,
             deferred=req.defer_activation,
             seed=seed,
+            holdout=holdout,
         )
         existing = self.log.append(decision, fingerprint)
         return decision if existing is None else existing.decision

@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     chosen_offer TEXT NOT NULL,
     chosen_channel TEXT NOT NULL,
     is_control INTEGER NOT NULL,
+    holdout INTEGER NOT NULL DEFAULT 0,
     propensity REAL NOT NULL,
     fixed_cost REAL NOT NULL,
     discount_rate REAL NOT NULL,
@@ -467,6 +468,7 @@ class DecisionLog:
             chosen.ref.offer_id,
             chosen.ref.channel_id,
             int(chosen.is_control),
+            int(decision.holdout),
             decision.propensity,
             chosen.offer.fixed_cost if chosen.offer else 0.0,
             chosen.offer.discount_rate if chosen.offer else 0.0,
@@ -500,9 +502,9 @@ class DecisionLog:
             conn.execute(
                 "INSERT INTO decisions (event_id, request_id, request_hash, customer_id,"
                 " decided_at, deferred, activated_at, window_closes_at, chosen_offer,"
-                " chosen_channel, is_control, propensity, fixed_cost, discount_rate,"
+                " chosen_channel, is_control, holdout, propensity, fixed_cost, discount_rate,"
                 " contact_cost, model_version, policy, record, catalogue_id)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (*row, cid),
             )
             return None

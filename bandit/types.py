@@ -208,6 +208,8 @@ class Decision:
     deferred: bool = False
     seed: int = 0
     """The per-decision sampling seed derived from (server seed, event id)."""
+    holdout: bool = False
+    """The customer is in the persistent holdout: control was forced (pmf is control = 1)."""
 
     def __post_init__(self) -> None:
         if len(self.treatments) != len(self.pmf):

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
@@ -56,7 +57,22 @@ def _demo(ns: argparse.Namespace) -> int:
     return int(demo_main(ns.rest))
 
 
-_PASS_THROUGH = {"bench": _bench, "simulate": _simulate, "demo": _demo}
+def _offline(module: str) -> Callable[[argparse.Namespace], int]:
+    def run(ns: argparse.Namespace) -> int:
+        main = importlib.import_module(module).main
+        return int(main(ns.rest))
+
+    return run
+
+
+_PASS_THROUGH: dict[str, Callable[[argparse.Namespace], int]] = {
+    "bench": _bench,
+    "simulate": _simulate,
+    "demo": _demo,
+    "export": _offline("offline_eval.cli_export"),
+    "eval": _offline("offline_eval.cli_eval"),
+    "uplift": _offline("offline_eval.cli_uplift"),
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -85,6 +101,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("demo", help="start a server, simulate through it, summarise")
     p.add_argument("rest", nargs=argparse.REMAINDER)
     p.set_defaults(func=_demo)
+
+    for name, text in (
+        ("export", "export the joined decision log as Parquet or VW DSJson"),
+        ("eval", "off-policy evaluation of candidate policies, tracked in MLflow"),
+        ("uplift", "incremental revenue by customer, trigger, offer and channel"),
+    ):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("rest", nargs=argparse.REMAINDER)
 
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in _PASS_THROUGH:

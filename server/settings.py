@@ -56,6 +56,12 @@ class Settings(BaseSettings):
     control_share: float = Field(0.05, ge=0.0, le=1.0)
     """Floor on the control treatment's probability, mixed in before sampling."""
 
+    holdout_share: float = Field(0.0, ge=0.0, le=1.0)
+    """Persistent customer holdout: this share of customers (by a keyed hash of their id)
+    always gets control, logged as holdout. Costs that share of the treatments' uplift; buys
+    a clean, policy-independent control group. Default off."""
+    holdout_key: str = "offerbandit-holdout"
+    """Key of the holdout hash; changing it redraws the holdout."""
     max_treatments: int = Field(1000, ge=1)
     """Most candidate treatments one Choose may carry (offers × channels or explicit)."""
     max_offers: int = Field(1000, ge=1)
@@ -137,4 +143,6 @@ class Settings(BaseSettings):
             max_stream_outcomes=self.max_stream_outcomes,
             initial_model=initial_model,
             synchronous=self.durability.upper(),
+            holdout_share=self.holdout_share,
+            holdout_key=self.holdout_key,
         )

@@ -9,14 +9,14 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-# Property tests explore the same examples on every run: CI never flakes on a new draw.
-hypothesis_settings.register_profile("offerbandit", derandomize=True, deadline=None)
-hypothesis_settings.load_profile("offerbandit")
-
 from bandit.types import Channel, Customer, Offer, Trigger
 from server.app import RunningServer, start_server
 from server.client import OfferBanditClient
 from server.settings import Settings
+
+# Property tests explore the same examples on every run: CI never flakes on a new draw.
+hypothesis_settings.register_profile("offerbandit", derandomize=True, deadline=None)
+hypothesis_settings.load_profile("offerbandit")
 
 ServerFactory = Callable[..., RunningServer]
 

@@ -247,3 +247,23 @@ def test_each_closed_decision_is_learned_once_across_restarts(tmp_path: Path) ->
         assert again.learned == 30
     finally:
         again.stop()
+
+
+def test_holdout_customers_always_get_control_logged_as_holdout(tmp_path: Path) -> None:
+    s, _ = make(tmp_path, holdout_share=0.3)
+    try:
+        held = 0
+        for i in range(300):
+            d = choose(s, cid=f"c{i}")
+            again = choose(s, cid=f"c{i}")
+            assert d.holdout == again.holdout  # persistent per customer
+            if d.holdout:
+                held += 1
+                assert d.is_control
+                assert d.pmf[0] == 1.0
+                assert d.policy == "holdout"
+                assert s.get_decision(d.event_id).decision.holdout
+        # Binomial(300, 0.3): sd ≈ 7.9; 4 sd.
+        assert abs(held - 90) <= 32
+    finally:
+        s.stop()
