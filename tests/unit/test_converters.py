@@ -1,0 +1,118 @@
+"""proto ↔ domain conversion round-trips, and every RPC goes through the error mapper."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bandit.errors import (
+    Conflict,
+    InvalidRequest,
+    InvalidState,
+    NotReady,
+    StorageError,
+    TooLarge,
+    UnknownEvent,
+)
+from bandit.store import OutcomeInput
+from bandit.types import (
+    CONTROL_TREATMENT,
+    Channel,
+    Context,
+    Customer,
+    Decision,
+    Offer,
+    Treatment,
+    Trigger,
+    freeze_features,
+)
+from server import converters as cv
+from server.errors import status_of
+from server.pb.offerbandit.v1 import decision_service_pb2 as pb
+from server.servicer import DecisionServicer
+
+names = st.text(min_size=1, max_size=20)
+values = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=20),
+    st.booleans(),
+    st.lists(st.text(max_size=10), max_size=3).map(tuple),
+)
+feature_maps = st.dictionaries(names, values, max_size=6).map(freeze_features)
+
+
+@given(st.text(max_size=30), feature_maps)
+def test_customer_round_trip(cid: str, features: dict[str, object]) -> None:
+    c = Customer(cid, features)  # type: ignore[arg-type]
+    assert cv.customer_from_pb(cv.customer_to_pb(c)) == c
+
+
+@given(names, feature_maps, st.floats(0, 100), st.floats(0, 1))
+def test_offer_round_trip(oid: str, features: object, fixed: float, rate: float) -> None:
+    o = Offer(oid, features, fixed, rate)  # type: ignore[arg-type]
+    assert cv.offer_from_pb(cv.offer_to_pb(o), 0) == o
+
+
+@given(st.floats(0, 4_000_000_000))
+def test_timestamps_round_trip_to_the_microsecond(t: float) -> None:
+    assert math.isclose(cv.seconds_from_pb(cv.seconds_to_pb(t)), t, abs_tol=1e-6)
+
+
+def test_outcome_round_trip() -> None:
+    o = OutcomeInput("o1", "e1", "c1", "purchase", 12.5, 1_700_000_000.25)
+    assert cv.outcome_from_pb(cv.outcome_to_pb(o)) == o
+    o2 = OutcomeInput("o1", "", "c1", "click", 0.0, None)
+    assert cv.outcome_from_pb(cv.outcome_to_pb(o2)) == o2
+
+
+def test_choose_response_ranks_like_the_plain_construction() -> None:
+    treatments = (
+        CONTROL_TREATMENT,
+        Treatment(Offer("a"), Channel("x")),
+        Treatment(Offer("b"), Channel("x")),
+        Treatment(Offer("c"), Channel("y")),
+    )
+    d = Decision(
+        "e",
+        Context(Customer("c"), Trigger("t")),
+        treatments,
+        (0.1, 0.4, 0.1, 0.4),
+        3,
+        "v1",
+        "p",
+        0.0,
+    )
+    r = cv.choose_to_pb(d)
+    order = sorted(range(4), key=lambda i: (-d.pmf[i], i))
+    assert [(s.treatment.offer_id, s.probability, s.control) for s in r.ranking] == [
+        (treatments[i].ref.offer_id, d.pmf[i], treatments[i].is_control) for i in order
+    ]
+    assert (r.chosen.offer_id, r.chosen.channel_id, r.propensity) == ("c", "y", 0.4)
+    assert cv.choose_to_pb(d) == r  # the cached template gives the same answer again
+
+
+def test_every_rpc_is_error_mapped() -> None:
+    rpcs = pb.DESCRIPTOR.services_by_name["DecisionService"].methods_by_name
+    for name in rpcs:
+        method = getattr(DecisionServicer, name)
+        assert getattr(method, "__offerbandit_mapped__", False), name
+
+
+@pytest.mark.parametrize(
+    ("error", "code"),
+    [
+        (InvalidRequest("f", "bad"), grpc.StatusCode.INVALID_ARGUMENT),
+        (TooLarge("f", "big"), grpc.StatusCode.INVALID_ARGUMENT),
+        (UnknownEvent("e"), grpc.StatusCode.NOT_FOUND),
+        (Conflict("f", "x"), grpc.StatusCode.ALREADY_EXISTS),
+        (InvalidState("f", "x"), grpc.StatusCode.FAILED_PRECONDITION),
+        (NotReady("x"), grpc.StatusCode.UNAVAILABLE),
+        (StorageError("x"), grpc.StatusCode.UNAVAILABLE),
+    ],
+)
+def test_error_table(error: Exception, code: grpc.StatusCode) -> None:
+    assert status_of(error) == code  # type: ignore[arg-type]
