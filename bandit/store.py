@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -177,6 +178,43 @@ class ClosedDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class Incremental:
+    """The live policy's incremental net value per decision against all-control.
+
+    Per closed, non-holdout decision ``i`` with reward ``r_i``: ``ψ_i = r_i − 1{control}·r_i /
+    μ_i(control)``, whose mean is an unbiased estimate of V(logged policy) − V(all control)
+    (the control share keeps ``μ(control)`` ≥ the floor, so the weights stay bounded). The
+    interval is the normal one at level 95%.
+    """
+
+    decisions: int
+    per_decision: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def total(self) -> float:
+        return self.per_decision * self.decisions
+
+    @staticmethod
+    def from_sums(n: int, s1: float, s2: float, z: float = 1.959963984540054) -> Incremental:
+        """From the count, sum and sum of squares of the per-row scores.
+
+        >>> e = Incremental.from_sums(4, 8.0, 20.0)
+        >>> e.per_decision, round(e.ci_low, 3), round(e.ci_high, 3)
+        (2.0, 0.868, 3.132)
+        """
+        if n == 0:
+            return Incremental(0, math.nan, math.nan, math.nan)
+        mean = s1 / n
+        if n < 2:
+            return Incremental(n, mean, math.nan, math.nan)
+        var = max(s2 - n * mean * mean, 0.0) / (n - 1)
+        half = z * math.sqrt(var / n)
+        return Incremental(n, mean, mean - half, mean + half)
+
+
+@dataclass(frozen=True, slots=True)
 class LogStats:
     decisions: int
     activations: int
@@ -187,6 +225,7 @@ class LogStats:
     closed: int
     recent: list[tuple[TreatmentRef, int, float]]
     """(treatment, closed decisions, mean reward) over the recent period, best first."""
+    incremental: Incremental
 
 
 class AttributionRule(Protocol):
@@ -765,7 +804,15 @@ class DecisionLog:
                 (now - recent_seconds,),
             )
         ]
+        n, s1, s2 = c.execute(
+            "SELECT COUNT(*), COALESCE(SUM(psi), 0), COALESCE(SUM(psi * psi), 0) FROM ("
+            " SELECT CASE WHEN is_control = 1 THEN reward - reward / propensity ELSE reward END"
+            " AS psi FROM decisions WHERE closed_at >= ? AND holdout = 0"
+            " AND closed_seq IS NOT NULL)",
+            (now - recent_seconds,),
+        ).fetchone()
         return LogStats(
+            incremental=Incremental.from_sums(int(n), float(s1), float(s2)),
             decisions=int(decisions),
             activations=int(activations),
             pending_activation=int(pending_act or 0),

@@ -321,4 +321,12 @@ def stats_to_pb(s: Stats) -> pb.Stats:
         ],
         pending_activation=s.log.pending_activation,
         closed_decisions=s.log.closed,
+        incremental=pb.IncrementalEstimate(
+            decisions=s.log.incremental.decisions,
+            per_decision=s.log.incremental.per_decision,
+            ci_low=s.log.incremental.ci_low,
+            ci_high=s.log.incremental.ci_high,
+            total=s.log.incremental.total,
+            method="ips-vs-control-share, normal 95%",
+        ),
     )

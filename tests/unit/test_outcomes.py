@@ -5,6 +5,7 @@ A real DecisionService on a temporary SQLite log with a hand-moved clock; no soc
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,13 +25,12 @@ SMS = Channel("sms", contact_cost=0.2)
 
 def make(tmp_path: Path, **kw: object) -> tuple[DecisionService, ManualClock]:
     clock = ManualClock()
-    cfg = ServiceConfig(
-        data_dir=tmp_path,
-        background=False,
-        control_share=0.0,
-        windows=Windows(default=100.0, per_channel=(("sms", 10.0),)),
-        **kw,  # type: ignore[arg-type]
-    )
+    settings: dict[str, object] = {
+        "control_share": 0.0,
+        "windows": Windows(default=100.0, per_channel=(("sms", 10.0),)),
+        **kw,
+    }
+    cfg = ServiceConfig(data_dir=tmp_path, background=False, **settings)  # type: ignore[arg-type]
     svc = DecisionService(cfg, clock)
     svc.start()
     return svc, clock
@@ -265,5 +265,35 @@ def test_holdout_customers_always_get_control_logged_as_holdout(tmp_path: Path) 
                 assert s.get_decision(d.event_id).decision.holdout
         # Binomial(300, 0.3): sd ≈ 7.9; 4 sd.
         assert abs(held - 90) <= 32
+    finally:
+        s.stop()
+
+
+def test_stats_estimate_the_live_policys_incremental_value_against_control(
+    tmp_path: Path,
+) -> None:
+    s, clock = make(tmp_path, control_share=0.2)
+    offers = [Offer("a"), Offer("b")]
+    channel = Channel("email", contact_cost=0.5)
+    buy = {"": 0.3, "a": 0.5, "b": 0.6}  # control's 0.3 is what happens anyway
+    rng = random.Random(4)
+    pmfs = []
+    try:
+        for i in range(4000):
+            d = s.choose(ChooseInput(Customer(f"c{i}"), Trigger("login"), offers, [channel]))
+            pmfs.append(d.pmf)
+            if rng.random() < buy[d.chosen_treatment.ref.offer_id]:
+                s.record_outcome(outcome(f"o{i}", d.event_id, revenue=10.0))
+            clock.advance(0.01)
+        clock.advance(1000)
+        while s.close_due_windows():
+            pass
+        est = s.stats().log.incremental
+        # Expected net value: control 3.0; a 5.0 − 0.5 = 4.5; b 6.0 − 0.5 = 5.5.
+        ev = {0: 3.0, 1: 4.5, 2: 5.5}
+        truth = sum(sum(p[k] * (ev[k] - ev[0]) for k in ev) for p in pmfs) / len(pmfs)
+        assert est.decisions == 4000
+        assert est.ci_low <= truth <= est.ci_high, (truth, est)
+        assert est.ci_high - est.ci_low < 1.0
     finally:
         s.stop()

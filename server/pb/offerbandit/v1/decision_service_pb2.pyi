@@ -831,6 +831,7 @@ class Stats(_message.Message):
     RECENT_FIELD_NUMBER: _builtins.int
     PENDING_ACTIVATION_FIELD_NUMBER: _builtins.int
     CLOSED_DECISIONS_FIELD_NUMBER: _builtins.int
+    INCREMENTAL_FIELD_NUMBER: _builtins.int
     decisions: _builtins.int
     activations: _builtins.int
     outcomes_attributed: _builtins.int
@@ -845,6 +846,10 @@ class Stats(_message.Message):
     closed_decisions: _builtins.int
     @_builtins.property
     def recent(self) -> _containers.RepeatedCompositeFieldContainer[Global___TreatmentStats]: ...
+    @_builtins.property
+    def incremental(self) -> Global___IncrementalEstimate:
+        """The live policy's incremental net revenue against all-control, over the recent period."""
+
     def __init__(
         self,
         *,
@@ -861,11 +866,52 @@ class Stats(_message.Message):
         recent: _abc.Iterable[Global___TreatmentStats] | None = ...,
         pending_activation: _builtins.int = ...,
         closed_decisions: _builtins.int = ...,
+        incremental: Global___IncrementalEstimate | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["incremental", b"incremental"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "attributed_revenue", b"attributed_revenue", "closed_decisions", b"closed_decisions", "decisions", b"decisions", "learned_decisions", b"learned_decisions", "model_version", b"model_version", "outcomes_attributed", b"outcomes_attributed", "outcomes_duplicate", b"outcomes_duplicate", "outcomes_late", b"outcomes_late", "outcomes_unattributed", b"outcomes_unattributed", "pending_activation", b"pending_activation", "pending_windows", b"pending_windows", "recent", b"recent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "attributed_revenue", b"attributed_revenue", "closed_decisions", b"closed_decisions", "decisions", b"decisions", "incremental", b"incremental", "learned_decisions", b"learned_decisions", "model_version", b"model_version", "outcomes_attributed", b"outcomes_attributed", "outcomes_duplicate", b"outcomes_duplicate", "outcomes_late", b"outcomes_late", "outcomes_unattributed", b"outcomes_unattributed", "pending_activation", b"pending_activation", "pending_windows", b"pending_windows", "recent", b"recent"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Stats: _TypeAlias = Stats  # noqa: Y015
+
+@_typing.final
+class IncrementalEstimate(_message.Message):
+    """V(live policy) − V(all control), per decision, in money, from closed decisions of the
+    recent period (holdout rows excluded): an inverse-propensity estimate that uses the
+    control share logged inside every pmf. Interval: normal approximation, 95%.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DECISIONS_FIELD_NUMBER: _builtins.int
+    PER_DECISION_FIELD_NUMBER: _builtins.int
+    CI_LOW_FIELD_NUMBER: _builtins.int
+    CI_HIGH_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    METHOD_FIELD_NUMBER: _builtins.int
+    decisions: _builtins.int
+    per_decision: _builtins.float
+    ci_low: _builtins.float
+    ci_high: _builtins.float
+    total: _builtins.float
+    """per_decision × decisions."""
+    method: _builtins.str
+    def __init__(
+        self,
+        *,
+        decisions: _builtins.int = ...,
+        per_decision: _builtins.float = ...,
+        ci_low: _builtins.float = ...,
+        ci_high: _builtins.float = ...,
+        total: _builtins.float = ...,
+        method: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ci_high", b"ci_high", "ci_low", b"ci_low", "decisions", b"decisions", "method", b"method", "per_decision", b"per_decision", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IncrementalEstimate: _TypeAlias = IncrementalEstimate  # noqa: Y015
