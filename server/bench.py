@@ -162,9 +162,7 @@ def run(
                 for n in treatments:
                     reqs = requests[n]
 
-                    def choose(
-                        i: int, reqs: list[pb.ChooseRequest] = reqs, c: int = c
-                    ) -> object:
+                    def choose(i: int, reqs: list[pb.ChooseRequest] = reqs, c: int = c) -> object:
                         return stubs[i % c].Choose(reqs[i % len(reqs)], timeout=10)
 
                     results.append(drive(f"choose/{n}", choose, c, seconds, max_calls))
