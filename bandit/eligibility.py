@@ -172,52 +172,61 @@ def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
         raise TooLarge(
             "channels", f"has {len(req.channels)} channels; the limit is {limits.max_channels}"
         )
-    offers = _index_unique(req.offers, "offers", limits)
-    channels = _index_unique(req.channels, "channels", limits)
-    for i, o in enumerate(req.offers):
-        if _checked.get(id(o)) is not o:
-            check_features(o.features, f"offers[{i}]", limits)
-            _check_cost(o.fixed_cost, f"offers[{i}].fixed_cost")
-            _check_cost(o.discount_rate, f"offers[{i}].discount_rate", at_most_one=True)
-            _remember(o)
-    for i, c in enumerate(req.channels):
-        if _checked.get(id(c)) is not c:
-            check_features(c.features, f"channels[{i}]", limits)
-            _check_cost(c.contact_cost, f"channels[{i}].contact_cost")
-            _remember(c)
-
+    _check_catalogue(req.offers, req.channels, limits)
     if not req.treatments and not req.excluded:
-        if not offers:
+        n_offers, n_channels = len(req.offers), len(req.channels)
+        if not n_offers:
             raise InvalidRequest(
                 "offers", "at least one offer is required (or explicit treatments)"
             )
-        if not channels:
+        if not n_channels:
             raise InvalidRequest(
                 "channels", "at least one channel is required (or explicit treatments)"
             )
-        n = len(offers) * len(channels)
+        n = n_offers * n_channels
         if n > limits.max_treatments:
             raise TooLarge(
                 "offers",
-                f"{len(offers)} offers × {len(channels)} channels make {n} treatments; "
+                f"{n_offers} offers × {n_channels} channels make {n} treatments; "
                 f"the limit is {limits.max_treatments}",
             )
         allowed = tuple(c for c in req.channels if consented(req.customer, c.id))
         treatments = _cross(tuple(req.offers), allowed)
     else:
+        offers = {o.id: o for o in req.offers}
+        channels = {c.id: c for c in req.channels}
         treatments = _filtered(req, offers, channels, limits)
     return Candidates(context=Context(req.customer, req.trigger), treatments=treatments)
 
 
-# Offers and channels that passed their checks, by identity (frozen objects cannot change;
-# the server hands the same object for the same wire bytes).
-_checked: dict[int, object] = {}
+# Catalogues (offer and channel lists) that passed their checks under some limits, by the
+# identity of their objects: frozen objects cannot change, and the server hands the same
+# object for the same wire bytes, so a stable catalogue is checked once.
+_checked: dict[tuple[int, ...], tuple[tuple[object, ...], Limits]] = {}
 
 
-def _remember(obj: object) -> None:
-    if len(_checked) >= 16384:
+def _check_catalogue(offers: Sequence[Offer], channels: Sequence[Channel], limits: Limits) -> None:
+    objects = (*offers, *channels)
+    key = (*map(id, offers), -1, *map(id, channels))
+    hit = _checked.get(key)
+    if (
+        hit is not None
+        and hit[1] == limits
+        and all(a is b for a, b in zip(hit[0], objects, strict=True))
+    ):
+        return
+    _index_unique(offers, "offers", limits)
+    _index_unique(channels, "channels", limits)
+    for i, o in enumerate(offers):
+        check_features(o.features, f"offers[{i}]", limits)
+        _check_cost(o.fixed_cost, f"offers[{i}].fixed_cost")
+        _check_cost(o.discount_rate, f"offers[{i}].discount_rate", at_most_one=True)
+    for i, c in enumerate(channels):
+        check_features(c.features, f"channels[{i}]", limits)
+        _check_cost(c.contact_cost, f"channels[{i}].contact_cost")
+    if len(_checked) >= 1024:
         _checked.clear()
-    _checked[id(obj)] = obj
+    _checked[key] = (objects, limits)
 
 
 _crossed: dict[tuple[int, ...], tuple[tuple[object, ...], tuple[Treatment, ...]]] = {}

@@ -183,3 +183,24 @@ def test_sigkill_under_load_loses_no_acknowledged_decision(tmp_path: Path) -> No
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+def test_sigterm_drains_flushes_and_saves_the_model(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    proc, address = _serve(data)
+    with OfferBanditClient(address) as c:
+        ids = [
+            c.choose(Customer(f"c{i}"), Trigger("login"), [Offer("a")], [Channel("email")]).event_id
+            for i in range(20)
+        ]
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0
+    proc, address = _serve(data)
+    try:
+        with OfferBanditClient(address) as c:
+            assert c.stats().decisions == 20
+            assert [c.get_decision(e).event_id for e in ids] == ids
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
