@@ -194,7 +194,7 @@ def test_sigterm_drains_flushes_and_saves_the_model(tmp_path: Path) -> None:
             for i in range(20)
         ]
     proc.send_signal(signal.SIGTERM)
-    out, _ = proc.communicate(timeout=60)
+    proc.communicate(timeout=60)
     assert proc.returncode == 0
     proc, address = _serve(data)
     try:

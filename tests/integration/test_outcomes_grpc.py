@@ -39,19 +39,16 @@ def test_record_outcome_statuses(client: OfferBanditClient) -> None:
     assert stats.decisions == 1
 
 
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
 BAD = [
-    (OutcomeInput("", "", "c1", "purchase", 1.0, None), grpc.StatusCode.INVALID_ARGUMENT, "outcome_id"),
-    (OutcomeInput("x", "", "", "purchase", 1.0, None), grpc.StatusCode.INVALID_ARGUMENT, "event_id"),
+    (OutcomeInput("", "", "c1", "purchase", 1.0, None), INVALID, "outcome_id"),
+    (OutcomeInput("x", "", "", "purchase", 1.0, None), INVALID, "event_id"),
     (OutcomeInput("x", "nope", "", "purchase", 1.0, None), grpc.StatusCode.NOT_FOUND, "event_id"),
-    (OutcomeInput("x", "", "c1", "purchase", -3.0, None), grpc.StatusCode.INVALID_ARGUMENT, "revenue"),
-    (OutcomeInput("x", "", "c1", "p", float("nan"), None), grpc.StatusCode.INVALID_ARGUMENT, "revenue"),
-    (OutcomeInput("x", "", "c1", "p", float("inf"), None), grpc.StatusCode.INVALID_ARGUMENT, "revenue"),
-    (
-        OutcomeInput("x", "", "c1", "purchase", 1.0, time.time() + 86_400),
-        grpc.StatusCode.INVALID_ARGUMENT,
-        "occurred_at",
-    ),
-]  # fmt: skip
+    (OutcomeInput("x", "", "c1", "purchase", -3.0, None), INVALID, "revenue"),
+    (OutcomeInput("x", "", "c1", "p", float("nan"), None), INVALID, "revenue"),
+    (OutcomeInput("x", "", "c1", "p", float("inf"), None), INVALID, "revenue"),
+    (OutcomeInput("x", "", "c1", "purchase", 1.0, time.time() + 86_400), INVALID, "occurred_at"),
+]
 
 
 @pytest.mark.parametrize(
