@@ -57,9 +57,17 @@ def escape(text: str) -> str:
     ''
     >>> escape("€")
     '%E2%82%AC'
+
+    A leading underscore is encoded too: VW's JSON reader skips members named ``_…``, and
+    the DSJson export must carry the very same feature names.
+
+    >>> escape("_private")
+    '%5Fprivate'
     """
-    if _SAFE.fullmatch(text):
+    if _SAFE.fullmatch(text) and not text.startswith("_"):
         return text
+    if text.startswith("_"):
+        return "%5F" + quote(text[1:], safe="")
     return quote(text, safe="")
 
 

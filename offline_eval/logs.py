@@ -9,9 +9,8 @@ so a million decisions fit comfortably in memory.
 Reading is chunked (``chunk_size`` rows at a time) with a progress bar, straight from the
 SQLite file, read-only, while the service keeps writing (WAL).
 
->>> # doctest: +SKIP
->>> lb = load_sqlite("data/decisions.sqlite")
->>> lb.frame[["event_id", "chosen_offer", "chosen_channel", "propensity", "reward"]].head()
+>>> lb = load_sqlite("data/decisions.sqlite")  # doctest: +SKIP
+>>> lb.frame[["event_id", "chosen_offer", "propensity", "reward"]].head()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -77,6 +76,10 @@ class LoggedBandit:
     pmf: NDArray[np.float64]
     catalogues: dict[int, tuple[Treatment, ...]]
     source: str = ""
+    pmf_complete: bool = True
+    """False when only the chosen action's probability is known (logs of other systems):
+    then ``pmf`` rows hold just that entry, and :meth:`bandit_data` passes no logging pmf,
+    so estimators rely on the propensities alone."""
 
     @property
     def n(self) -> int:
@@ -102,7 +105,11 @@ class LoggedBandit:
         """The rows where ``mask`` holds (a new object; catalogues shared)."""
         m = np.asarray(mask, dtype=bool)
         return LoggedBandit(
-            self.frame.loc[m].reset_index(drop=True), self.pmf[m], self.catalogues, self.source
+            self.frame.loc[m].reset_index(drop=True),
+            self.pmf[m],
+            self.catalogues,
+            self.source,
+            self.pmf_complete,
         )
 
     def closed(self) -> LoggedBandit:
@@ -110,7 +117,8 @@ class LoggedBandit:
         return self.select(self.frame["closed"].to_numpy())
 
     def bandit_data(self) -> BanditData:
-        """The estimators' view: rewards, chosen indices, propensities, full logged pmfs.
+        """The estimators' view: rewards, chosen indices, propensities, full logged pmfs
+        (``logging_pmf`` is ``None`` when :attr:`pmf_complete` is false).
 
         Raises ``ValueError`` when rows have no final reward yet (call :meth:`closed`)."""
         if not bool(self.frame["closed"].all()):
@@ -119,7 +127,7 @@ class LoggedBandit:
             rewards=self.frame["reward"].to_numpy(dtype=np.float64),
             chosen=self.frame["chosen"].to_numpy(dtype=np.int64),
             propensities=self.frame["propensity"].to_numpy(dtype=np.float64),
-            logging_pmf=self.pmf,
+            logging_pmf=self.pmf if self.pmf_complete else None,
             action_mask=self.action_mask(),
         )
 

@@ -1,11 +1,12 @@
 """A small typed Python client for frontends, the simulator and tests.
 
->>> # doctest: +SKIP
->>> with OfferBanditClient("127.0.0.1:50051") as client:
-...     answer = client.choose(
-...         Customer("c1", {"stage": "vip"}), Trigger("login"),
-...         offers=[Offer("d10", discount_rate=0.1)], channels=[Channel("email")])
-...     client.record_outcome("o1", event_id=answer.event_id, type="purchase", revenue=80.0)
+Example (needs a running server)::
+
+    with OfferBanditClient("127.0.0.1:50051") as client:
+        answer = client.choose(
+            Customer("c1", {"stage": "vip"}), Trigger("login"),
+            offers=[Offer("d10", discount_rate=0.1)], channels=[Channel("email")])
+        client.record_outcome("o1", event_id=answer.event_id, type="purchase", revenue=80.0)
 """
 
 from __future__ import annotations
