@@ -29,7 +29,7 @@ from bandit.vwformat import (
     shared_line,
 )
 
-DEFAULT_EXPLORATION = "--epsilon 0.05"
+DEFAULT_EXPLORATION = "--squarecb"
 DEFAULT_INTERACTIONS = ("co", "ch", "to", "th", "oh")
 
 

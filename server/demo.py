@@ -36,6 +36,7 @@ from server.simulate import GrpcSimulation, simulate_grpc
 log = logging.getLogger(__name__)
 
 OFFLINE_STUDY_MODULE = "offline_eval.study"
+OFFLINE_ENTRY_POINT = "run_offline_comparison"
 
 
 def run_offline_comparison(log_path: Path, report: Mapping[str, Any]) -> Any | None:
@@ -54,7 +55,12 @@ def run_offline_comparison(log_path: Path, report: Mapping[str, Any]) -> Any | N
     if not found:
         return None
     study = importlib.import_module(OFFLINE_STUDY_MODULE)
-    return study.run_offline_comparison(log_path, report)
+    entry = getattr(study, OFFLINE_ENTRY_POINT, None)
+    if entry is None:
+        raise NotImplementedError(
+            f"{OFFLINE_STUDY_MODULE} has no {OFFLINE_ENTRY_POINT}(log_path, report) yet"
+        )
+    return entry(log_path, report)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -141,14 +147,22 @@ def main(argv: Sequence[str]) -> int:
     report_path.parent.mkdir(parents=True, exist_ok=True)
     print()
     print(report.summary())
-    offline = run_offline_comparison(log_path, data)
+    try:
+        offline = run_offline_comparison(log_path, data)
+    except Exception as exc:  # the simulation's report must survive a failing evaluation
+        log.warning("offline evaluation failed: %s", exc, exc_info=True)
+        print(f"offline evaluation failed: {exc}")
+        offline = None
+        data["offline_evaluation_error"] = str(exc)
     report_path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     print(f"\nreport: {report_path}\ndecision log: {log_path}")
-    if offline is None:
+    if offline is None and "offline_evaluation_error" not in data:
         print(
             "offline evaluation: not available yet (offline_eval.study is not installed); "
             "when it is, the demo logs its policy comparison to MLflow. Open the UI with:"
         )
+    elif offline is None:
+        print("Once it works, open the MLflow UI with:")
     else:
         print(f"offline evaluation:\n{offline}\nOpen the MLflow UI with:")
     print(f"  mlflow ui --backend-store-uri {tracking}")
@@ -156,4 +170,10 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-__all__ = ["OFFLINE_STUDY_MODULE", "main", "parser", "run_offline_comparison"]
+__all__ = [
+    "OFFLINE_ENTRY_POINT",
+    "OFFLINE_STUDY_MODULE",
+    "main",
+    "parser",
+    "run_offline_comparison",
+]

@@ -158,7 +158,7 @@ CHANNELS: tuple[ChannelModel, ...] = (
         _channel("call_center", 4.0, "outbound", True),
         base_reach=0.35,
         delay=DelayDistribution(2 * HOUR, 1.2),
-        consent_feature="consent_call",
+        consent_feature="consent_call_center",
     ),
 )
 CHANNEL_IDS: tuple[str, ...] = tuple(m.channel.id for m in CHANNELS)

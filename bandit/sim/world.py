@@ -386,6 +386,15 @@ class World:
         """Time (seconds since the epoch) of the latest generated event."""
         return self._clock
 
+    @property
+    def event_rate(self) -> float:
+        """Events (triggers) per second of simulated time, over all customers.
+
+        ``n / event_rate`` is how much simulated time ``n`` events span on average, which is
+        what a time-compressing driver needs to pick its speed-up.
+        """
+        return float(self._rate_cdf[-1])
+
     def contacts_at(self, customer_index: int, time: float) -> int:
         """Recorded contacts of a customer in the fatigue window ending at ``time``.
 
@@ -604,6 +613,26 @@ class World:
             - self._contact[None, None, :]
         )
         out = np.concatenate(((p0 * basket)[:, None], value.reshape(len(p0), -1)), axis=1)
+        cols = self._columns(treatments)
+        return out if cols is None else out[:, cols]
+
+    def expected_revenues(
+        self,
+        events: Sequence[WorldEvent] | WorldEvent,
+        treatments: Sequence[Treatment] | None = None,
+    ) -> FloatArray:
+        """Expected gross revenue (EUR, before any cost) per event × treatment: ``[n, K]``.
+
+        Incremental revenue is this minus the control column; the net value subtracts the
+        offer and contact costs (:meth:`expected_values`).
+        """
+        p0, p1, reach, basket = self._response(events)
+        r = reach[:, None, :]
+        p0b = p0[:, None, None]
+        revenue = basket[:, None, None] * (
+            r * p1 * self._basket_mult[None, :, None] + (1 - r) * p0b
+        )
+        out = np.concatenate(((p0 * basket)[:, None], revenue.reshape(len(p0), -1)), axis=1)
         cols = self._columns(treatments)
         return out if cols is None else out[:, cols]
 

@@ -83,7 +83,7 @@ def test_retry_with_request_id_returns_the_same_decision_logged_once(
 
 
 def test_control_share_is_a_floor_inside_the_logged_pmf(make_server: ServerFactory) -> None:
-    running = make_server(control_share=0.3)
+    running = make_server(control_share=0.3, exploration="--epsilon 0.05")
     n = 300
     with OfferBanditClient(running.address) as c:
         controls = 0

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
+import sys
+import types
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bandit.sim import World, WorldConfig
-from server import simulate
+from server import demo, simulate
 from server.client import OfferBanditClient
 from server.demo import run_offline_comparison
 from server.simulate import GrpcSimulation, simulate_grpc
@@ -75,7 +76,20 @@ def test_simulate_command_in_process_writes_its_report(
     assert "incremental vs all-control" in capsys.readouterr().out
 
 
-def test_offline_hook_is_a_no_op_only_without_the_study_module(tmp_path: Path) -> None:
-    if importlib.util.find_spec("offline_eval.study") is not None:
-        pytest.skip("offline_eval.study exists: the hook is live")
-    assert run_offline_comparison(tmp_path / "decisions.sqlite", {}) is None
+def test_offline_hook_is_a_no_op_only_without_the_study_module(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_path = tmp_path / "decisions.sqlite"
+    monkeypatch.setattr(demo.importlib.util, "find_spec", lambda name: None)
+    assert run_offline_comparison(log_path, {}) is None
+    monkeypatch.undo()
+
+    calls: list[tuple[Path, dict[str, object]]] = []
+    study = types.ModuleType(demo.OFFLINE_STUDY_MODULE)
+    monkeypatch.setitem(sys.modules, demo.OFFLINE_STUDY_MODULE, study)
+    monkeypatch.setattr(demo.importlib.util, "find_spec", lambda name: object())
+    with pytest.raises(NotImplementedError, match="run_offline_comparison"):
+        run_offline_comparison(log_path, {})
+    study.run_offline_comparison = lambda p, r: calls.append((p, r)) or "compared"  # type: ignore[attr-defined]
+    assert run_offline_comparison(log_path, {"decisions": 1}) == "compared"
+    assert calls == [(log_path, {"decisions": 1})]

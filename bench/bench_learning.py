@@ -1,0 +1,480 @@
+"""Learning benchmark: which VW exploration (and interactions) should the service default to?
+
+Over the same seeded worlds (``bandit.sim.World``) and several seeds, every policy meets the
+same event stream (its own fatigue aside) and is scored with the world's truth on the events
+it saw: value per decision over the last 20 % of decisions, its share of the oracle's value on
+those events, and cumulative regret against that oracle.
+
+VW policies are driven through the public APIs the service itself uses — ``VWPolicy``,
+``mix_control`` + ``sample_index`` and ``RewardRule`` — without SQLite, for speed. Feedback is
+realistically delayed: a decision is learned when its attribution window (2 simulated days by
+default) closes, with the purchases that happened inside it; later purchases are lost, as on
+the server. The frontend excludes unreachable channels (no consent, no app), as the driver
+does.
+
+Baselines run online in the same worlds: uniform random over the eligible treatments,
+all-control, the best static rule per lifecycle stage (found with hindsight on a control run
+of the same world, control where the rule's channel is unreachable) and the myopic oracle.
+
+    python -m bench.bench_learning --decisions 100000 --seeds 3          # the full grid
+    python -m bench.bench_learning --decisions 20000 --seeds 1 --policies eps0.05,squarecb
+
+Writes ``reports/learning.png`` (cumulative regret and value above control over decisions,
+one line per policy) and ``reports/learning.json`` (every number of the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from tqdm import tqdm
+
+from bandit.learner import DEFAULT_INTERACTIONS, VWPolicy, vw_arguments
+from bandit.rewards import RewardRule
+from bandit.sampling import mix_control, normalise, sample_index
+from bandit.sim import World, WorldConfig, WorldEvent
+from bandit.sim.driver import DEFAULT_WINDOW_SECONDS, LAST_SHARE, eligible_mask
+from bandit.vwformat import action_lines, reward_to_cost, shared_line
+
+CURVE_POINTS = 200
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySpec:
+    """A policy of the benchmark: a VW configuration or a baseline."""
+
+    name: str
+    kind: str
+    """``vw``, ``uniform``, ``control``, ``static`` or ``oracle``."""
+    exploration: str = ""
+    interactions: tuple[str, ...] = ()
+    cost_weight: float = 1.0
+    """Relative running time, to start the slow ones first."""
+
+
+Q = tuple(DEFAULT_INTERACTIONS)
+POLICIES: dict[str, PolicySpec] = {
+    s.name: s
+    for s in [
+        PolicySpec("eps0.02", "vw", "--epsilon 0.02", Q),
+        PolicySpec("eps0.05", "vw", "--epsilon 0.05", Q),
+        PolicySpec("eps0.1", "vw", "--epsilon 0.1", Q),
+        PolicySpec("squarecb", "vw", "--squarecb", Q, 1.3),
+        PolicySpec("softmax", "vw", "--softmax --lambda 100", Q),
+        PolicySpec("bag3", "vw", "--bag 3 --epsilon 0.02", Q, 2.5),
+        PolicySpec("cover3", "vw", "--cover 3 --epsilon 0.02", Q, 3.0),
+        PolicySpec("rnd3", "vw", "--rnd 3 --epsilon 0.02", Q, 2.0),
+        PolicySpec("eps0.05-dm", "vw", "--epsilon 0.05 --cb_type dm", Q),
+        PolicySpec("eps0.05-noq", "vw", "--epsilon 0.05", ()),
+        PolicySpec("eps0.02-noq", "vw", "--epsilon 0.02", ()),
+        PolicySpec("squarecb-noq", "vw", "--squarecb", (), 1.3),
+        PolicySpec("softmax-noq", "vw", "--softmax --lambda 100", ()),
+        PolicySpec("uniform", "uniform", cost_weight=0.4),
+        PolicySpec("control", "control", cost_weight=0.4),
+        PolicySpec("static", "static", cost_weight=0.5),
+        PolicySpec("oracle", "oracle", cost_weight=0.6),
+    ]
+}
+DEFAULT_GRID = ",".join(POLICIES)
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """One policy on one seed, scored on the events it saw."""
+
+    policy: str
+    seed: int
+    decisions: int
+    last_value: float
+    """Expected value per decision of the chosen treatments, last 20 %."""
+    last_oracle: float
+    last_control: float
+    last_static: float
+    """Hindsight best static rule on the same last-20 % events."""
+    all_value: float
+    all_oracle: float
+    regret: float
+    """Cumulative regret against the oracle on the same events (EUR, all decisions)."""
+    curve_x: list[int]
+    curve_regret: list[float]
+    curve_gain: list[float]
+    """Value above control per decision in consecutive blocks (for the plot)."""
+    seconds: float
+
+
+def _static_rule(world: World, n: int) -> NDArray[np.intp]:
+    """Per stage index, the best column with hindsight on ``n`` control-run events."""
+    world.reset()
+    events = []
+    for e in world.events(n):
+        world.apply(e, world.treatments()[0])
+        events.append(e)
+    values = world.expected_values(events)
+    masks = np.array([eligible_mask(world, e) for e in events])
+    effective = np.where(masks, values, values[:, :1])
+    stages = np.array([world.stages.index(world.stage_of(e)) for e in events])
+    rule = np.zeros(len(world.stages), dtype=np.intp)
+    for s in range(len(world.stages)):
+        sel = stages == s
+        if sel.any():
+            rule[s] = int(np.argmax(effective[sel].sum(axis=0)))
+    world.reset()
+    return rule
+
+
+def run_policy(
+    spec: PolicySpec,
+    seed: int,
+    decisions: int,
+    customers: int,
+    window: float,
+    control_share: float,
+) -> RunResult:
+    """Run one policy online for ``decisions`` events of the world ``seed``."""
+    started = time.perf_counter()
+    world = World(seed=seed, config=WorldConfig(n_customers=customers))
+    treatments = world.treatments()
+    k_all = len(treatments)
+    lines = action_lines(treatments)
+    rule = RewardRule()
+    rng = np.random.default_rng([seed, 7])
+    static = _static_rule(world, 20_000) if spec.kind == "static" else None
+    policy = (
+        VWPolicy(vw_arguments(spec.exploration, spec.interactions, seed))
+        if spec.kind == "vw"
+        else None
+    )
+    pending: deque[tuple[float, str, list[str], int, float, float]] = deque()
+    values = np.empty((decisions, k_all), dtype=np.float32)
+    masks = np.empty((decisions, k_all), dtype=np.bool_)
+    chosen = np.empty(decisions, dtype=np.intp)
+    stages = np.empty(decisions, dtype=np.intp)
+    stage_index = {s: i for i, s in enumerate(world.stages)}
+    buffer: list[WorldEvent] = []
+    buffer_start = 0
+
+    def flush() -> None:
+        nonlocal buffer_start
+        if buffer:
+            values[buffer_start : buffer_start + len(buffer)] = world.expected_values(buffer)
+            buffer_start += len(buffer)
+            buffer.clear()
+
+    for i, event in enumerate(world.events(decisions)):
+        mask = eligible_mask(world, event)
+        cols = np.flatnonzero(mask)
+        masks[i] = mask
+        stages[i] = stage_index[world.stage_of(event)]
+        if policy is not None:
+            while pending and pending[0][0] <= event.time:
+                _, sh, acts, k, cost, p = pending.popleft()
+                policy.learn(sh, acts, k, cost, p)
+            shared = shared_line(
+                event.customer.features, event.trigger.type, event.trigger.features
+            )
+            actions = [lines[c] for c in cols]
+            scores = policy.predict(shared, actions)
+            pmf = normalise(mix_control(normalise(scores), 0, control_share))
+            k = sample_index(pmf, float(rng.random()))
+            col = int(cols[k])
+        elif spec.kind == "uniform":
+            k = int(rng.integers(len(cols)))
+            col = int(cols[k])
+        elif spec.kind == "control":
+            col = 0
+        elif spec.kind == "static":
+            assert static is not None
+            col = int(static[stages[i]])
+            col = col if mask[col] else 0
+        else:  # oracle: the best eligible treatment for this very event
+            v = world.expected_values(event)[0]
+            col = int(cols[np.argmax(v[cols])])
+        chosen[i] = col
+        t = treatments[col]
+        outcome = world.apply(event, t)
+        if policy is not None:
+            in_window = outcome.purchased and outcome.delay_seconds < window
+            revenue = outcome.revenue if in_window else 0.0
+            reward = rule.reward(
+                revenue=revenue,
+                n_outcomes=int(in_window),
+                is_control=t.is_control,
+                fixed_cost=t.offer.fixed_cost if t.offer else 0.0,
+                discount_rate=t.offer.discount_rate if t.offer else 0.0,
+                contact_cost=t.channel.contact_cost if t.channel else 0.0,
+            )
+            pending.append(
+                (
+                    event.time + window,
+                    shared,
+                    actions,
+                    k,
+                    reward_to_cost(reward, rule.scale),
+                    pmf[k],
+                )
+            )
+        buffer.append(event)
+        if len(buffer) >= 2048:
+            flush()
+    flush()
+    return _result(spec.name, seed, values, masks, chosen, stages, time.perf_counter() - started)
+
+
+def _result(
+    name: str,
+    seed: int,
+    values: NDArray[np.float32],
+    masks: NDArray[np.bool_],
+    chosen: NDArray[np.intp],
+    stages: NDArray[np.intp],
+    seconds: float,
+) -> RunResult:
+    v = values.astype(np.float64)
+    n = len(chosen)
+    rows = np.arange(n)
+    true = v[rows, chosen]
+    oracle = np.where(masks, v, -np.inf).max(axis=1)
+    control = v[:, 0]
+    k = n - max(1, round(LAST_SHARE * n))
+    effective = np.where(masks[k:], v[k:], control[k:, None])
+    static_total = 0.0
+    for s in np.unique(stages[k:]):
+        static_total += float(effective[stages[k:] == s].sum(axis=0).max())
+    regret = np.cumsum(oracle - true)
+    step = max(1, n // CURVE_POINTS)
+    x = list(range(step, n + 1, step))
+    gain = [float((true[j - step : j] - control[j - step : j]).mean()) for j in x]
+    return RunResult(
+        policy=name,
+        seed=seed,
+        decisions=n,
+        last_value=float(true[k:].mean()),
+        last_oracle=float(oracle[k:].mean()),
+        last_control=float(control[k:].mean()),
+        last_static=static_total / (n - k),
+        all_value=float(true.mean()),
+        all_oracle=float(oracle.mean()),
+        regret=float(regret[-1]),
+        curve_x=x,
+        curve_regret=[float(regret[j - 1]) for j in x],
+        curve_gain=gain,
+        seconds=seconds,
+    )
+
+
+# ---- aggregation, table, plot ------------------------------------------------------------------
+
+
+def _ms(xs: Sequence[float]) -> tuple[float, float]:
+    a = np.asarray(xs, dtype=np.float64)
+    return float(a.mean()), float(a.std(ddof=1)) if len(a) > 1 else 0.0
+
+
+def summarise(results: Sequence[RunResult], order: Sequence[str]) -> list[dict[str, Any]]:
+    """Mean and std over seeds per policy, in ``order``."""
+    rows = []
+    for name in order:
+        rs = [r for r in results if r.policy == name]
+        if not rs:
+            continue
+        value = _ms([r.last_value for r in rs])
+        share = _ms([r.last_value / r.last_oracle for r in rs])
+        above = _ms([r.last_value - r.last_control for r in rs])
+        gain_share = _ms(
+            [(r.last_value - r.last_control) / (r.last_oracle - r.last_control) for r in rs]
+        )
+        vs_static = _ms([r.last_value / r.last_static - 1.0 for r in rs])
+        static_gain = _ms(
+            [(r.last_value - r.last_control) / (r.last_static - r.last_control) - 1.0 for r in rs]
+        )
+        regret = _ms([r.regret for r in rs])
+        rows.append(
+            {
+                "policy": name,
+                "seeds": len(rs),
+                "value_last20": value,
+                "share_of_oracle": share,
+                "above_control": above,
+                "share_of_oracle_gain": gain_share,
+                "vs_best_static": vs_static,
+                "gain_vs_static_gain": static_gain,
+                "regret": regret,
+                "oracle_last20": _ms([r.last_oracle for r in rs]),
+                "static_last20": _ms([r.last_static for r in rs]),
+                "control_last20": _ms([r.last_control for r in rs]),
+                "seconds": _ms([r.seconds for r in rs]),
+            }
+        )
+    return rows
+
+
+def table(rows: Sequence[dict[str, Any]]) -> str:
+    """A Markdown table of the summary rows."""
+
+    def pm(x: tuple[float, float], fmt: str = ".2f", pct: bool = False) -> str:
+        m, s = (100 * x[0], 100 * x[1]) if pct else x
+        return f"{m:{fmt}} ± {s:{fmt}}" + ("%" if pct else "")
+
+    out = [
+        "| policy | seeds | value/decision, last 20% | % of oracle | above control | "
+        "% of oracle's gain | vs best static | cum. regret vs oracle (EUR) | s/run |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r['policy']} | {r['seeds']} | {pm(r['value_last20'])}"
+            f" | {pm(r['share_of_oracle'], '.1f', True)}"
+            f" | {pm(r['above_control'])} | {pm(r['share_of_oracle_gain'], '.0f', True)}"
+            f" | {pm(r['vs_best_static'], '+.1f', True)} | {pm(r['regret'], ',.0f')}"
+            f" | {r['seconds'][0]:.0f} |"
+        )
+    return "\n".join(out)
+
+
+def plot(results: Sequence[RunResult], order: Sequence[str], path: Path) -> None:
+    """Cumulative regret and block value above control over decisions, mean over seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(15, 6))
+    cmap = plt.get_cmap("tab20")
+    for i, name in enumerate(order):
+        rs = [r for r in results if r.policy == name]
+        if not rs:
+            continue
+        x = np.asarray(rs[0].curve_x)
+        regret = np.mean([r.curve_regret for r in rs], axis=0)
+        gain = np.mean([r.curve_gain for r in rs], axis=0)
+        kernel = np.ones(5) / 5
+        smooth = np.convolve(gain, kernel, mode="same")
+        style = "-" if POLICIES[name].kind == "vw" else "--"
+        ax1.plot(x, regret, style, label=name, color=cmap(i % 20))
+        ax2.plot(x, smooth, style, label=name, color=cmap(i % 20))
+    ax1.set(xlabel="decisions", ylabel="cumulative regret vs oracle (EUR)",
+            title="Cumulative regret (mean over seeds)")  # fmt: skip
+    ax2.set(xlabel="decisions", ylabel="value above all-control per decision (EUR)",
+            title="Value above control (block means, smoothed)")  # fmt: skip
+    ax2.axhline(0.0, color="grey", lw=0.8)
+    ax1.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# ---- command line ------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.bench_learning",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--decisions", type=int, default=100_000)
+    parser.add_argument("--seeds", type=int, default=3, help="worlds 0 … seeds-1")
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--window-hours", type=float, default=DEFAULT_WINDOW_SECONDS / 3600)
+    parser.add_argument("--control-share", type=float, default=0.05)
+    parser.add_argument("--policies", default=DEFAULT_GRID, help=f"comma list of {DEFAULT_GRID}")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument("--plot", type=Path, default=Path("reports/learning.png"))
+    parser.add_argument("--json", type=Path, default=Path("reports/learning.json"))
+    parser.add_argument(
+        "--runs-log",
+        type=Path,
+        default=Path("reports/learning-runs.jsonl"),
+        help="every finished run is appended here at once (partial results survive)",
+    )
+    parser.add_argument(
+        "--from-log",
+        action="store_true",
+        help="run nothing: summarise and plot the runs already in --runs-log",
+    )
+    ns = parser.parse_args(argv)
+    names = [n.strip() for n in ns.policies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown:
+        parser.error(f"unknown policies {unknown}; choose from {DEFAULT_GRID}")
+    if ns.from_log:
+        logged = [RunResult(**json.loads(line)) for line in ns.runs_log.open()]
+        report(logged, names, ns, time.perf_counter())
+        return 0
+    tasks = [(POLICIES[n], seed) for n in names for seed in range(ns.seeds)]
+    tasks.sort(key=lambda t: -t[0].cost_weight)
+    window = ns.window_hours * 3600.0
+    results: list[RunResult] = []
+    ns.runs_log.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=ns.jobs, mp_context=ctx) as pool:
+        futures = {
+            pool.submit(
+                run_policy, spec, seed, ns.decisions, ns.customers, window, ns.control_share
+            ): (spec.name, seed)
+            for spec, seed in tasks
+        }
+        with tqdm(total=len(futures), unit="run", file=sys.stderr) as bar:
+            for f in as_completed(futures):
+                try:
+                    r = f.result()
+                except Exception as exc:  # one bad configuration must not lose the others
+                    name, seed = futures[f]
+                    print(f"{name}/{seed} failed: {exc}", file=sys.stderr)
+                    bar.update(1)
+                    continue
+                results.append(r)
+                with ns.runs_log.open("a") as log:
+                    log.write(json.dumps(asdict(r)) + "\n")
+                bar.set_postfix_str(f"{r.policy}/{r.seed}: {r.last_value:.2f} ({r.seconds:.0f}s)")
+                bar.update(1)
+    report(results, names, ns, started)
+    return 0
+
+
+def report(
+    results: Sequence[RunResult], names: Sequence[str], ns: argparse.Namespace, started: float
+) -> None:
+    """Print the table, write the plot and the JSON numbers."""
+    names = [n for n in names if any(r.policy == n for r in results)]
+    seeds = sorted({r.seed for r in results})
+    decisions = sorted({r.decisions for r in results})
+    rows = summarise(results, names)
+    print(
+        f"\n{decisions} decisions, seeds {seeds}, {ns.customers} customers, "
+        f"{ns.window_hours:g} h attribution window, control share {ns.control_share}; "
+        f"{time.perf_counter() - started:.0f} s\n"
+    )
+    print(table(rows))
+    ref = rows[0] if rows else None
+    if ref is not None:
+        o, s, c = ref["oracle_last20"][0], ref["static_last20"][0], ref["control_last20"][0]
+        print(f"\n(on {ref['policy']}'s events: oracle {o:.2f}, best static {s:.2f}, "
+              f"control {c:.2f} per decision)")  # fmt: skip
+    plot(results, names, ns.plot)
+    ns.json.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(ns).items()},
+        "summary": rows,
+        "runs": [asdict(r) for r in results],
+    }
+    ns.json.write_text(json.dumps(payload, allow_nan=False))
+    print(f"\nplot: {ns.plot}  numbers: {ns.json}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
