@@ -58,7 +58,7 @@ CREATE TABLE IF NOT EXISTS catalogues (
 CREATE TABLE IF NOT EXISTS decisions (
     seq INTEGER PRIMARY KEY,
     event_id TEXT NOT NULL UNIQUE,
-    request_id TEXT UNIQUE,
+    request_id TEXT,
     request_hash TEXT,
     customer_id TEXT NOT NULL,
     decided_at REAL NOT NULL,
@@ -79,14 +79,21 @@ CREATE TABLE IF NOT EXISTS decisions (
     record TEXT NOT NULL,
     n_outcomes INTEGER NOT NULL DEFAULT 0,
     revenue REAL NOT NULL DEFAULT 0,
-    closed_seq INTEGER UNIQUE,
+    closed_seq INTEGER,
     closed_at REAL,
     reward REAL
 );
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, activated_at);
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions (window_closes_at)
     WHERE closed_seq IS NULL AND window_closes_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS decisions_closed_at ON decisions (closed_at);
+CREATE INDEX IF NOT EXISTS decisions_closed_at ON decisions (closed_at)
+    WHERE closed_at IS NOT NULL;
+-- Partial indexes: a decision is inserted with no request id (usually), no closed_seq and no
+-- closed_at, and then costs no index writes for them.
+CREATE UNIQUE INDEX IF NOT EXISTS decisions_request ON decisions (request_id)
+    WHERE request_id IS NOT NULL;
+CREATE UNIQUE INDEX IF NOT EXISTS decisions_closed_seq ON decisions (closed_seq)
+    WHERE closed_seq IS NOT NULL;
 CREATE TABLE IF NOT EXISTS outcomes (
     outcome_id TEXT PRIMARY KEY,
     event_id TEXT,
@@ -712,7 +719,7 @@ class DecisionLog:
         return int(self.run(job))
 
     def _close(self, conn: sqlite3.Connection, seqs: Iterable[int], now: float) -> None:
-        (last,) = conn.execute("SELECT COALESCE(MAX(closed_seq), 0) FROM decisions").fetchone()
+        (last,) = conn.execute(_LAST_CLOSED).fetchone()
         rule = self.reward_rule
         for seq in seqs:
             revenue, n, is_control, fixed, rate, contact = conn.execute(
@@ -775,7 +782,7 @@ class DecisionLog:
         return found
 
     def last_closed(self) -> int:
-        row = self._reader().execute("SELECT COALESCE(MAX(closed_seq), 0) FROM decisions")
+        row = self._reader().execute(_LAST_CLOSED)
         return int(row.fetchone()[0])
 
     # ---- stats ---------------------------------------------------------------------------
@@ -823,6 +830,12 @@ class DecisionLog:
             recent=recent,
         )
 
+
+# The last closed_seq, found by a descending walk of the partial index (O(log n)).
+_LAST_CLOSED = (
+    "SELECT COALESCE((SELECT closed_seq FROM decisions WHERE closed_seq IS NOT NULL"
+    " ORDER BY closed_seq DESC LIMIT 1), 0)"
+)
 
 _DECISION_FOR_OUTCOME = (
     "SELECT seq, decided_at, event_id, activated_at, window_closes_at, closed_seq, customer_id"
