@@ -90,22 +90,30 @@ def check_features(features: Mapping[str, FeatureValue], where: str, limits: Lim
                 f"{where}.features[{name[:32]!r}…]",
                 f"the name is longer than {limits.max_feature_name_length} characters",
             )
-        path = f"{where}.features[{name!r}]"
         if isinstance(value, bool):
             continue
         if isinstance(value, int | float):
             if not math.isfinite(value):
-                raise InvalidRequest(path, f"must be a finite number, not {value}")
+                raise InvalidRequest(
+                    f"{where}.features[{name!r}]", f"must be a finite number, not {value}"
+                )
         elif isinstance(value, str):
             if len(value) > limits.max_text_length:
-                raise InvalidRequest(path, f"is longer than {limits.max_text_length} characters")
+                raise InvalidRequest(
+                    f"{where}.features[{name!r}]",
+                    f"is longer than {limits.max_text_length} characters",
+                )
         else:
             if len(value) > limits.max_tags:
-                raise TooLarge(path, f"has {len(value)} tags; the limit is {limits.max_tags}")
+                raise TooLarge(
+                    f"{where}.features[{name!r}]",
+                    f"has {len(value)} tags; the limit is {limits.max_tags}",
+                )
             for tag in value:
                 if len(tag) > limits.max_text_length:
                     raise InvalidRequest(
-                        path, f"a tag is longer than {limits.max_text_length} characters"
+                        f"{where}.features[{name!r}]",
+                        f"a tag is longer than {limits.max_text_length} characters",
                     )
 
 

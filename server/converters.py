@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from types import MappingProxyType
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
@@ -22,32 +23,35 @@ from bandit.types import (
     Treatment,
     TreatmentRef,
     Trigger,
-    freeze_features,
 )
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 
 # ---- features ---------------------------------------------------------------------------
 
 
-def feature_from_pb(value: pb.FeatureValue, path: str) -> FeatureValue:
+def feature_from_pb(value: pb.FeatureValue, where: str, name: str) -> FeatureValue:
+    """One feature; errors name ``<where>.features['<name>']``."""
     kind = value.WhichOneof("kind")
     if kind == "number":
-        if not math.isfinite(value.number):
-            raise InvalidRequest(path, f"must be a finite number, not {value.number}")
-        return float(value.number)
+        number = value.number
+        if not math.isfinite(number):
+            raise InvalidRequest(
+                f"{where}.features[{name!r}]", f"must be a finite number, not {number}"
+            )
+        return number
     if kind == "text":
-        return str(value.text)
+        return value.text
     if kind == "flag":
-        return bool(value.flag)
+        return value.flag
     if kind == "tags":
         return tuple(value.tags.values)
-    raise InvalidRequest(path, "has no value (set number, text, flag or tags)")
+    raise InvalidRequest(
+        f"{where}.features[{name!r}]", "has no value (set number, text, flag or tags)"
+    )
 
 
 def features_from_pb(features: Mapping[str, pb.FeatureValue], where: str) -> Features:
-    return freeze_features(
-        {k: feature_from_pb(v, f"{where}.features[{k!r}]") for k, v in features.items()}
-    )
+    return MappingProxyType({k: feature_from_pb(v, where, k) for k, v in features.items()})
 
 
 def feature_to_pb(value: FeatureValue) -> pb.FeatureValue:
