@@ -6,9 +6,8 @@ store next to the working directory (``sqlite:///mlflow.db``, artifacts under
 ``./mlartifacts``) unless ``MLFLOW_TRACKING_URI`` or an explicit URI says otherwise; open it
 with ``mlflow ui --backend-store-uri sqlite:///mlflow.db``.
 
->>> # doctest: +SKIP
->>> tracker = Tracker()
->>> with tracker.comparison("spring-campaign", "eval 2026-11-23", params={"rows": 1000}) as cmp:
+>>> tracker = Tracker()  # doctest: +SKIP
+>>> with tracker.comparison("spring", "eval", params={"rows": 1}) as cmp:  # doctest: +SKIP
 ...     with cmp.child("uniform", params={"policy": "uniform"}) as run:
 ...         run.log_metrics({"DR.value": 1.2, "DR.ci_low": 0.9})
 ...     cmp.log_artifact(Path("comparison.png"))
@@ -138,6 +137,41 @@ class Tracker:
             db = Path(self.tracking_uri[len("sqlite:///") :])
             self.artifact_root = str((db.parent / DEFAULT_ARTIFACT_ROOT).resolve())
         self.client = MlflowClient(tracking_uri=self.tracking_uri)
+
+    def register_model(
+        self,
+        run_id: str,
+        name: str,
+        *,
+        alias: str | None = None,
+        artifact_path: str = "model",
+        description: str = "",
+        tags: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Register the run's ``artifact_path`` folder as a new version of model ``name``
+        (created when missing), point ``alias`` at it, and return the version.
+
+        The version's source is the run's artifact URI, so ``models:/name@alias`` resolves
+        to the folder (``offline_eval.registry.load_checkpoint`` reads it back).
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self.client.get_registered_model(name)
+        except MlflowException:
+            self.client.create_registered_model(name, description=description or None)
+        run = self.client.get_run(run_id)
+        source = f"{run.info.artifact_uri.rstrip('/')}/{artifact_path}"
+        version = self.client.create_model_version(
+            name,
+            source=source,
+            run_id=run_id,
+            tags={k: str(v) for k, v in (tags or {}).items()} or None,
+            description=description or None,
+        )
+        if alias:
+            self.client.set_registered_model_alias(name, alias, version.version)
+        return str(version.version)
 
     def experiment_id(self, study: str) -> str:
         found = self.client.get_experiment_by_name(study)

@@ -1,0 +1,237 @@
+"""``offerbandit eval`` end to end: MLflow runs, metrics, artifacts, the registry, serving.
+
+The log comes from a contact-averse simulated world (every recent contact costs purchase
+probability) served by a deliberately bad model that favours the costliest treatments, with
+a 30% control share: a model that prefers control then has strong offline evidence to be
+promoted, and the gate can be seen to pass as well as to refuse.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+from mlflow import MlflowClient
+
+from bandit.checkpoint import Checkpoint, CheckpointStore, read_checkpoint
+from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS, VWPolicy, vw_arguments
+from bandit.service import DecisionService, ManualClock, ServiceConfig
+from bandit.sim import World, WorldConfig
+from bandit.sim.driver import DriveOptions, InProcessBackend, drive
+from bandit.store import Windows
+from bandit.types import Treatment
+from bandit.vwformat import action_lines, shared_line
+from offline_eval import cli_eval
+from offline_eval.registry import load_model_bytes
+from server.app import start_server
+from server.client import OfferBanditClient
+from server.settings import Settings
+
+STUDY = "tracking-test"
+MODEL = "offerbandit-test"
+ARGS = vw_arguments(DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS, seed=0)  # the server's defaults
+
+
+def _train(world: World, cost: Callable[[Treatment], float], folder: Path) -> Path:
+    """A model taught a fixed preference on the world's contexts (uniform logged actions)."""
+    policy = VWPolicy(ARGS)
+    treatments = world.treatments()
+    lines = action_lines(treatments)
+    rng = random.Random(0)
+    for event in World(seed=99, config=world.config).events(1500):
+        shared = shared_line(event.customer.features, event.trigger.type, event.trigger.features)
+        k = rng.randrange(len(treatments))
+        policy.learn(shared, lines, k, cost(treatments[k]), 1.0 / len(treatments))
+    ckpt = Checkpoint(1, 0, policy.learned, ARGS, 0.0, policy.serialize())
+    return CheckpointStore(folder).save(ckpt)
+
+
+def _expensive(t: Treatment) -> float:
+    if t.offer is None or t.channel is None:
+        return 1.0
+    return -(t.channel.contact_cost + 10.0 * t.offer.discount_rate + t.offer.fixed_cost)
+
+
+def _prefers_control(t: Treatment) -> float:
+    return -1.0 if t.is_control else 1.0
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
+    root = tmp_path_factory.mktemp("eval")
+    world = World(
+        seed=21,
+        config=WorldConfig(
+            n_customers=400, annoyance_per_contact=10.0, background_contacts_per_week=6.0
+        ),
+    )
+    bad = _train(world, _expensive, root / "bad")
+    good = _train(world, _prefers_control, root / "good")
+    clock = ManualClock(world.clock)
+    service = DecisionService(
+        ServiceConfig(
+            data_dir=root / "data",
+            control_share=0.3,
+            windows=Windows(default=2 * 86400.0),
+            initial_model=read_checkpoint(bad).model,
+            checkpoint_every_learns=500,
+            checkpoint_every_seconds=math.inf,
+            background=False,
+            synchronous="OFF",
+        ),
+        clock,
+    )
+    service.start()
+    try:
+        drive(world, InProcessBackend(service, clock), DriveOptions(decisions=2000), mode="test")
+    finally:
+        service.stop()
+    return {
+        "root": root,
+        "log": root / "data",
+        "bad": bad,
+        "good": good,
+        "uri": f"sqlite:///{root / 'mlflow.db'}",
+    }
+
+
+@pytest.fixture(scope="module")
+def evaluated(setup: dict[str, Path | str]) -> str:
+    """One tracked comparison with promotion; returns what the command printed."""
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = cli_eval.main(
+            [
+                "--log",
+                str(setup["log"]),
+                "--policy",
+                "uniform",
+                "--policy",
+                "control",
+                "--policy",
+                f"model:{setup['good']}",
+                "--policy",
+                "vw:--squarecb -q co",
+                "--estimators",
+                "ips,snips,dr",
+                "--study",
+                STUDY,
+                "--tracking-uri",
+                str(setup["uri"]),
+                "--register",
+                MODEL,
+                "--alias",
+                "champion",
+                "--no-progress",
+            ]
+        )
+    assert rc == 0, out.getvalue()
+    return out.getvalue()
+
+
+def test_the_comparison_is_tracked(setup: dict[str, Path | str], evaluated: str) -> None:
+    assert "logged policy's on-policy value" in evaluated
+    client = MlflowClient(tracking_uri=str(setup["uri"]))
+    exp = client.get_experiment_by_name(STUDY)
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1
+    parent = parents[0]
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["rows"] == "2000"
+    assert parent.data.params["log_source"].endswith("decisions.sqlite")
+    assert parent.data.params["time_from"] < parent.data.params["time_to"]
+    children = {
+        r.info.run_name: r
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    }
+    vw_name = "vw:--squarecb -q co"
+    model_name = f"model:{setup['good']}"
+    assert set(children) == {"logged", "uniform", "control", model_name, vw_name}
+    for child in children.values():
+        m = child.data.metrics
+        for est in ("IPS", "SNIPS", "DR"):
+            assert m[f"{est}.ci_low"] <= m[f"{est}.value"] <= m[f"{est}.ci_high"]
+        assert m["IPS.ess"] > 0
+    assert children[vw_name].data.params["vw_args"].endswith("--squarecb -q co")
+    assert children[model_name].data.tags["offerbandit.kind"] == "model"
+    curve = client.get_metric_history(children[vw_name].info.run_id, "running.DR")
+    assert len(curve) > 100
+    assert [p.step for p in curve] == sorted(p.step for p in curve)
+    parent_files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"comparison.png", "learning_curves.png", "results.csv", "results.json"} <= parent_files
+    model_files = {a.path for a in client.list_artifacts(children[vw_name].info.run_id, "model")}
+    assert model_files == {"model/model.ckpt"}
+    png = Path(client.download_artifacts(parent.info.run_id, "comparison.png", str(setup["root"])))
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_promoted_model_is_registered_and_served(
+    setup: dict[str, Path | str], evaluated: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert f"registered {MODEL} version 1 as models:/{MODEL}@champion" in evaluated
+    uri = str(setup["uri"])
+    version = MlflowClient(tracking_uri=uri).get_model_version_by_alias(MODEL, "champion")
+    assert str(version.version) == "1"
+    good = read_checkpoint(Path(setup["good"]))
+    assert load_model_bytes(f"models:/{MODEL}@champion", uri) == good.model
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    settings = Settings.load(
+        host="127.0.0.1",
+        port=0,
+        data_dir=Path(setup["root"]) / "served",
+        model=f"models:/{MODEL}@champion",
+    )
+    running = start_server(settings)
+    try:
+        world = World(seed=5, config=WorldConfig(n_customers=50))
+        event = next(world.events(1))
+        inputs = world.choose_inputs(event)
+        with OfferBanditClient(running.address) as client:
+            answer = client.choose(inputs.customer, inputs.trigger, inputs.offers, inputs.channels)
+        control = [s.probability for s in answer.ranking if s.control]
+        assert control[0] > 0.9  # the champion prefers control, as it was taught
+        assert running.service.vw_args == ARGS
+    finally:
+        running.stop(grace=1.0)
+
+
+def test_weak_evidence_is_not_promoted(setup: dict[str, Path | str], evaluated: str) -> None:
+    import contextlib
+    import io
+
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = cli_eval.main(
+            [
+                "--log",
+                str(setup["log"]),
+                "--policy",
+                f"model:{setup['bad']}",
+                "--estimators",
+                "dr",
+                "--study",
+                STUDY,
+                "--tracking-uri",
+                str(setup["uri"]),
+                "--register",
+                "not-good-enough",
+                "--no-progress",
+            ]
+        )
+    assert rc == 0
+    assert "not promoted" in out.getvalue()
+    assert "nothing registered" in out.getvalue()
+    client = MlflowClient(tracking_uri=str(setup["uri"]))
+    assert [m.name for m in client.search_registered_models()] == [MODEL]
+    assert np.isfinite(float(out.getvalue().split("lower bound ")[1].split()[0]))
