@@ -102,6 +102,9 @@ class ServiceConfig:
     """Run the closer and learner threads. Off for step-by-step driving (tests, simulator)."""
     initial_model: bytes | None = None
     """Start from these VW weights when the data folder has no checkpoint yet."""
+    initial_vw_args: tuple[str, ...] = ()
+    """The VW arguments ``initial_model`` was trained with (they win over the configured
+    ones, as a checkpoint's do)."""
     holdout_share: float = 0.0
     """Share of customers in the persistent holdout (always control, logged as such)."""
     holdout_key: str = "offerbandit-holdout"
@@ -205,6 +208,15 @@ class DecisionService:
             self._version, self._position, learned = ckpt.version, ckpt.position, ckpt.learned
         else:
             model = config.initial_model
+            if model is not None and config.initial_vw_args:
+                if list(config.initial_vw_args) != args:
+                    log.warning(
+                        "the initial model was trained with %s; using those arguments instead "
+                        "of the configured %s",
+                        list(config.initial_vw_args),
+                        args,
+                    )
+                args = list(config.initial_vw_args)
             self._version, self._position, learned = 0, 0, 0
         self.vw_args = args
         self.policy_id = describe_policy(args)

@@ -895,3 +895,30 @@ def track_result(
             parent_id = parent.run_id
         kept = paths if artifacts_dir is not None else {}
     return TrackedStudy(experiment_id, parent_id, children, kept)
+
+
+def run_offline_comparison(log_path: str | Path, report: Mapping[str, Any]) -> str:
+    """The demo's offline step: compare a few policies on its log, tracked in MLflow.
+
+    Evaluates the logged policy, uniform random, all-control and two VW settings replayed
+    through the log (the service's default and epsilon-greedy) with SNIPS, DR and SNDR, logs
+    the comparison to ``report["mlflow_tracking_uri"]`` (experiment ``offerbandit-demo``),
+    and returns the printable summary.
+    """
+    from offline_eval.logs import load_sqlite
+    from offline_eval.tracking import Tracker
+
+    lb = load_sqlite(log_path, closed_only=True, progress=False)
+    study = Study(lb, name="offerbandit-demo", estimators="snips,dr,sndr", progress=True)
+    interactions = ("co", "ch", "to", "th", "oh")
+    result = study.compare(
+        [
+            Uniform(),
+            AllControl(),
+            VWReplay("--squarecb", interactions),
+            VWReplay("--epsilon 0.05", interactions),
+        ]
+    )
+    tracker = Tracker(str(report.get("mlflow_tracking_uri") or "") or None)
+    result.track(tracker, "demo comparison")
+    return result.summary()

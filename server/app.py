@@ -13,7 +13,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from bandit.checkpoint import read_checkpoint
+from bandit.checkpoint import Checkpoint, read_checkpoint
 from bandit.service import Clock, DecisionService
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 from server.pb.offerbandit.v1 import decision_service_pb2_grpc as pb_grpc
@@ -45,20 +45,21 @@ class RunningServer:
         self.service.stop()
 
 
-def load_initial_model(spec: str) -> bytes | None:
-    """Model bytes from a checkpoint file or an MLflow model URI (``models:/…``, ``runs:/…``)."""
+def load_initial_model(spec: str) -> Checkpoint | None:
+    """A checkpoint file, or an MLflow model URI (``models:/name@alias``, ``runs:/…``)."""
     if not spec:
         return None
     if "://" in spec or spec.startswith(("models:/", "runs:/")):
-        from offline_eval.registry import load_model_bytes  # MLflow lives in offline_eval
+        from offline_eval.registry import load_checkpoint  # MLflow lives in offline_eval
 
-        return load_model_bytes(spec)
-    return read_checkpoint(Path(spec)).model
+        return load_checkpoint(spec)
+    return read_checkpoint(Path(spec))
 
 
 def start_server(settings: Settings, clock: Clock | None = None) -> RunningServer:
     """Build the service and serve it on ``settings.host:settings.port`` (0 = any free port)."""
-    service = DecisionService(settings.service_config(load_initial_model(settings.model)), clock)
+    initial = load_initial_model(settings.model)
+    service = DecisionService(settings.service_config(initial), clock)
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", max(settings.max_message_bytes, 64 * 1024 * 1024)),

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bandit.checkpoint import Checkpoint
 from bandit.eligibility import Limits
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
 from bandit.rewards import RewardRule
@@ -112,7 +113,7 @@ class Settings(BaseSettings):
         merged = {**file_values, **env.model_dump(exclude_unset=True), **overrides}
         return cls.model_validate(merged)
 
-    def service_config(self, initial_model: bytes | None = None) -> ServiceConfig:
+    def service_config(self, initial: Checkpoint | None = None) -> ServiceConfig:
         return ServiceConfig(
             data_dir=self.data_dir,
             seed=self.seed,
@@ -141,7 +142,8 @@ class Settings(BaseSettings):
             close_interval_seconds=self.close_interval_seconds,
             max_future_skew_seconds=self.max_clock_skew_seconds,
             max_stream_outcomes=self.max_stream_outcomes,
-            initial_model=initial_model,
+            initial_model=initial.model if initial else None,
+            initial_vw_args=tuple(initial.vw_args) if initial else (),
             synchronous=self.durability.upper(),
             holdout_share=self.holdout_share,
             holdout_key=self.holdout_key,
