@@ -18,9 +18,9 @@ import argparse
 import logging
 import math
 import sys
-from datetime import UTC, datetime
 from pathlib import Path
 
+from offline_eval._cli import time_arg
 from offline_eval.logs import LoggedBandit, load_sqlite
 from offline_eval.replay import (
     DEFAULT_GRID_EXPLORATIONS,
@@ -41,21 +41,6 @@ from offline_eval.study import (
 log = logging.getLogger(__name__)
 
 DEFAULT_POLICIES = ("uniform", "control")
-
-
-def _time(text: str) -> float:
-    """Seconds since the epoch, or an ISO 8601 date/time (UTC unless it says otherwise)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"not a time: {text!r} (ISO 8601 or epoch seconds)"
-        ) from None
-    return (t if t.tzinfo is not None else t.replace(tzinfo=UTC)).timestamp()
 
 
 def _interactions(text: str) -> tuple[str, ...]:
@@ -109,8 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
     p.add_argument("--out", type=Path, help="also write results.csv/json and plots here")
-    p.add_argument("--since", type=_time, help="first decision time (ISO 8601 or epoch)")
-    p.add_argument("--until", type=_time, help="decisions before this time only")
+    p.add_argument("--since", type=time_arg, help="first decision time (ISO 8601 or epoch)")
+    p.add_argument("--until", type=time_arg, help="decisions before this time only")
     p.add_argument(
         "--control-share",
         type=float,

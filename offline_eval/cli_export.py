@@ -14,15 +14,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from offline_eval.dsjson import parse_iso
+from offline_eval._cli import time_arg
 from offline_eval.export import DEFAULT_REWARD_SCALE, ExportFormat, export_log
-
-
-def _time(text: str) -> float:
-    try:
-        return parse_iso(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text!r}") from None
 
 
 def _positive(text: str) -> float:
@@ -59,8 +52,8 @@ def parser() -> argparse.ArgumentParser:
         "default for parquet/csv: <out>.outcomes.<ext>; none for dsjson",
     )
     p.add_argument("--no-outcomes", action="store_true", help="do not write outcomes")
-    p.add_argument("--since", type=_time, help="decisions at or after this ISO time (UTC)")
-    p.add_argument("--until", type=_time, help="decisions before this ISO time (UTC)")
+    p.add_argument("--since", type=time_arg, help="decisions at or after this ISO time (UTC)")
+    p.add_argument("--until", type=time_arg, help="decisions before this ISO time (UTC)")
     p.add_argument(
         "--all",
         action="store_true",

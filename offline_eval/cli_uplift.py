@@ -15,30 +15,13 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 
+from offline_eval._cli import time_arg
 from offline_eval.logs import load_sqlite
 from offline_eval.uplift import DEFAULT_DIMENSIONS, uplift_report
 
 log = logging.getLogger(__name__)
-
-
-def _time(text: str) -> float:
-    """Seconds since the epoch, or an ISO date/time (UTC unless it says otherwise)."""
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        t = datetime.fromisoformat(text)
-    except ValueError as err:
-        raise argparse.ArgumentTypeError(
-            f"not a time: {text!r} (use seconds since the epoch or an ISO date)"
-        ) from err
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=UTC)
-    return t.timestamp()
 
 
 def _pair(text: str) -> tuple[str, str]:
@@ -78,8 +61,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="widest interval (EUR per decision) still shown as a number (default: no limit)",
     )
     p.add_argument("--alpha", type=float, default=0.05, help="1 − confidence (default 0.05)")
-    p.add_argument("--since", type=_time, help="first decision time (epoch seconds or ISO)")
-    p.add_argument("--until", type=_time, help="decisions before this time")
+    p.add_argument("--since", type=time_arg, help="first decision time (epoch seconds or ISO)")
+    p.add_argument("--until", type=time_arg, help="decisions before this time")
     p.add_argument("--folds", type=int, default=5, help="cross-fitting folds (default 5)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=40, help="table rows printed (default 40)")
