@@ -8,15 +8,14 @@ through real gRPC (Choose, Activate for a share of deferred decisions, RecordOut
 scored with the world's truth: realised value against the oracle, and incremental value and
 revenue against all-control. The JSON report and the decision log stay in the run folder.
 
-Offline evaluation of the logged decisions (into MLflow) plugs in through
-:func:`run_offline_comparison` once ``offline_eval.study`` exists.
+Then the logged decisions are evaluated offline (logged policy, uniform, all-control and two
+VW settings replayed through the log) and the comparison is tracked in MLflow in the run
+folder.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
 import json
 import logging
 import sys
@@ -35,32 +34,13 @@ from server.simulate import GrpcSimulation, simulate_grpc
 
 log = logging.getLogger(__name__)
 
-OFFLINE_STUDY_MODULE = "offline_eval.study"
-OFFLINE_ENTRY_POINT = "run_offline_comparison"
 
+def run_offline_comparison(log_path: Path, report: Mapping[str, Any]) -> str:
+    """Compare policies offline on the demo's decision log, tracked in MLflow at
+    ``report["mlflow_tracking_uri"]``; returns the printable summary."""
+    from offline_eval.study import run_offline_comparison as compare
 
-def run_offline_comparison(log_path: Path, report: Mapping[str, Any]) -> Any | None:
-    """Hook: compare policies offline on the demo's decision log, tracked in MLflow.
-
-    Delegates to ``offline_eval.study.run_offline_comparison(log_path, report)`` — the
-    contract for whoever writes that module: read the SQLite decision log at ``log_path``,
-    evaluate candidate policies off-policy, log them to the MLflow tracking URI in
-    ``report["mlflow_tracking_uri"]`` and return a printable summary. Until that module
-    exists this is a no-op returning ``None`` (no results are invented here).
-    """
-    try:
-        found = importlib.util.find_spec(OFFLINE_STUDY_MODULE) is not None
-    except ModuleNotFoundError:
-        found = False
-    if not found:
-        return None
-    study = importlib.import_module(OFFLINE_STUDY_MODULE)
-    entry = getattr(study, OFFLINE_ENTRY_POINT, None)
-    if entry is None:
-        raise NotImplementedError(
-            f"{OFFLINE_STUDY_MODULE} has no {OFFLINE_ENTRY_POINT}(log_path, report) yet"
-        )
-    return entry(log_path, report)
+    return compare(log_path, report)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -156,12 +136,7 @@ def main(argv: Sequence[str]) -> int:
         data["offline_evaluation_error"] = str(exc)
     report_path.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
     print(f"\nreport: {report_path}\ndecision log: {log_path}")
-    if offline is None and "offline_evaluation_error" not in data:
-        print(
-            "offline evaluation: not available yet (offline_eval.study is not installed); "
-            "when it is, the demo logs its policy comparison to MLflow. Open the UI with:"
-        )
-    elif offline is None:
+    if offline is None:
         print("Once it works, open the MLflow UI with:")
     else:
         print(f"offline evaluation:\n{offline}\nOpen the MLflow UI with:")
@@ -171,8 +146,6 @@ def main(argv: Sequence[str]) -> int:
 
 
 __all__ = [
-    "OFFLINE_ENTRY_POINT",
-    "OFFLINE_STUDY_MODULE",
     "main",
     "parser",
     "run_offline_comparison",

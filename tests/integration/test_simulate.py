@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from bandit.sim import World, WorldConfig
-from server import demo, simulate
+from server import simulate
 from server.client import OfferBanditClient
 from server.demo import run_offline_comparison
 from server.simulate import GrpcSimulation, simulate_grpc
@@ -76,20 +74,22 @@ def test_simulate_command_in_process_writes_its_report(
     assert "incremental vs all-control" in capsys.readouterr().out
 
 
-def test_offline_hook_is_a_no_op_only_without_the_study_module(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    log_path = tmp_path / "decisions.sqlite"
-    monkeypatch.setattr(demo.importlib.util, "find_spec", lambda name: None)
-    assert run_offline_comparison(log_path, {}) is None
-    monkeypatch.undo()
+def test_the_demos_offline_comparison_lands_in_mlflow(tmp_path: Path) -> None:
+    from mlflow import MlflowClient
 
-    calls: list[tuple[Path, dict[str, object]]] = []
-    study = types.ModuleType(demo.OFFLINE_STUDY_MODULE)
-    monkeypatch.setitem(sys.modules, demo.OFFLINE_STUDY_MODULE, study)
-    monkeypatch.setattr(demo.importlib.util, "find_spec", lambda name: object())
-    with pytest.raises(NotImplementedError, match="run_offline_comparison"):
-        run_offline_comparison(log_path, {})
-    study.run_offline_comparison = lambda p, r: calls.append((p, r)) or "compared"  # type: ignore[attr-defined]
-    assert run_offline_comparison(log_path, {"decisions": 1}) == "compared"
-    assert calls == [(log_path, {"decisions": 1})]
+    data_dir = tmp_path / "data"
+    argv = ["--in-process", "--seed", "4", "--customers", "200", "--decisions", "600"]
+    assert simulate.main([*argv, "--no-progress", "--data-dir", str(data_dir)]) == 0
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    summary = run_offline_comparison(data_dir / "decisions.sqlite", {"mlflow_tracking_uri": uri})
+    assert "uniform" in summary
+    assert "control" in summary
+    client = MlflowClient(tracking_uri=uri)
+    exp = client.get_experiment_by_name("offerbandit-demo")
+    assert exp is not None
+    runs = client.search_runs([exp.experiment_id])
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
+    assert [r.info.run_name for r in parents] == ["demo comparison"]
+    assert len(children) == 5  # logged, uniform, control, two VW replays
+    assert all(any(k.startswith("DR") for k in r.data.metrics) for r in children)
