@@ -29,7 +29,7 @@ from bandit.vwformat import (
     shared_line,
 )
 
-DEFAULT_EXPLORATION = "--squarecb"
+DEFAULT_EXPLORATION = "--squarecb --gamma_scale 1000"
 DEFAULT_INTERACTIONS = ("co", "ch", "to", "th", "oh")
 
 

@@ -18,6 +18,15 @@ of the same world, control where the rule's channel is unreachable) and the myop
 
     python -m bench.bench_learning --decisions 100000 --seeds 3          # the full grid
     python -m bench.bench_learning --decisions 20000 --seeds 1 --policies eps0.05,squarecb
+    python -m bench.bench_learning --decisions 50000 --seed-list 0,1 --jobs 1 --scale 0.1 \
+        --add "sq-g100=--squarecb --gamma_scale 100" --policies sq-g100
+
+``--scale`` (money → VW cost units for learning, default ``RewardRule().scale``) and
+``--clip-revenue`` (winsorise the attributed revenue the learner sees, never the score) apply
+to every VW policy of the run; non-default values are appended to the policy's name
+(``squarecb@s0.1``, ``squarecb@c200``) so that runs with different settings stay apart in the
+runs log. ``--add NAME=EXPLORATION`` defines an extra VW policy (default interactions; the
+exploration string may carry any VW option, e.g. ``-l 0.1``).
 
 Writes ``reports/learning.png`` (cumulative regret and value above control over decisions,
 one line per policy) and ``reports/learning.json`` (every number of the table).
@@ -62,6 +71,15 @@ class PolicySpec:
     interactions: tuple[str, ...] = ()
     cost_weight: float = 1.0
     """Relative running time, to start the slow ones first."""
+    scale: float | None = None
+    """Money → VW cost units for learning; ``None``: ``RewardRule().scale``."""
+    clip_revenue: float | None = None
+    """Winsorise the attributed revenue the learner sees at this many EUR (scores unchanged)."""
+
+    @property
+    def base(self) -> str:
+        """The name without the ``@…`` suffix of the reward settings."""
+        return self.name.split("@", 1)[0]
 
 
 Q = tuple(DEFAULT_INTERACTIONS)
@@ -148,7 +166,7 @@ def run_policy(
     treatments = world.treatments()
     k_all = len(treatments)
     lines = action_lines(treatments)
-    rule = RewardRule()
+    rule = RewardRule() if spec.scale is None else RewardRule(scale=spec.scale)
     rng = np.random.default_rng([seed, 7])
     static = _static_rule(world, 20_000) if spec.kind == "static" else None
     policy = (
@@ -207,6 +225,8 @@ def run_policy(
         if policy is not None:
             in_window = outcome.purchased and outcome.delay_seconds < window
             revenue = outcome.revenue if in_window else 0.0
+            if spec.clip_revenue is not None:
+                revenue = min(revenue, spec.clip_revenue)
             reward = rule.reward(
                 revenue=revenue,
                 n_outcomes=int(in_window),
@@ -361,7 +381,8 @@ def plot(results: Sequence[RunResult], order: Sequence[str], path: Path) -> None
         gain = np.mean([r.curve_gain for r in rs], axis=0)
         kernel = np.ones(5) / 5
         smooth = np.convolve(gain, kernel, mode="same")
-        style = "-" if POLICIES[name].kind == "vw" else "--"
+        base = name.split("@", 1)[0]
+        style = "-" if base not in POLICIES or POLICIES[base].kind == "vw" else "--"
         ax1.plot(x, regret, style, label=name, color=cmap(i % 20))
         ax2.plot(x, smooth, style, label=name, color=cmap(i % 20))
     ax1.set(xlabel="decisions", ylabel="cumulative regret vs oracle (EUR)",
@@ -387,11 +408,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--decisions", type=int, default=100_000)
     parser.add_argument("--seeds", type=int, default=3, help="worlds 0 … seeds-1")
+    parser.add_argument(
+        "--seed-list", default=None, help="comma list of worlds to run (overrides --seeds)"
+    )
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=None,
+        help=f"money → VW cost units for learning (default {RewardRule().scale})",
+    )
+    parser.add_argument(
+        "--clip-revenue",
+        type=float,
+        default=None,
+        help="winsorise the revenue the learner sees at this many EUR (scoring unchanged)",
+    )
+    parser.add_argument(
+        "--add",
+        action="append",
+        default=[],
+        metavar="NAME=EXPLORATION",
+        help="an extra VW policy with the default interactions (repeatable)",
+    )
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--window-hours", type=float, default=DEFAULT_WINDOW_SECONDS / 3600)
     parser.add_argument("--control-share", type=float, default=0.05)
     parser.add_argument("--policies", default=DEFAULT_GRID, help=f"comma list of {DEFAULT_GRID}")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes")
+    parser.add_argument(
+        "--jobs", type=int, default=2, help="worker processes (1: run in this process, no pool)"
+    )
     parser.add_argument("--plot", type=Path, default=Path("reports/learning.png"))
     parser.add_argument("--json", type=Path, default=Path("reports/learning.json"))
     parser.add_argument(
@@ -406,20 +451,68 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run nothing: summarise and plot the runs already in --runs-log",
     )
     ns = parser.parse_args(argv)
+    for item in ns.add:
+        name, sep, exploration = item.partition("=")
+        if not sep or not name.strip() or "@" in name:
+            parser.error(f"--add wants NAME=EXPLORATION, got {item!r}")
+        POLICIES[name.strip()] = PolicySpec(name.strip(), "vw", exploration.strip(), Q)
     names = [n.strip() for n in ns.policies.split(",") if n.strip()]
+    if ns.from_log:
+        # Logged names may carry reward-setting suffixes: keep those whose base was asked for.
+        logged = [RunResult(**json.loads(line)) for line in ns.runs_log.open()]
+        seen = list(dict.fromkeys(r.policy for r in logged))
+        wanted = set(names)
+        order = [n for n in seen if n in wanted or n.split("@", 1)[0] in wanted]
+        order.sort(key=lambda n: names.index(n.split("@", 1)[0]) if n.split("@", 1)[0] in names
+                   else names.index(n))  # fmt: skip
+        report(logged, order, ns, time.perf_counter())
+        return 0
     unknown = [n for n in names if n not in POLICIES]
     if unknown:
-        parser.error(f"unknown policies {unknown}; choose from {DEFAULT_GRID}")
-    if ns.from_log:
-        logged = [RunResult(**json.loads(line)) for line in ns.runs_log.open()]
-        report(logged, names, ns, time.perf_counter())
-        return 0
-    tasks = [(POLICIES[n], seed) for n in names for seed in range(ns.seeds)]
-    tasks.sort(key=lambda t: -t[0].cost_weight)
+        parser.error(f"unknown policies {unknown}; choose from {','.join(POLICIES)}")
+    suffix = ""
+    if ns.scale is not None and ns.scale != RewardRule().scale:
+        suffix += f"@s{ns.scale:g}"
+    if ns.clip_revenue is not None:
+        suffix += f"@c{ns.clip_revenue:g}"
+    specs = {}
+    for n in names:
+        spec = POLICIES[n]
+        if spec.kind == "vw" and suffix:
+            spec = PolicySpec(
+                n + suffix, "vw", spec.exploration, spec.interactions, spec.cost_weight,
+                ns.scale, ns.clip_revenue,
+            )  # fmt: skip
+        specs[n] = spec
+    names = [specs[n].name for n in names]
+    seeds = (
+        [int(x) for x in ns.seed_list.split(",") if x.strip()]
+        if ns.seed_list
+        else list(range(ns.seeds))
+    )
+    tasks = [(spec, seed) for spec in specs.values() for seed in seeds]
+    if ns.jobs > 1:
+        tasks.sort(key=lambda t: -t[0].cost_weight)
     window = ns.window_hours * 3600.0
     results: list[RunResult] = []
     ns.runs_log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
+    if ns.jobs <= 1:  # in this process, in the given order: one benchmark process in all
+        with tqdm(total=len(tasks), unit="run", file=sys.stderr) as bar:
+            for spec, seed in tasks:
+                try:
+                    r = run_policy(spec, seed, ns.decisions, ns.customers, window, ns.control_share)
+                except Exception as exc:  # one bad configuration must not lose the others
+                    print(f"{spec.name}/{seed} failed: {exc}", file=sys.stderr)
+                    bar.update(1)
+                    continue
+                results.append(r)
+                with ns.runs_log.open("a") as log:
+                    log.write(json.dumps(asdict(r)) + "\n")
+                bar.set_postfix_str(f"{r.policy}/{r.seed}: {r.last_value:.2f} ({r.seconds:.0f}s)")
+                bar.update(1)
+        report(results, names, ns, started)
+        return 0
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=ns.jobs, mp_context=ctx) as pool:
         futures = {

@@ -40,6 +40,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from bandit.checkpoint import Checkpoint
+from bandit.learner import DEFAULT_EXPLORATION
 from offline_eval.estimators import (
     DM,
     DR,
@@ -915,7 +916,7 @@ def run_offline_comparison(log_path: str | Path, report: Mapping[str, Any]) -> s
         [
             Uniform(),
             AllControl(),
-            VWReplay("--squarecb", interactions),
+            VWReplay(DEFAULT_EXPLORATION, interactions),
             VWReplay("--epsilon 0.05", interactions),
         ]
     )
