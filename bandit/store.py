@@ -20,6 +20,7 @@ import logging
 import math
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -279,15 +280,23 @@ _Job = Callable[[sqlite3.Connection], Any]
 
 
 class Pending:
-    """A queued job's outcome. Set by whichever thread committed its batch, under the commit
-    lock; read by its submitter after taking that lock, so no condition variable is needed."""
+    """A queued job and its outcome (fields guarded by the log's mutex).
 
-    __slots__ = ("done", "error", "value")
+    ``gate`` is a lock that a waiting submitter sleeps on until its job is committed or it is
+    handed the leadership: the cheapest wake-up CPython has, one per job.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("done", "error", "gate", "handed", "job", "value", "waiting")
+
+    def __init__(self, job: Callable[[sqlite3.Connection], Any]) -> None:
+        self.job = job
         self.done = False
+        self.waiting = False
+        self.handed = False
         self.value: Any = None
         self.error: BaseException | None = None
+        self.gate = threading.Lock()
+        self.gate.acquire()
 
     def result(self) -> Any:
         if self.error is not None:
@@ -319,7 +328,8 @@ class DecisionLog:
         self._max_batch = max_batch
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._pending: list[tuple[_Job, Pending]] = []
+        self._pending: list[Pending] = []
+        self._leading = False  # a submitter is committing batches (guarded by _mutex)
         self._catalogue_ids: dict[str, int] = {}  # writer side, digest → id
         self._uncommitted_catalogue = False
         self._catalogues: dict[int, tuple[Treatment, ...]] = {}  # read side, id → candidates
@@ -396,41 +406,72 @@ class DecisionLog:
     # ---- the writer ----------------------------------------------------------------------
 
     def submit(self, job: _Job) -> Pending:
-        """Queue ``job``; :meth:`wait` on the future commits it (with whatever else waits)."""
+        """Queue ``job``; :meth:`wait` on the result commits it (with whatever else waits)."""
         if self._closed.is_set():
             raise NotReady("the decision log is closed")
-        fut = Pending()
+        item = Pending(job)
         with self._mutex:
-            self._pending.append((job, fut))
-        return fut
+            self._pending.append(item)
+        return item
 
-    def wait(self, fut: Pending) -> Any:
-        """Group commit, leader style: whoever holds the commit lock commits every queued job.
+    def wait(self, item: Pending) -> Any:
+        """Group commit with leader hand-off.
 
-        A caller whose job was committed by another thread's batch just picks up its result;
-        otherwise it becomes the leader. No thread hand-off at low load, one fsync for many
-        jobs at high load (SQLite releases the GIL while it writes).
+        A waiter that finds no leader becomes one: it commits the queued jobs (up to
+        ``max_batch``) in one transaction, wakes their waiting submitters, and hands the
+        leadership to the oldest queued job whose submitter is waiting (or steps down).
+        Everyone else sleeps on its own gate. No thread hand-off at low load; one fsync for
+        many jobs at high load (SQLite releases the GIL while it writes); no lock convoy, and
+        no leader stuck serving others forever.
         """
-        while not fut.done:
-            with self._commit_lock:
-                if fut.done:
+        while True:
+            with self._mutex:
+                if item.done:
                     break
+                lead = not self._leading
+                if lead:
+                    self._leading = True
+                else:
+                    item.waiting = True
+            if not lead:
+                item.gate.acquire()
                 with self._mutex:
-                    batch = self._pending[: self._max_batch]
-                    del self._pending[: self._max_batch]
-                if batch:
-                    self._run_batch(self._conn, batch)
-        return fut.result()
+                    lead, item.handed = item.handed, False
+            if lead:
+                self._lead()
+        return item.result()
+
+    def _lead(self) -> None:
+        """Commit one batch as the leader, then hand the leadership on or step down."""
+        with self._commit_lock:
+            with self._mutex:
+                batch = self._pending[: self._max_batch]
+                del self._pending[: self._max_batch]
+            self._run_batch(self._conn, batch)
+        with self._mutex:
+            for it in batch:
+                it.done = True
+                if it.waiting:
+                    it.waiting = False
+                    it.gate.release()
+            nxt = next((it for it in self._pending if it.waiting), None)
+            if nxt is None:
+                self._leading = False
+            else:
+                nxt.waiting = False
+                nxt.handed = True
+                nxt.gate.release()
 
     def run(self, job: _Job) -> Any:
         """Run ``job`` and wait until it is durable."""
         return self.wait(self.submit(job))
 
-    def _run_batch(self, conn: sqlite3.Connection, batch: list[tuple[_Job, Pending]]) -> None:
+    def _run_batch(self, conn: sqlite3.Connection, batch: list[Pending]) -> None:
         results: list[tuple[bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
-            for job, _ in batch:
+            for item in batch:
+                job = item.job
                 conn.execute("SAVEPOINT job")
                 try:
                     value = job(conn)
@@ -452,26 +493,32 @@ class DecisionLog:
             self._catalogue_ids.clear()
             self._uncommitted_catalogue = False
             err = StorageError(f"the decision log could not be written: {exc}")
-            for _, fut in batch:
-                fut.error, fut.done = err, True
+            for fut in batch:
+                fut.error = err
             return
-        for (ok, value), (_, fut) in zip(results, batch, strict=True):
+        for (ok, value), fut in zip(results, batch, strict=True):
             if ok:
                 fut.value = value
             else:
                 fut.error = value
-            fut.done = True
 
     def close(self) -> None:
         """Flush every queued write and stop the writer."""
         if self._closed.is_set():
             return
         self._closed.set()
-        with self._commit_lock:
+        while True:
             with self._mutex:
-                batch, self._pending = self._pending, []
-            if batch:
-                self._run_batch(self._conn, batch)
+                if not self._pending and not self._leading:
+                    self._leading = True  # nobody leads again
+                    break
+                lead = not self._leading
+                if lead:
+                    self._leading = True
+            if lead:
+                self._lead()
+            else:
+                time.sleep(0.001)  # a leader is finishing a batch
         self._checkpointer.join()
         with self._commit_lock:
             try:
