@@ -503,14 +503,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     r = run_policy(spec, seed, ns.decisions, ns.customers, window, ns.control_share)
                 except Exception as exc:  # one bad configuration must not lose the others
+                    r = None
                     print(f"{spec.name}/{seed} failed: {exc}", file=sys.stderr)
-                    bar.update(1)
-                    continue
-                results.append(r)
-                with ns.runs_log.open("a") as log:
-                    log.write(json.dumps(asdict(r)) + "\n")
-                bar.set_postfix_str(f"{r.policy}/{r.seed}: {r.last_value:.2f} ({r.seconds:.0f}s)")
-                bar.update(1)
+                _collect(r, results, ns, bar)
         report(results, names, ns, started)
         return 0
     ctx = multiprocessing.get_context("spawn")
@@ -526,17 +521,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 try:
                     r = f.result()
                 except Exception as exc:  # one bad configuration must not lose the others
+                    r = None
                     name, seed = futures[f]
                     print(f"{name}/{seed} failed: {exc}", file=sys.stderr)
-                    bar.update(1)
-                    continue
-                results.append(r)
-                with ns.runs_log.open("a") as log:
-                    log.write(json.dumps(asdict(r)) + "\n")
-                bar.set_postfix_str(f"{r.policy}/{r.seed}: {r.last_value:.2f} ({r.seconds:.0f}s)")
-                bar.update(1)
+                _collect(r, results, ns, bar)
     report(results, names, ns, started)
     return 0
+
+
+def _collect(
+    r: RunResult | None, results: list[RunResult], ns: argparse.Namespace, bar: tqdm[Any]
+) -> None:
+    """Keep a finished run (append it to the run log too) and advance the progress bar."""
+    if r is not None:
+        results.append(r)
+        with ns.runs_log.open("a") as log:
+            log.write(json.dumps(asdict(r)) + "\n")
+        bar.set_postfix_str(f"{r.policy}/{r.seed}: {r.last_value:.2f} ({r.seconds:.0f}s)")
+    bar.update(1)
 
 
 def report(
