@@ -52,6 +52,26 @@ def _features_in(raw: dict[str, Any]) -> Features:
     return freeze_features(out)
 
 
+def _head(d: Decision) -> dict[str, Any]:
+    """Everything of a decision but its candidates."""
+    c, t = d.context.customer, d.context.trigger
+    return {
+        "schema": SCHEMA_VERSION,
+        "event_id": d.event_id,
+        "request_id": d.request_id,
+        "customer": {"id": c.id, "features": _features_out(c.features)},
+        "trigger": {"type": t.type, "features": _features_out(t.features)},
+        "pmf": list(d.pmf),
+        "chosen": d.chosen,
+        "model_version": d.model_version,
+        "policy": d.policy,
+        "decided_at": d.decided_at,
+        "deferred": d.deferred,
+        "seed": d.seed,
+        "holdout": d.holdout,
+    }
+
+
 def record_dict(d: Decision) -> dict[str, Any]:
     """The decision as plain JSON-able data (used by the log and by exports)."""
     offers: dict[str, int] = {}
@@ -85,30 +105,7 @@ def record_dict(d: Decision) -> dict[str, Any]:
                 }
             )
         pairs.append([oi, ci])
-    return {
-        "schema": SCHEMA_VERSION,
-        "event_id": d.event_id,
-        "request_id": d.request_id,
-        "customer": {
-            "id": d.context.customer.id,
-            "features": _features_out(d.context.customer.features),
-        },
-        "trigger": {
-            "type": d.context.trigger.type,
-            "features": _features_out(d.context.trigger.features),
-        },
-        "offers": offer_list,
-        "channels": channel_list,
-        "treatments": pairs,
-        "pmf": list(d.pmf),
-        "chosen": d.chosen,
-        "model_version": d.model_version,
-        "policy": d.policy,
-        "decided_at": d.decided_at,
-        "deferred": d.deferred,
-        "seed": d.seed,
-        "holdout": d.holdout,
-    }
+    return {**_head(d), "offers": offer_list, "channels": channel_list, "treatments": pairs}
 
 
 def _dumps(obj: object) -> str:
@@ -136,23 +133,7 @@ def catalogue_digest(text: str) -> str:
 
 def encode_head(d: Decision) -> str:
     """Everything of a decision but its candidates (stored once per catalogue)."""
-    c, t = d.context.customer, d.context.trigger
-    head = {
-        "schema": SCHEMA_VERSION,
-        "event_id": d.event_id,
-        "request_id": d.request_id,
-        "customer": {"id": c.id, "features": _features_out(c.features)},
-        "trigger": {"type": t.type, "features": _features_out(t.features)},
-        "pmf": list(d.pmf),
-        "chosen": d.chosen,
-        "model_version": d.model_version,
-        "policy": d.policy,
-        "decided_at": d.decided_at,
-        "deferred": d.deferred,
-        "seed": d.seed,
-        "holdout": d.holdout,
-    }
-    return _dumps(head)
+    return _dumps(_head(d))
 
 
 def encode_record(d: Decision) -> str:
