@@ -286,10 +286,11 @@ class Pending:
     handed the leadership: the cheapest wake-up CPython has, one per job.
     """
 
-    __slots__ = ("done", "error", "gate", "handed", "job", "value", "waiting")
+    __slots__ = ("done", "error", "gate", "handed", "job", "single_write", "value", "waiting")
 
-    def __init__(self, job: Callable[[sqlite3.Connection], Any]) -> None:
+    def __init__(self, job: Callable[[sqlite3.Connection], Any], single_write: bool) -> None:
         self.job = job
+        self.single_write = single_write
         self.done = False
         self.waiting = False
         self.handed = False
@@ -405,11 +406,15 @@ class DecisionLog:
 
     # ---- the writer ----------------------------------------------------------------------
 
-    def submit(self, job: _Job) -> Pending:
-        """Queue ``job``; :meth:`wait` on the result commits it (with whatever else waits)."""
+    def submit(self, job: _Job, *, single_write: bool = False) -> Pending:
+        """Queue ``job``; :meth:`wait` on the result commits it (with whatever else waits).
+
+        ``single_write``: the job changes the database with at most one statement that can
+        fail (others only read, or are idempotent), so it needs no savepoint of its own.
+        """
         if self._closed.is_set():
             raise NotReady("the decision log is closed")
-        item = Pending(job)
+        item = Pending(job, single_write)
         with self._mutex:
             self._pending.append(item)
         return item
@@ -472,6 +477,14 @@ class DecisionLog:
             conn.execute("BEGIN IMMEDIATE")
             for item in batch:
                 job = item.job
+                if item.single_write:
+                    # One write statement: SQLite undoes a failed statement by itself, so no
+                    # savepoint (two fewer round trips through the GIL per decision).
+                    try:
+                        results.append((True, job(conn)))
+                    except BaseException as exc:
+                        results.append((False, exc))
+                    continue
                 conn.execute("SAVEPOINT job")
                 try:
                     value = job(conn)
@@ -535,7 +548,8 @@ class DecisionLog:
         With a request id already logged, nothing is written and the earlier decision is
         returned (or :class:`Conflict` raised when its request differed); otherwise ``None``.
         """
-        found: StoredDecision | None = self.run(self.append_job(decision, request_hash))
+        item = self.submit(self.append_job(decision, request_hash), single_write=True)
+        found: StoredDecision | None = self.wait(item)
         return found
 
     def append_job(self, decision: Decision, request_hash: str) -> _Job:
@@ -580,6 +594,8 @@ class DecisionLog:
                     return existing
             cid = catalogue_ids.get(digest)
             if cid is None:
+                # Content-addressed: a catalogue row written here stays valid even if the
+                # decision insert below fails, so the job needs no savepoint.
                 found = conn.execute(
                     "SELECT id FROM catalogues WHERE digest = ?", (digest,)
                 ).fetchone()
