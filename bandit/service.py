@@ -38,7 +38,16 @@ from bandit.learner import (
 )
 from bandit.rewards import RewardRule
 from bandit.sampling import derive_seed, mix_control, normalise, sample_index, uniform_from_seed
-from bandit.store import DecisionLog, LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
+from bandit.store import (
+    DecisionLog,
+    LogStats,
+    Notify,
+    OutcomeInput,
+    OutcomeResult,
+    Pending,
+    StoredDecision,
+    Windows,
+)
 from bandit.types import Decision, Features
 from bandit.vwformat import candidate_lines, shared_line
 
@@ -275,6 +284,22 @@ class DecisionService:
 
     def choose(self, req: ChooseInput) -> Decision:
         """Decide, log durably, answer. A retried ``request_id`` returns the logged decision."""
+        decision, item = self.submit_choice(req)
+        if item is None:
+            return decision
+        self.log.wait(item)
+        return self.finish_choice(decision, item)
+
+    def submit_choice(
+        self, req: ChooseInput, notify: Notify | None = None, token: Any = None
+    ) -> tuple[Decision, Pending | None]:
+        """Decide and queue the decision's log write; nothing waits for it here.
+
+        Returns the decision and its queued write, or (for a retried ``request_id`` already
+        logged) the logged decision and ``None``. Once the write is committed — by
+        :meth:`DecisionLog.wait`, or by the log's writer when ``notify`` is given —
+        :meth:`finish_choice` gives the answer.
+        """
         if not self._ready:
             raise NotReady("the decision service is not serving")
         cands = build_candidates(req, self.config.limits)
@@ -283,7 +308,7 @@ class DecisionService:
             fingerprint = request_fingerprint(req)
             found = self.log.find_request(req.request_id, fingerprint)
             if found is not None:
-                return found.decision
+                return found.decision, None
         event_id = f"{self._event_prefix}{next(self._event_counter):016x}"
         seed = derive_seed(self.config.seed, event_id)
         ctx = cands.context
@@ -313,7 +338,13 @@ class DecisionService:
             seed=seed,
             holdout=holdout,
         )
-        existing = self.log.append(decision, fingerprint)
+        return decision, self.log.submit_decision(decision, fingerprint, notify, token)
+
+    @staticmethod
+    def finish_choice(decision: Decision, item: Pending) -> Decision:
+        """The answer once ``item`` is committed: the decision, or the one logged before it
+        under the same ``request_id`` (a concurrent retry); raises what the write raised."""
+        existing: StoredDecision | None = item.result()
         return decision if existing is None else existing.decision
 
     def get_decision(self, event_id: str) -> StoredDecision:
@@ -347,11 +378,30 @@ class DecisionService:
             raise InvalidRequest("revenue", f"must not be negative, got {o.revenue}")
 
     def record_outcome(self, o: OutcomeInput) -> OutcomeResult:
+        item = self.submit_outcome(o)
+        self.log.wait(item)
+        return self.outcome_result(item)
+
+    def submit_outcome(
+        self,
+        o: OutcomeInput,
+        notify: Notify | None = None,
+        token: Any = None,
+        now: float | None = None,
+    ) -> Pending:
+        """Check ``o`` (raising what is wrong with it) and queue its write; see
+        :meth:`submit_choice` for ``notify`` and :meth:`outcome_result` for the answer."""
         if not self._ready:
             raise NotReady("the decision service is not serving")
         self.check_outcome(o)
-        job = self.log.outcome_job(o, self.clock.now(), self.config.max_future_skew_seconds)
-        result: OutcomeResult = self.log.run(job)
+        job = self.log.outcome_job(
+            o, self.clock.now() if now is None else now, self.config.max_future_skew_seconds
+        )
+        return self.log.submit(job, notify=notify, token=token)
+
+    def outcome_result(self, item: Pending) -> OutcomeResult:
+        """The committed outcome's result; raises what its write raised."""
+        result: OutcomeResult = item.result()
         self._count([result])
         return result
 
@@ -373,22 +423,19 @@ class DecisionService:
                 f"a stream may carry at most {self.config.max_stream_outcomes} outcomes",
             )
         now = self.clock.now()
-        futures: list[Any] = []
+        items: list[Pending | OfferBanditError] = []
         for o in outcomes:
             try:
-                self.check_outcome(o)
+                items.append(self.submit_outcome(o, now=now))
             except OfferBanditError as exc:
-                futures.append(exc)
-                continue
-            job = self.log.outcome_job(o, now, self.config.max_future_skew_seconds)
-            futures.append(self.log.submit(job))
+                items.append(exc)
         out: list[OutcomeResult | OfferBanditError] = []
-        for f in futures:
-            if isinstance(f, OfferBanditError):
-                out.append(f)
+        for it in items:
+            if isinstance(it, OfferBanditError):
+                out.append(it)
                 continue
             try:
-                out.append(self.log.wait(f))
+                out.append(self.log.wait(it))
             except OfferBanditError as exc:
                 out.append(exc)
         self._count(out)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bandit.errors import StorageError
-from bandit.store import DecisionLog
+from bandit.store import DecisionLog, Pending
 from bandit.types import (
     CONTROL_TREATMENT,
     Channel,
@@ -88,3 +88,85 @@ def test_a_log_from_another_schema_version_fails_clearly(tmp_path: Path) -> None
     conn.close()
     with pytest.raises(StorageError, match="schema version 99"):
         DecisionLog(path)
+
+
+class _Collector:
+    """A ``notify`` hook that records what the writer thread hands it."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[object]] = []
+        self.done = threading.Event()
+        self.expected = 0
+
+    def __call__(self, items: list[Pending]) -> None:
+        self.batches.append([it.token for it in items])
+        if sum(map(len, self.batches)) >= self.expected:
+            self.done.set()
+
+
+def test_jobs_nobody_waits_for_are_committed_by_the_writer_and_notified(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d.sqlite")
+    notify = _Collector()
+    notify.expected = 300
+    try:
+        log.append(_decision(0))  # the catalogue is known: the rest take the batched insert
+        items = [log.submit_decision(_decision(i), "", notify, i) for i in range(1, 301)]
+        assert notify.done.wait(30)
+        assert sorted(t for b in notify.batches for t in b) == list(range(1, 301))  # type: ignore[type-var]
+        assert len(notify.batches) < 300  # grouped: one call per committed batch
+        assert all(it.done and it.result() is None for it in items)
+        assert log.count() == 301
+        assert log.get("e300").decision == _decision(300)
+    finally:
+        log.close()
+
+
+def test_a_failing_row_in_a_batched_insert_spares_the_others(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d.sqlite")
+    notify = _Collector()
+    notify.expected = 3
+    try:
+        log.append(_decision(1))
+        with log._commit_lock:  # hold the writer so that the three share one batch
+            good = log.submit_decision(_decision(2), "", notify, "good")
+            dup = log.submit_decision(_decision(3, event_id="e1"), "", notify, "dup")
+            other = log.submit_decision(_decision(4), "", notify, "other")
+        assert notify.done.wait(30)
+        assert good.result() is None
+        assert other.result() is None
+        with pytest.raises(sqlite3.IntegrityError):
+            dup.result()
+        assert log.count() == 3
+    finally:
+        log.close()
+
+
+def test_waiting_and_notified_jobs_mix_without_stalls(tmp_path: Path) -> None:
+    log = DecisionLog(tmp_path / "d.sqlite")
+    notify = _Collector()
+    notify.expected = 800
+    errors: list[BaseException] = []
+
+    def waiter(k: int) -> None:
+        try:
+            for i in range(k * 100, k * 100 + 100):
+                assert log.append(_decision(i)) is None
+        except BaseException as exc:
+            errors.append(exc)
+
+    def submitter() -> None:
+        for i in range(10_000, 10_800):
+            log.submit_decision(_decision(i), "", notify, i)
+
+    threads = [threading.Thread(target=waiter, args=(k,)) for k in range(4)]
+    threads.append(threading.Thread(target=submitter))
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert errors == []
+        assert notify.done.wait(30)
+        assert log.count() == 1200
+    finally:
+        log.close()
