@@ -2,46 +2,81 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import signal
 import threading
-from concurrent import futures
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import grpc
+from grpc_health.v1 import _async as health_aio  # public name: health.aio (not in the stubs)
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from bandit.checkpoint import Checkpoint, read_checkpoint
 from bandit.service import Clock, DecisionService
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
-from server.pb.offerbandit.v1 import decision_service_pb2_grpc as pb_grpc
-from server.servicer import DecisionServicer
+from server.servicer import DecisionServicer, add_to_server
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
+
+
+class _Loop:
+    """The one asyncio loop (on its own daemon thread) that every server in this process uses.
+
+    gRPC's asyncio stack wants one loop per process; ``offerbandit serve`` runs one server, and
+    tests start several, all on this loop.
+    """
+
+    _lock = threading.Lock()
+    _loop: asyncio.AbstractEventLoop | None = None
+
+    @classmethod
+    def get(cls) -> asyncio.AbstractEventLoop:
+        with cls._lock:
+            if cls._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="grpc-loop", daemon=True).start()
+                cls._loop = loop
+            return cls._loop
+
+    @classmethod
+    def run(cls, coro: Coroutine[Any, Any, T]) -> T:
+        """Run ``coro`` on the loop and wait for its result (from any other thread)."""
+        return asyncio.run_coroutine_threadsafe(coro, cls.get()).result()
 
 
 @dataclass
 class RunningServer:
     """A started server: its port, the service object, and how to stop both."""
 
-    server: grpc.Server
+    server: grpc.aio.Server
     service: DecisionService
-    health: health.HealthServicer
+    servicer: DecisionServicer
+    health: health_aio.HealthServicer
     port: int
 
     @property
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    def enter_graceful_shutdown(self) -> None:
+        """Health turns NOT_SERVING (load balancers stop sending); calls are still answered."""
+        _Loop.run(self.health.enter_graceful_shutdown())
+
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, let in-flight calls finish, then flush the log and save the model."""
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
+        self.enter_graceful_shutdown()
+        _Loop.run(self.server.stop(grace))
+        self.servicer.close()
         self.service.stop()
 
 
@@ -57,35 +92,48 @@ def load_initial_model(spec: str) -> Checkpoint | None:
 
 
 def start_server(settings: Settings, clock: Clock | None = None) -> RunningServer:
-    """Build the service and serve it on ``settings.host:settings.port`` (0 = any free port)."""
+    """Build the service and serve it on ``settings.host:settings.port`` (0 = any free port).
+
+    The server runs on the process's gRPC loop thread; this returns once it is SERVING.
+    """
     initial = load_initial_model(settings.model)
     service = DecisionService(settings.service_config(initial), clock)
+    try:
+        return _Loop.run(_start(settings, service))
+    except BaseException:
+        service.stop()
+        raise
+
+
+async def _start(settings: Settings, service: DecisionService) -> RunningServer:
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", max(settings.max_message_bytes, 64 * 1024 * 1024)),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.workers, thread_name_prefix="rpc"),
-        options=options,
-    )
-    pb_grpc.add_DecisionServiceServicer_to_server(DecisionServicer(service), server)
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    server = grpc.aio.server(options=options)
+    servicer = DecisionServicer(service, asyncio.get_running_loop(), settings.workers)
+    add_to_server(servicer, server)
+    health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     reflection.enable_server_reflection(
         (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    try:
+        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    except RuntimeError as exc:
+        servicer.close()
+        raise OSError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
     if port == 0:
-        service.stop()
+        servicer.close()
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
-    server.start()
+    await server.start()
     service.start()  # model loaded and log open: now we serve
     for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, service, health_servicer, port)
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, service, servicer, health_servicer, port)
 
 
 def serve(settings: Settings) -> None:

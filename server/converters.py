@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import math
+import struct
 from collections.abc import Mapping
+from dataclasses import dataclass
 from types import MappingProxyType
+from typing import Any
 
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bandit.caching import IdentityCache
@@ -185,6 +190,128 @@ def choose_from_pb(req: pb.ChooseRequest) -> ChooseInput:
         defer_activation=req.defer_activation,
         request_id=req.request_id,
     )
+
+
+# ---- Choose on the wire -------------------------------------------------------------------
+#
+# Choose is the hot path. Its request arrives as bytes: one extra parse through a *view* of
+# the same message (offers and channels as raw bytes) interns the whole catalogue with one
+# dictionary lookup. Its response leaves as bytes, assembled from per-catalogue pieces.
+# Round-trip tests check both against the plain protobuf construction.
+
+
+def _view_class() -> type[Message]:
+    """``ChooseRequest`` seen as fields 3 and 4 only, each element kept as raw bytes."""
+    fd = descriptor_pb2.FileDescriptorProto(
+        name="offerbandit/v1/internal_views.proto", package="offerbandit.v1.internal"
+    )
+    view = fd.message_type.add(name="ChooseCatalogueView")
+    for name, number in (("offers", 3), ("channels", 4)):
+        view.field.add(
+            name=name,
+            number=number,
+            type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+            label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
+        )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(fd)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("offerbandit.v1.internal.ChooseCatalogueView")
+    )
+
+
+_CatalogueView = _view_class()
+_catalogues: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], tuple[list[Offer], list[Channel]]]
+_catalogues = {}
+
+
+def choose_from_wire(raw: bytes) -> ChooseInput:
+    """:func:`choose_from_pb` of the serialized request, with its catalogue interned whole."""
+    req = pb.ChooseRequest.FromString(raw)
+    view: Any = _CatalogueView.FromString(raw)
+    key = (tuple(view.offers), tuple(view.channels))
+    found = _catalogues.get(key)
+    if found is None:
+        found = (
+            [_INTERNED.offer(o, i) for i, o in enumerate(req.offers)],
+            [_INTERNED.channel(c, i) for i, c in enumerate(req.channels)],
+        )
+        if len(_catalogues) >= 1024:
+            _catalogues.clear()
+        _catalogues[key] = found
+    return ChooseInput(
+        customer=customer_from_pb(req.customer) if req.HasField("customer") else None,
+        trigger=trigger_from_pb(req.trigger) if req.HasField("trigger") else None,
+        offers=found[0],
+        channels=found[1],
+        treatments=[ref_from_pb(r) for r in req.treatments] if req.treatments else [],
+        excluded=[ref_from_pb(r) for r in req.excluded] if req.excluded else [],
+        defer_activation=req.defer_activation,
+        request_id=req.request_id,
+    )
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _text_field(tag: int, text: str) -> bytes:
+    if not text:
+        return b""
+    data = text.encode()
+    return bytes([tag]) + _varint(len(data)) + data
+
+
+@dataclass(frozen=True, slots=True)
+class _ResponsePieces:
+    heads: tuple[bytes, ...]
+    """Per candidate: ranking entry tag and length, its treatment, the probability's tag."""
+    tails: tuple[bytes, ...]
+    """Per candidate: the control flag (or nothing)."""
+    chosen: tuple[bytes, ...]
+    """Per candidate: ``chosen`` and ``control`` fields as the response carries them."""
+    unpack: struct.Struct
+
+
+def _response_pieces(treatments: tuple[Treatment, ...]) -> _ResponsePieces:
+    heads, tails, chosen = [], [], []
+    for t in treatments:
+        ref = ref_to_pb(t.ref).SerializeToString()
+        treatment = b"\x0a" + _varint(len(ref)) + ref  # ScoredTreatment.treatment = 1
+        tail = b"\x18\x01" if t.is_control else b""  # ScoredTreatment.control = 3
+        body_len = len(treatment) + 9 + len(tail)  # probability = 2: tag + 8-byte double
+        heads.append(b"\x2a" + _varint(body_len) + treatment + b"\x11")  # ranking = 5
+        tails.append(tail)
+        chosen.append(b"\x12" + _varint(len(ref)) + ref + tail)  # chosen = 2, control = 3
+    n = len(treatments)
+    return _ResponsePieces(tuple(heads), tuple(tails), tuple(chosen), struct.Struct(f"<{n}d"))
+
+
+_response_pieces_of = IdentityCache(_response_pieces, size=1024)
+_PACK_DOUBLE = struct.Struct("<d").pack
+
+
+def choose_to_wire(d: Decision) -> bytes:
+    """:func:`choose_to_pb` serialized, assembled from cached per-catalogue pieces."""
+    pieces = _response_pieces_of(d.treatments)
+    pmf = d.pmf
+    packed = pieces.unpack.pack(*pmf)
+    heads, tails = pieces.heads, pieces.tails
+    order = sorted(range(len(pmf)), key=pmf.__getitem__, reverse=True)  # stable for ties
+    parts = [
+        _text_field(0x0A, d.event_id),
+        pieces.chosen[d.chosen],
+        b"\x21" + _PACK_DOUBLE(d.propensity),
+    ]
+    for i in order:
+        parts += (heads[i], packed[8 * i : 8 * i + 8], tails[i])
+    parts += (_text_field(0x32, d.model_version), _text_field(0x3A, d.policy))
+    return b"".join(parts)
 
 
 def _ranking_template(treatments: tuple[Treatment, ...]) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -54,7 +54,8 @@ def _field_of(exc: OfferBanditError) -> str:
     return str(getattr(exc, "field", ""))
 
 
-def abort_with(context: grpc.ServicerContext, exc: OfferBanditError) -> None:
+def status_for(exc: OfferBanditError) -> grpc.Status:
+    """The status a domain error leaves as: code, message, and a BadRequest naming the field."""
     code = status_of(exc)
     message = str(exc)
     status = status_pb2.Status(code=code.value[0], message=message)
@@ -69,27 +70,29 @@ def abort_with(context: grpc.ServicerContext, exc: OfferBanditError) -> None:
             )
         )
         status.details.append(detail)
-    context.abort_with_status(rpc_status.to_status(status))
+    return rpc_status.to_status(status)
 
 
-F = TypeVar("F", bound=Callable[..., Any])
+Handler = Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+H = TypeVar("H", bound=Handler)
 
 
-def mapped(method: F) -> F:
-    """Wrap an RPC handler so every error leaves as the right gRPC status."""
+def mapped(method: H) -> H:
+    """Wrap an async RPC handler so every error leaves as the right gRPC status."""
 
     @functools.wraps(method)
-    def wrapper(self: Any, request: Any, context: grpc.ServicerContext) -> Any:
+    async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
-            return method(self, request, context)
+            return await method(self, request, context)
         except OfferBanditError as exc:
-            abort_with(context, exc)
+            status = status_for(exc)
+            await context.abort(status.code, status.details, status.trailing_metadata)
+        except grpc.aio.AbortError:  # aborted on purpose
+            raise
         except Exception:
-            if getattr(context, "code", lambda: None)() is not None:  # aborted on purpose
-                raise
             request_id = uuid.uuid4().hex[:12]
             log.exception("unexpected error in %s (request id %s)", method.__name__, request_id)
-            context.abort(
+            await context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}"
             )
         return None  # unreachable: abort raises

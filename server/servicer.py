@@ -1,94 +1,210 @@
 """The gRPC servicer: each RPC converts, calls the service object, converts back.
 
 No business logic and no try/except here: :func:`server.errors.mapped` maps errors once.
+
+The server is a ``grpc.aio`` server: every handler runs on one event loop thread, so no two
+requests fight over the GIL, and nothing on that thread waits for the disk. Writes are queued
+on the decision log with a *notify* hook; the log's writer thread commits them (one fsync for
+everything queued meanwhile) and the hook resolves the handlers' futures on the loop
+(:class:`Commits`). Calls that read or write the database synchronously (GetDecision, Activate,
+GetStats) run on a small thread pool.
 """
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import Iterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import grpc
 
 from bandit.errors import OfferBanditError, TooLarge
 from bandit.logcodec import SCHEMA_VERSION
 from bandit.service import DecisionService
+from bandit.store import OutcomeResult, Pending
 from server import converters as cv
 from server.errors import code_name, mapped
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
-from server.pb.offerbandit.v1 import decision_service_pb2_grpc as pb_grpc
 
-STREAM_CHUNK = 512
+Context = grpc.aio.ServicerContext[Any, Any]
+T = TypeVar("T")
 
 
-class DecisionServicer(pb_grpc.DecisionServiceServicer):
-    def __init__(self, service: DecisionService) -> None:
+class Commits:
+    """Log commits → asyncio futures on one loop.
+
+    The log's writer thread calls :meth:`notify` once per committed batch; a single
+    ``call_soon_threadsafe`` then resolves every handler waiting on that batch.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+
+    def future(self) -> asyncio.Future[None]:
+        return self.loop.create_future()
+
+    def notify(self, items: list[Pending]) -> None:
+        self.loop.call_soon_threadsafe(_resolve, items)
+
+
+def _resolve(items: list[Pending]) -> None:
+    for it in items:
+        fut: asyncio.Future[None] = it.token
+        if not fut.done():  # a cancelled call's future stays cancelled
+            fut.set_result(None)
+
+
+class DecisionServicer:
+    def __init__(
+        self, service: DecisionService, loop: asyncio.AbstractEventLoop, blocking_threads: int
+    ) -> None:
         self.svc = service
+        self.commits = Commits(loop)
+        self._pool = ThreadPoolExecutor(blocking_threads, thread_name_prefix="rpc-blocking")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
     @mapped
-    def Choose(self, request: pb.ChooseRequest, context: grpc.ServicerContext) -> pb.ChooseResponse:
-        return cv.choose_to_pb(self.svc.choose(cv.choose_from_pb(request)))
+    async def Choose(self, request: bytes, context: Context) -> bytes:
+        """Takes the serialized ChooseRequest and answers a serialized ChooseResponse (see
+        :func:`server.converters.choose_from_wire`); :func:`add_to_server` registers it so."""
+        done = self.commits.future()
+        decision, item = self.svc.submit_choice(
+            cv.choose_from_wire(request), self.commits.notify, done
+        )
+        response = cv.choose_to_wire(decision)  # built while the log's fsync runs
+        if item is None:  # a retry of a logged request
+            return response
+        await done
+        answer = self.svc.finish_choice(decision, item)
+        return response if answer is decision else cv.choose_to_wire(answer)
 
     @mapped
-    def GetDecision(
-        self, request: pb.GetDecisionRequest, context: grpc.ServicerContext
-    ) -> pb.Decision:
-        return cv.decision_to_pb(self.svc.get_decision(request.event_id), SCHEMA_VERSION)
+    async def GetDecision(self, request: pb.GetDecisionRequest, context: Context) -> pb.Decision:
+        stored = await self._blocking(self.svc.get_decision, request.event_id)
+        return cv.decision_to_pb(stored, SCHEMA_VERSION)
 
     @mapped
-    def RecordOutcome(
-        self, request: pb.Outcome, context: grpc.ServicerContext
+    async def RecordOutcome(
+        self, request: pb.Outcome, context: Context
     ) -> pb.RecordOutcomeResponse:
-        return cv.outcome_result_to_pb(self.svc.record_outcome(cv.outcome_from_pb(request)))
+        done = self.commits.future()
+        item = self.svc.submit_outcome(cv.outcome_from_pb(request), self.commits.notify, done)
+        await done
+        return cv.outcome_result_to_pb(self.svc.outcome_result(item))
 
     @mapped
-    def RecordOutcomes(
-        self, request_iterator: Iterator[pb.Outcome], context: grpc.ServicerContext
+    async def RecordOutcomes(
+        self, request_iterator: AsyncIterator[pb.Outcome], context: Context
     ) -> pb.RecordOutcomesResponse:
+        # The whole stream is read first: an over-long stream is rejected before anything
+        # is written.
         limit = self.svc.config.max_stream_outcomes
-        items = list(itertools.islice(request_iterator, limit + 1))
-        if len(items) > limit:
-            raise TooLarge(
-                "outcomes", f"the stream carries more than {limit} outcomes; nothing was recorded"
-            )
+        items: list[pb.Outcome] = []
+        async for o in request_iterator:
+            items.append(o)
+            if len(items) > limit:
+                raise TooLarge(
+                    "outcomes",
+                    f"the stream carries more than {limit} outcomes; nothing was recorded",
+                )
+        now = self.svc.clock.now()
+        queued: list[tuple[Pending, asyncio.Future[None]] | OfferBanditError] = []
+        for o in items:
+            done = self.commits.future()
+            try:
+                item = self.svc.submit_outcome(
+                    cv.outcome_from_pb(o), self.commits.notify, done, now=now
+                )
+            except OfferBanditError as exc:
+                queued.append(exc)
+            else:
+                queued.append((item, done))
         response = pb.RecordOutcomesResponse()
-        for start in range(0, len(items), STREAM_CHUNK):
-            chunk = [cv.outcome_from_pb(o) for o in items[start : start + STREAM_CHUNK]]
-            results = self.svc.record_outcomes(chunk)
-            for i, (o, r) in enumerate(zip(chunk, results, strict=True), start):
-                if isinstance(r, OfferBanditError):
-                    response.results.append(
-                        pb.OutcomeResult(
-                            outcome_id=o.outcome_id,
-                            status=pb.OUTCOME_STATUS_REJECTED,
-                            error_code=code_name(r),
-                            error=str(r),
-                            index=i,
-                        )
+        for i, (o, q) in enumerate(zip(items, queued, strict=True)):
+            result: OutcomeResult | OfferBanditError
+            if isinstance(q, OfferBanditError):
+                result = q
+            else:
+                await q[1]
+                try:
+                    result = self.svc.outcome_result(q[0])
+                except OfferBanditError as exc:
+                    result = exc
+            if isinstance(result, OfferBanditError):
+                response.results.append(
+                    pb.OutcomeResult(
+                        outcome_id=o.outcome_id,
+                        status=pb.OUTCOME_STATUS_REJECTED,
+                        error_code=code_name(result),
+                        error=str(result),
+                        index=i,
                     )
-                    response.rejected += 1
-                else:
-                    response.results.append(
-                        pb.OutcomeResult(
-                            outcome_id=r.outcome_id,
-                            status=cv.OUTCOME_STATUS[r.status],
-                            event_id=r.event_id,
-                            index=i,
-                        )
+                )
+                response.rejected += 1
+            else:
+                response.results.append(
+                    pb.OutcomeResult(
+                        outcome_id=result.outcome_id,
+                        status=cv.OUTCOME_STATUS[result.status],
+                        event_id=result.event_id,
+                        index=i,
                     )
-                    response.accepted += 1
+                )
+                response.accepted += 1
         return response
 
     @mapped
-    def Activate(
-        self, request: pb.ActivateRequest, context: grpc.ServicerContext
-    ) -> pb.ActivateResponse:
+    async def Activate(self, request: pb.ActivateRequest, context: Context) -> pb.ActivateResponse:
         at = cv.seconds_from_pb(request.activated_at) if request.HasField("activated_at") else None
-        closes = self.svc.activate(request.event_id, at)
+        closes = await self._blocking(self.svc.activate, request.event_id, at)
         return pb.ActivateResponse(
             event_id=request.event_id, window_closes_at=cv.seconds_to_pb(closes)
         )
 
     @mapped
-    def GetStats(self, request: pb.GetStatsRequest, context: grpc.ServicerContext) -> pb.Stats:
-        return cv.stats_to_pb(self.svc.stats(float(request.recent_seconds or 3600)))
+    async def GetStats(self, request: pb.GetStatsRequest, context: Context) -> pb.Stats:
+        stats = await self._blocking(self.svc.stats, float(request.recent_seconds or 3600))
+        return cv.stats_to_pb(stats)
+
+
+SERVICE = pb.DESCRIPTOR.services_by_name["DecisionService"]
+_RAW_METHODS = {"Choose"}  # handlers that take and return serialized messages
+
+
+def _passthrough(data: bytes) -> bytes:
+    return data
+
+
+def add_to_server(servicer: DecisionServicer, server: grpc.aio.Server) -> None:
+    """Register every DecisionService RPC, from the service's descriptor.
+
+    Like the generated ``add_DecisionServiceServicer_to_server``, except that the methods in
+    ``_RAW_METHODS`` get the wire bytes and return wire bytes.
+    """
+    handlers: dict[str, grpc.RpcMethodHandler[Any, Any]] = {}
+    for method in SERVICE.methods:
+        request_cls = getattr(pb, method.input_type.name)
+        response_cls = getattr(pb, method.output_type.name)
+        raw = method.name in _RAW_METHODS
+        make = {
+            (False, False): grpc.unary_unary_rpc_method_handler,
+            (True, False): grpc.stream_unary_rpc_method_handler,
+            (False, True): grpc.unary_stream_rpc_method_handler,
+            (True, True): grpc.stream_stream_rpc_method_handler,
+        }[(method.client_streaming, method.server_streaming)]
+        handlers[method.name] = make(
+            getattr(servicer, method.name),
+            request_deserializer=_passthrough if raw else request_cls.FromString,
+            response_serializer=_passthrough if raw else response_cls.SerializeToString,
+        )
+    server.add_generic_rpc_handlers(
+        (grpc.method_handlers_generic_handler(SERVICE.full_name, handlers),)
+    )
+    # Registered methods skip gRPC's generic lookup per call (grpcio ≥ 1.62; not in the stubs).
+    server.add_registered_method_handlers(SERVICE.full_name, handlers)  # type: ignore[attr-defined]

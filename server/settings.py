@@ -35,8 +35,10 @@ class Settings(BaseSettings):
     """gRPC port; 0 picks a free one (printed at start)."""
     data_dir: Path = Path("data")
     """Folder of the decision log (decisions.sqlite) and model checkpoints."""
-    workers: int = Field(16, ge=1, le=256)
-    """gRPC worker threads (concurrent calls in progress)."""
+    workers: int = Field(4, ge=1, le=256)
+    """Threads for the calls that wait on the database directly (GetDecision, Activate,
+    GetStats). Choose and outcomes run on the server's event loop and never wait on a
+    thread: the log's writer commits them in groups."""
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Largest request accepted; larger ones get RESOURCE_EXHAUSTED."""
     durability: Literal["full", "normal"] = "full"

@@ -132,7 +132,7 @@ def test_health_is_not_serving_after_shutdown_starts(make_server: ServerFactory)
     running = make_server()
     with grpc.insecure_channel(running.address) as channel:
         health = health_pb2_grpc.HealthStub(channel)
-        running.health.enter_graceful_shutdown()
+        running.enter_graceful_shutdown()
         reply = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
         assert reply.status == health_pb2.HealthCheckResponse.NOT_SERVING
 

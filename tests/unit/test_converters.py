@@ -95,6 +95,61 @@ def test_choose_response_ranks_like_the_plain_construction() -> None:
     assert cv.choose_to_pb(d) == r  # the cached template gives the same answer again
 
 
+pmfs = st.lists(st.sampled_from([0.0, 0.05, 0.1, 0.25, 1 / 3, 0.5]), min_size=4, max_size=4)
+
+
+@given(pmfs, st.integers(0, 3), st.text(max_size=40), st.text(max_size=12))
+def test_the_wire_response_is_the_plain_response(
+    weights: list[float], chosen: int, event_id: str, version: str
+) -> None:
+    treatments = (
+        CONTROL_TREATMENT,
+        Treatment(Offer("a"), Channel("x")),
+        Treatment(Offer("b€"), Channel("x")),
+        Treatment(Offer("c" * 200), Channel("y")),
+    )
+    weights[chosen] += 0.1  # the chosen treatment has mass
+    total = sum(weights)
+    d = Decision(
+        event_id,
+        Context(Customer("c"), Trigger("t")),
+        treatments,
+        tuple(w / total for w in weights),
+        chosen,
+        version,
+        "vw:--squarecb",
+        0.0,
+    )
+    assert pb.ChooseResponse.FromString(cv.choose_to_wire(d)) == cv.choose_to_pb(d)
+
+
+def test_the_wire_request_converts_like_the_plain_request() -> None:
+    offers = [pb.Offer(id=f"o{i}", fixed_cost=i, discount_rate=0.1) for i in range(3)]
+    offers[0].features["kind"].text = "discount"
+    offers[0].features["value"].number = 10.0
+    channels = [pb.Channel(id="email", contact_cost=0.01), pb.Channel(id="sms")]
+    req = pb.ChooseRequest(
+        customer=pb.Customer(id="c1"),
+        trigger=pb.Trigger(type="login"),
+        offers=offers,
+        channels=channels,
+        excluded=[pb.TreatmentRef(offer_id="o1", channel_id="sms")],
+        request_id="r1",
+        defer_activation=True,
+    )
+    req.customer.features["ltv"].number = 12.5
+    raw = req.SerializeToString()
+    first = cv.choose_from_wire(raw)
+    assert first == cv.choose_from_pb(req)
+    again = cv.choose_from_wire(raw)
+    assert all(a is b for a, b in zip(again.offers, first.offers, strict=True))  # interned
+    # Another catalogue (a feature changed) is converted afresh, not served from the cache.
+    req.offers[0].features["value"].number = 11.0
+    changed = cv.choose_from_wire(req.SerializeToString())
+    assert changed.offers[0].features["value"] == 11.0
+    assert changed == cv.choose_from_pb(req)
+
+
 def test_every_rpc_is_error_mapped() -> None:
     rpcs = pb.DESCRIPTOR.services_by_name["DecisionService"].methods_by_name
     for name in rpcs:
