@@ -108,8 +108,11 @@ def record_dict(d: Decision) -> dict[str, Any]:
     return {**_head(d), "offers": offer_list, "channels": channel_list, "treatments": pairs}
 
 
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _dumps(obj: object) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    return _ENCODER.encode(obj)  # one encoder, not one per call (Choose encodes every record)
 
 
 def _catalogue_json(treatments: tuple[Treatment, ...]) -> str:
