@@ -18,15 +18,14 @@ from grpc_reflection.v1alpha import reflection
 
 from bandit.checkpoint import Checkpoint, read_checkpoint
 from bandit.service import Clock, DecisionService
-from server.pb.offerbandit.v1 import decision_service_pb2 as pb
-from server.servicer import DecisionServicer, add_to_server
+from server.servicer import SERVICE, DecisionServicer, add_to_server
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DecisionService"].full_name
+SERVICE_NAME = SERVICE.full_name
 
 
 class _Loop:
