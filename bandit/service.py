@@ -422,15 +422,8 @@ class DecisionService:
                 "outcomes",
                 f"a stream may carry at most {self.config.max_stream_outcomes} outcomes",
             )
-        now = self.clock.now()
-        items: list[Pending | OfferBanditError] = []
-        for o in outcomes:
-            try:
-                items.append(self.submit_outcome(o, now=now))
-            except OfferBanditError as exc:
-                items.append(exc)
         out: list[OutcomeResult | OfferBanditError] = []
-        for it in items:
+        for it in self.submit_outcomes(outcomes):
             if isinstance(it, OfferBanditError):
                 out.append(it)
                 continue
@@ -440,6 +433,24 @@ class DecisionService:
                 out.append(exc)
         self._count(out)
         return out
+
+    def submit_outcomes(
+        self,
+        outcomes: Sequence[OutcomeInput],
+        notify: Notify | None = None,
+        tokens: Sequence[Any] | None = None,
+    ) -> list[Pending | OfferBanditError]:
+        """:meth:`submit_outcome` for each, all received at one time: a bad outcome comes
+        back as its error and never stops the others. ``tokens``: one per outcome."""
+        now = self.clock.now()
+        items: list[Pending | OfferBanditError] = []
+        for i, o in enumerate(outcomes):
+            try:
+                token = None if tokens is None else tokens[i]
+                items.append(self.submit_outcome(o, notify, token, now=now))
+            except OfferBanditError as exc:
+                items.append(exc)
+        return items
 
     def activate(self, event_id: str, at: float | None = None) -> float:
         if not self._ready:

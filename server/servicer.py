@@ -113,27 +113,19 @@ class DecisionServicer:
                     "outcomes",
                     f"the stream carries more than {limit} outcomes; nothing was recorded",
                 )
-        now = self.svc.clock.now()
-        queued: list[tuple[Pending, asyncio.Future[None]] | OfferBanditError] = []
-        for o in items:
-            done = self.commits.future()
-            try:
-                item = self.svc.submit_outcome(
-                    cv.outcome_from_pb(o), self.commits.notify, done, now=now
-                )
-            except OfferBanditError as exc:
-                queued.append(exc)
-            else:
-                queued.append((item, done))
+        dones = [self.commits.future() for _ in items]
+        queued = self.svc.submit_outcomes(
+            [cv.outcome_from_pb(o) for o in items], self.commits.notify, dones
+        )
         response = pb.RecordOutcomesResponse()
-        for i, (o, q) in enumerate(zip(items, queued, strict=True)):
+        for i, (o, q, done) in enumerate(zip(items, queued, dones, strict=True)):
             result: OutcomeResult | OfferBanditError
             if isinstance(q, OfferBanditError):
                 result = q
             else:
-                await q[1]
+                await done
                 try:
-                    result = self.svc.outcome_result(q[0])
+                    result = self.svc.outcome_result(q)
                 except OfferBanditError as exc:
                     result = exc
             if isinstance(result, OfferBanditError):
