@@ -20,6 +20,7 @@ from typing import Any, Protocol, cast
 
 import vowpal_wabbit_next as vw
 
+from bandit.caching import IdentityCache
 from bandit.types import Context, Decision, Treatment
 from bandit.vwformat import (
     action_lines,
@@ -90,6 +91,7 @@ class VWPolicy:
         self._learn = core.learn_multi_ex_one
         self._cache: OrderedDict[str, Any] = OrderedDict()
         self._cache_size = cache_size
+        self._action_lists = IdentityCache(self._actions, size=256)
         self.learned = 0
 
     def _parse(self, line: str) -> Any:
@@ -104,11 +106,17 @@ class VWPolicy:
                 self._cache.popitem(last=False)
         return ex
 
+    def _actions(self, actions: tuple[str, ...]) -> list[Any]:
+        return [self._action(a) for a in actions]
+
     def predict(self, shared: str, actions: Sequence[str]) -> list[float]:
         """The pmf over ``actions``, in their order (VW ranks; we map back by index)."""
-        action = self._action
         examples = [self._parse(shared)]
-        examples += [action(a) for a in actions]
+        if actions.__class__ is tuple:  # Choose's cached lines: the same tuple per catalogue
+            examples += self._action_lists(actions)
+        else:
+            action = self._action
+            examples += [action(a) for a in actions]
         ranked = cast(list[tuple[int, float]], self._predict(examples))
         pmf = [0.0] * len(actions)
         for index, prob in ranked:

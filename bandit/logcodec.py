@@ -135,8 +135,65 @@ def catalogue_digest(text: str) -> str:
 
 
 def encode_head(d: Decision) -> str:
-    """Everything of a decision but its candidates (stored once per catalogue)."""
-    return _dumps(_head(d))
+    """Everything of a decision but its candidates (stored once per catalogue).
+
+    The text :func:`_dumps` gives for :func:`_head`, written out directly (Choose encodes
+    one per call; a test checks both agree).
+    """
+    c, t = d.context.customer, d.context.trigger
+    pmf = d.pmf
+    for p in pmf:
+        if not -_INF < p < _INF:  # what allow_nan=False refuses
+            raise ValueError(f"pmf value {p!r} is not JSON compliant")
+    return (
+        f'{{"schema":{SCHEMA_VERSION},"event_id":{_str(d.event_id)},'
+        f'"request_id":{_str(d.request_id)},'
+        f'"customer":{{"id":{_str(c.id)},"features":{_features_json(c.features)}}},'
+        f'"trigger":{{"type":{_str(t.type)},"features":{_features_json(t.features)}}},'
+        f'"pmf":[{",".join(map(_number, pmf))}],"chosen":{_number(d.chosen)},'
+        f'"model_version":{_str(d.model_version)},"policy":{_str(d.policy)},'
+        f'"decided_at":{_number(d.decided_at)},"deferred":{_bool(d.deferred)},'
+        f'"seed":{_number(d.seed)},"holdout":{_bool(d.holdout)}}}'
+    )
+
+
+_INF = float("inf")
+_str = json.encoder.encode_basestring  # what the encoder uses with ensure_ascii=False
+_FRAGMENTS_MAX = 65536
+_fragments: dict[tuple[str, FeatureValue], str] = {}
+"""``"name":value`` of texts, flags and tag lists (they repeat from call to call)."""
+
+
+def _number(x: float) -> str:
+    return _dumps(x) if x.__class__ is not int and x.__class__ is not float else repr(x)
+
+
+def _bool(x: bool) -> str:
+    return "true" if x else "false"
+
+
+def _fragment(name: str, value: FeatureValue) -> str:
+    kind = value.__class__
+    if kind is float:
+        if not -_INF < value < _INF:  # type: ignore[operator]
+            raise ValueError(f"feature {name!r} is not JSON compliant: {value!r}")
+        return f"{_str(name)}:{value!r}"
+    if kind is not str and kind is not bool and kind is not tuple:  # ints, odd types
+        return _dumps(_features_out({name: value}))[1:-1]
+    try:
+        text = _fragments.get((name, value))
+    except TypeError:  # a tuple holding something unhashable: no memo
+        return _dumps(_features_out({name: value}))[1:-1]
+    if text is None:
+        text = _dumps(_features_out({name: value}))[1:-1]
+        if len(_fragments) >= _FRAGMENTS_MAX:
+            _fragments.clear()
+        _fragments[(name, value)] = text
+    return text
+
+
+def _features_json(features: Features) -> str:
+    return "{" + ",".join([_fragment(k, v) for k, v in features.items()]) + "}"
 
 
 def encode_record(d: Decision) -> str:

@@ -37,7 +37,7 @@ from bandit.learner import (
     vw_arguments,
 )
 from bandit.rewards import RewardRule
-from bandit.sampling import derive_seed, mix_control, normalise, sample_index, uniform_from_seed
+from bandit.sampling import derive_seed, floored_pmf, sample_index, uniform_from_seed
 from bandit.store import (
     DecisionLog,
     LogStats,
@@ -322,7 +322,7 @@ class DecisionService:
             with self._decider_lock:
                 scores = self._decider.predict(shared, actions)
                 version = self._model_version
-            pmf = normalise(mix_control(normalise(scores), 0, self.config.control_share))
+            pmf = floored_pmf(scores, 0, self.config.control_share)
         chosen = sample_index(pmf, uniform_from_seed(seed))
         decision = Decision(
             event_id=event_id,

@@ -110,9 +110,50 @@ def encode_feature(name: str, value: FeatureValue) -> str:
     return " ".join(f"{n}#{escape(tag)}" for tag in value)
 
 
+_TOKENS_MAX = 65536
+_tokens: dict[tuple[str, FeatureValue], str] = {}
+"""Tokens of texts, flags and tag lists, by (name, value): those repeat from call to call
+(stage, device, consent …), so Choose encodes each once. Only those exact types are
+remembered: numbers rarely repeat, and ``1.0 == True`` would mix kinds."""
+_escaped: dict[str, str] = {}
+"""Escaped feature names and trigger types."""
+
+
+def _escape_name(name: str) -> str:
+    n = _escaped.get(name)
+    if n is None:
+        n = escape(name)
+        if len(_escaped) >= _TOKENS_MAX:
+            _escaped.clear()
+        _escaped[name] = n
+    return n
+
+
+def _token(name: str, value: FeatureValue) -> str:
+    kind = value.__class__
+    if kind is float:
+        return f"{_escape_name(name)}:{format_number(value)}"  # type: ignore[arg-type]
+    if kind is not str and kind is not bool and kind is not tuple:  # ints, odd types
+        return encode_feature(name, value)
+    try:
+        token = _tokens.get((name, value))
+    except TypeError:  # a tuple holding something unhashable: no memo
+        return encode_feature(name, value)
+    if token is None:
+        token = encode_feature(name, value)
+        if len(_tokens) >= _TOKENS_MAX:
+            _tokens.clear()
+        _tokens[(name, value)] = token
+    return token
+
+
 def encode_features(features: Mapping[str, FeatureValue]) -> str:
-    """All features of one namespace, in the mapping's order."""
-    return " ".join(t for t in (encode_feature(k, v) for k, v in features.items()) if t)
+    """All features of one namespace, in the mapping's order.
+
+    >>> encode_features({"stage": "vip", "ltv": 3.0, "vip": True, "tags": ()})
+    'stage=vip ltv:3 vip'
+    """
+    return " ".join([t for t in [_token(k, v) for k, v in features.items()] if t])
 
 
 def _join(*parts: str) -> str:
@@ -125,13 +166,11 @@ def shared_line(
     trigger_features: Mapping[str, FeatureValue],
 ) -> str:
     """The shared line of a multi-line example: customer and trigger."""
-    return _join(
-        "shared",
-        f"|{CUSTOMER_NS}",
-        encode_features(customer_features),
-        f"|{TRIGGER_NS}",
-        f"@type={escape(trigger_type)}",
-        encode_features(trigger_features),
+    customer = encode_features(customer_features)
+    trigger = encode_features(trigger_features)
+    return (
+        f"shared |{CUSTOMER_NS} {customer + ' ' if customer else ''}|{TRIGGER_NS} "
+        f"@type={_escape_name(trigger_type)}{' ' + trigger if trigger else ''}"
     )
 
 

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bandit.sampling import derive_seed, mix_control, normalise, sample_index, uniform_from_seed
+from bandit.sampling import (
+    derive_seed,
+    floored_pmf,
+    mix_control,
+    normalise,
+    sample_index,
+    uniform_from_seed,
+)
 
 pmfs = st.lists(st.floats(0.0, 1.0), min_size=2, max_size=20).filter(lambda p: sum(p) > 1e-6)
 
@@ -25,10 +32,26 @@ def test_mixing_keeps_a_pmf_with_the_control_floor(raw: list[float], floor: floa
         assert len(ratios) <= 1  # the rest is scaled, not reshuffled
 
 
+@given(
+    st.lists(st.floats(-1e-9, 10.0), min_size=1, max_size=60).filter(lambda p: sum(p) > 1e-6),
+    st.floats(0.0, 1.0),
+    st.data(),
+)
+def test_floored_pmf_is_exactly_normalise_mix_normalise(
+    scores: list[float], floor: float, data: st.DataObject
+) -> None:
+    control = data.draw(st.integers(0, len(scores) - 1))
+    assert floored_pmf(scores, control, floor) == normalise(
+        mix_control(normalise(scores), control, floor)
+    )
+
+
 @pytest.mark.parametrize("floor", [-0.1, 1.1])
 def test_control_share_outside_unit_interval_is_rejected(floor: float) -> None:
     with pytest.raises(ValueError, match="control share"):
         mix_control([0.5, 0.5], 0, floor)
+    with pytest.raises(ValueError, match="control share"):
+        floored_pmf([0.5, 0.5], 0, floor)
 
 
 def test_sampling_frequencies_match_the_pmf() -> None:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bandit.learner import vw_arguments
-from bandit.vwformat import encode_feature, escape, shared_line
+from bandit.vwformat import encode_feature, encode_features, escape, shared_line
 
 SAFE_TOKEN = re.compile(r"[A-Za-z0-9_.~%@=#!:-]+")
 
@@ -84,3 +84,26 @@ def test_distinct_kinds_never_collide() -> None:
         encode_feature("x=1", True),
     }
     assert len(tokens) == 6
+
+
+@given(feature_maps, feature_maps)
+def test_remembered_tokens_equal_fresh_encodings(
+    first: dict[str, object], again: dict[str, object]
+) -> None:
+    """Texts, flags and tag lists are encoded once and remembered; numbers never are."""
+    for features in (first, again, first):
+        fresh = " ".join(t for t in (encode_feature(k, v) for k, v in features.items()) if t)  # type: ignore[arg-type]
+        assert encode_features(features) == fresh  # type: ignore[arg-type]
+
+
+def test_remembered_tokens_keep_kinds_apart() -> None:
+    # True == 1 == 1.0 in Python: a memo keyed by value alone would mix them up.
+    assert [encode_features({"x": v}) for v in (True, 1.0, 1, True, "1", ("1",))] == [
+        "x",
+        "x:1",
+        "x:1",
+        "x",
+        "x=1",
+        "x#1",
+    ]
+    assert encode_features({"x": ["a b"]}) == "x#a%20b"  # type: ignore[dict-item]  # unhashable
