@@ -291,14 +291,18 @@ class DecisionService:
         return self.finish_choice(decision, item)
 
     def submit_choice(
-        self, req: ChooseInput, notify: Notify | None = None, token: Any = None
+        self,
+        req: ChooseInput,
+        notify: Notify | None = None,
+        token: Any = None,
+        wake: bool = True,
     ) -> tuple[Decision, Pending | None]:
         """Decide and queue the decision's log write; nothing waits for it here.
 
         Returns the decision and its queued write, or (for a retried ``request_id`` already
         logged) the logged decision and ``None``. Once the write is committed — by
         :meth:`DecisionLog.wait`, or by the log's writer when ``notify`` is given —
-        :meth:`finish_choice` gives the answer.
+        :meth:`finish_choice` gives the answer. ``wake``: see :meth:`DecisionLog.submit`.
         """
         if not self._ready:
             raise NotReady("the decision service is not serving")
@@ -338,7 +342,15 @@ class DecisionService:
             seed=seed,
             holdout=holdout,
         )
-        return decision, self.log.submit_decision(decision, fingerprint, notify, token)
+        return decision, self.log.submit_decision(decision, fingerprint, notify, token, wake)
+
+    def commit_queued(self) -> bool:
+        """Commit queued writes on this thread now (:meth:`DecisionLog.commit_queued`)."""
+        return self.log.commit_queued()
+
+    def wake_writer(self) -> None:
+        """Leave queued writes to the log's writer thread (:meth:`DecisionLog.wake_writer`)."""
+        self.log.wake_writer()
 
     @staticmethod
     def finish_choice(decision: Decision, item: Pending) -> Decision:
@@ -388,16 +400,18 @@ class DecisionService:
         notify: Notify | None = None,
         token: Any = None,
         now: float | None = None,
+        wake: bool = True,
     ) -> Pending:
         """Check ``o`` (raising what is wrong with it) and queue its write; see
-        :meth:`submit_choice` for ``notify`` and :meth:`outcome_result` for the answer."""
+        :meth:`submit_choice` for ``notify`` and ``wake``, :meth:`outcome_result` for the
+        answer."""
         if not self._ready:
             raise NotReady("the decision service is not serving")
         self.check_outcome(o)
         job = self.log.outcome_job(
             o, self.clock.now() if now is None else now, self.config.max_future_skew_seconds
         )
-        return self.log.submit(job, notify=notify, token=token)
+        return self.log.submit(job, notify=notify, token=token, wake=wake)
 
     def outcome_result(self, item: Pending) -> OutcomeResult:
         """The committed outcome's result; raises what its write raised."""

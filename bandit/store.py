@@ -382,6 +382,8 @@ class DecisionLog:
         # Jobs submitted with ``notify`` have no waiting thread to lead their commit: this
         # thread does, whenever such jobs are queued and nobody leads.
         self._wake = threading.Event()
+        self.commits_in_place = 0
+        """Batches committed through :meth:`commit_queued` (for tests and diagnostics)."""
         self._writer = threading.Thread(target=self._writer_loop, name="log-writer", daemon=True)
         self._writer.start()
 
@@ -450,6 +452,7 @@ class DecisionLog:
         single_write: bool = False,
         notify: Notify | None = None,
         token: Any = None,
+        wake: bool = True,
     ) -> Pending:
         """Queue ``job``; :meth:`wait` on the result commits it (with whatever else waits).
 
@@ -458,19 +461,40 @@ class DecisionLog:
 
         ``notify``: nobody will wait; the writer thread commits the job and calls
         ``notify([job, ...])`` once it is durable (see :class:`Pending`).
-        """
-        return self._enqueue(Pending(job, single_write, notify, token))
 
-    def _enqueue(self, item: Pending) -> Pending:
+        ``wake=False``: do not wake the writer thread; the submitter means to call
+        :meth:`commit_queued` itself right away.
+        """
+        return self._enqueue(Pending(job, single_write, notify, token), wake)
+
+    def _enqueue(self, item: Pending, wake: bool = True) -> Pending:
         if self._closed.is_set():
             raise NotReady("the decision log is closed")
-        notify = item.notify
         with self._mutex:
             self._pending.append(item)
-            wake = notify is not None and not self._leading
+            wake = wake and item.notify is not None and not self._leading
         if wake:
             self._wake.set()
         return item
+
+    def wake_writer(self) -> None:
+        """Have the writer thread commit what is queued (jobs queued with ``wake=False``)."""
+        self._wake.set()
+
+    def commit_queued(self) -> bool:
+        """Commit the queued jobs on the calling thread now, unless a commit is under way.
+
+        For a server with one request in flight: committing where the request runs saves two
+        thread hand-offs. Returns False when another thread leads; that leader (or the writer
+        thread it wakes) commits what is queued, and ``notify`` reports it as usual.
+        """
+        with self._mutex:
+            if self._leading or not self._pending:
+                return False
+            self._leading = True
+            self.commits_in_place += 1
+        self._lead()
+        return True
 
     def wait(self, item: Pending) -> Any:
         """Group commit with leader hand-off.
@@ -669,6 +693,7 @@ class DecisionLog:
         request_hash: str = "",
         notify: Notify | None = None,
         token: Any = None,
+        wake: bool = True,
     ) -> Pending:
         """Queue ``decision``'s insert (see :meth:`submit`); its result is what
         :meth:`append` returns."""
@@ -676,7 +701,7 @@ class DecisionLog:
         item = Pending(job, True, notify, token)
         if not decision.request_id:
             item.fast = (digest, row)
-        return self._enqueue(item)
+        return self._enqueue(item, wake)
 
     def append_job(self, decision: Decision, request_hash: str) -> _Job:
         return self._decision_job(decision, request_hash)[0]
