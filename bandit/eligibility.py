@@ -198,7 +198,10 @@ def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
                 f"{n_offers} offers × {n_channels} channels make {n} treatments; "
                 f"the limit is {limits.max_treatments}",
             )
-        allowed = tuple(c for c in req.channels if consented(req.customer, c.id))
+        listed = tuple(req.channels)  # the same tuple when it is one
+        allowed = tuple(c for c in listed if consented(req.customer, c.id))
+        if len(allowed) == len(listed):
+            allowed = listed  # the catalogue's own tuple: the crossing is cached by identity
         treatments = _cross(tuple(req.offers), allowed)
     else:
         offers = {o.id: o for o in req.offers}
@@ -213,15 +216,26 @@ def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
 _checked: dict[tuple[int, ...], tuple[tuple[object, ...], Limits]] = {}
 
 
+def _identity_key(
+    offers: Sequence[Offer], channels: Sequence[Channel]
+) -> tuple[tuple[int, ...], tuple[object, ...]]:
+    """A key for a catalogue by the identity of its objects, and the objects to compare.
+
+    Two tuples (immutable, as the server's interned catalogues are) are keyed by themselves;
+    other sequences by each element."""
+    if offers.__class__ is tuple and channels.__class__ is tuple:
+        return (id(offers), id(channels)), (offers, channels)
+    return (*map(id, offers), -1, *map(id, channels)), (*offers, *channels)
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
 def _check_catalogue(offers: Sequence[Offer], channels: Sequence[Channel], limits: Limits) -> None:
-    objects = (*offers, *channels)
-    key = (*map(id, offers), -1, *map(id, channels))
+    key, objects = _identity_key(offers, channels)
     hit = _checked.get(key)
-    if (
-        hit is not None
-        and hit[1] == limits
-        and all(a is b for a, b in zip(hit[0], objects, strict=True))
-    ):
+    if hit is not None and hit[1] == limits and _same(hit[0], objects):
         return
     _index_unique(offers, "offers", limits)
     _index_unique(channels, "channels", limits)
@@ -242,10 +256,9 @@ _crossed: dict[tuple[int, ...], tuple[tuple[object, ...], tuple[Treatment, ...]]
 
 def _cross(offers: tuple[Offer, ...], channels: tuple[Channel, ...]) -> tuple[Treatment, ...]:
     """Control, then every offer × channel; the same tuple object for the same catalogue."""
-    key = (*map(id, offers), -1, *map(id, channels))
+    key, objects = _identity_key(offers, channels)
     hit = _crossed.get(key)
-    objects = offers + channels
-    if hit is not None and all(a is b for a, b in zip(hit[0], objects, strict=True)):
+    if hit is not None and _same(hit[0], objects):
         return hit[1]
     treatments = (CONTROL_TREATMENT, *(Treatment(o, c) for o in offers for c in channels))
     if len(_crossed) >= 1024:

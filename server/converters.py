@@ -179,15 +179,16 @@ class _Interned:
 _INTERNED = _Interned()
 
 
-def _interned_catalogue(req: pb.ChooseRequest) -> tuple[list[Offer], list[Channel]]:
+def _interned_catalogue(req: pb.ChooseRequest) -> tuple[tuple[Offer, ...], tuple[Channel, ...]]:
     return (
-        [_INTERNED.offer(o, i) for i, o in enumerate(req.offers)],
-        [_INTERNED.channel(c, i) for i, c in enumerate(req.channels)],
+        tuple([_INTERNED.offer(o, i) for i, o in enumerate(req.offers)]),
+        tuple([_INTERNED.channel(c, i) for i, c in enumerate(req.channels)]),
     )
 
 
 def choose_from_pb(
-    req: pb.ChooseRequest, catalogue: tuple[list[Offer], list[Channel]] | None = None
+    req: pb.ChooseRequest,
+    catalogue: tuple[tuple[Offer, ...], tuple[Channel, ...]] | None = None,
 ) -> ChooseInput:
     """The request as the service takes it; ``catalogue``: its offers and channels, when
     already converted."""
@@ -233,7 +234,9 @@ def _view_class() -> type[Message]:
 
 
 _CatalogueView = _view_class()
-_catalogues: dict[tuple[tuple[bytes, ...], tuple[bytes, ...]], tuple[list[Offer], list[Channel]]]
+_catalogues: dict[
+    tuple[tuple[bytes, ...], tuple[bytes, ...]], tuple[tuple[Offer, ...], tuple[Channel, ...]]
+]
 _catalogues = {}
 
 
