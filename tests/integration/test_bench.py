@@ -1,0 +1,32 @@
+"""``offerbandit bench`` runs end to end: a real server process, real gRPC, a printed table."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from server.bench import main
+
+
+def test_bench_prints_rates_and_ratios_for_every_measurement(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--seconds", "0.6", "--concurrency", "1", "2", "--treatments", "10", "--rounds", "2"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    rows = re.findall(
+        r"^(health|choose/10)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)", out, re.M
+    )
+    assert [(name, int(conc)) for name, conc, *_ in rows] == [
+        ("health", 1),
+        ("choose/10", 1),
+        ("health", 2),
+        ("choose/10", 2),
+    ]
+    for _, _, calls, rate, p50, p99 in rows:
+        assert int(calls) > 0
+        assert int(rate) > 0
+        assert 0 < float(p50) <= float(p99)
+    # Choose rows carry the ratio to the health check and its range over the rounds.
+    assert len(re.findall(r"^choose/10 .* \d+%\s+\d+%–\d+%$", out, re.M)) == 2
