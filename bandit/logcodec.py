@@ -14,8 +14,10 @@ True
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import struct
 from typing import Any
 
 from bandit.caching import IdentityCache
@@ -33,7 +35,11 @@ from bandit.types import (
     freeze_features,
 )
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+"""2: the log keeps each decision's pmf as packed doubles (a BLOB column) beside the JSON
+head instead of inside it; version-1 logs are migrated on open (their heads keep the pmf)."""
+
+_PMF_IN_HEAD_SCHEMA = 1
 
 
 def _features_out(features: Features) -> dict[str, Any]:
@@ -52,16 +58,17 @@ def _features_in(raw: dict[str, Any]) -> Features:
     return freeze_features(out)
 
 
-def _head(d: Decision) -> dict[str, Any]:
-    """Everything of a decision but its candidates."""
+def _head(d: Decision, *, with_pmf: bool = True) -> dict[str, Any]:
+    """Everything of a decision but its candidates (and, as the log stores it, its pmf)."""
     c, t = d.context.customer, d.context.trigger
+    pmf: dict[str, Any] = {"pmf": list(d.pmf)} if with_pmf else {}
     return {
         "schema": SCHEMA_VERSION,
         "event_id": d.event_id,
         "request_id": d.request_id,
         "customer": {"id": c.id, "features": _features_out(c.features)},
         "trigger": {"type": t.type, "features": _features_out(t.features)},
-        "pmf": list(d.pmf),
+        **pmf,
         "chosen": d.chosen,
         "model_version": d.model_version,
         "policy": d.policy,
@@ -135,26 +142,45 @@ def catalogue_digest(text: str) -> str:
 
 
 def encode_head(d: Decision) -> str:
-    """Everything of a decision but its candidates (stored once per catalogue).
+    """The decision as the log's JSON head: everything but its candidates (stored once per
+    catalogue) and its pmf (stored packed, :func:`pack_pmf`).
 
-    The text :func:`_dumps` gives for :func:`_head`, written out directly (Choose encodes
-    one per call; a test checks both agree).
+    The text :func:`_dumps` gives for ``_head(d, with_pmf=False)``, written out directly
+    (Choose encodes one per call; a test checks both agree). Formatting 51 probabilities as
+    JSON took ~27 µs per call; packing them takes ~1 µs.
     """
     c, t = d.context.customer, d.context.trigger
-    pmf = d.pmf
-    for p in pmf:
-        if not -_INF < p < _INF:  # what allow_nan=False refuses
-            raise ValueError(f"pmf value {p!r} is not JSON compliant")
     return (
         f'{{"schema":{SCHEMA_VERSION},"event_id":{_str(d.event_id)},'
         f'"request_id":{_str(d.request_id)},'
         f'"customer":{{"id":{_str(c.id)},"features":{_features_json(c.features)}}},'
         f'"trigger":{{"type":{_str(t.type)},"features":{_features_json(t.features)}}},'
-        f'"pmf":[{",".join(map(_number, pmf))}],"chosen":{_number(d.chosen)},'
+        f'"chosen":{_number(d.chosen)},'
         f'"model_version":{_str(d.model_version)},"policy":{_str(d.policy)},'
         f'"decided_at":{_number(d.decided_at)},"deferred":{_bool(d.deferred)},'
         f'"seed":{_number(d.seed)},"holdout":{_bool(d.holdout)}}}'
     )
+
+
+def pack_pmf(pmf: tuple[float, ...]) -> bytes:
+    """The pmf as the log stores it: little-endian IEEE doubles, in candidate order.
+
+    In SQL: ``length(pmf) / 8`` candidates; the chosen one's probability is the
+    ``propensity`` column.
+
+    >>> unpack_pmf(pack_pmf((0.25, 0.75)))
+    (0.25, 0.75)
+    """
+    return _pack_doubles(len(pmf)).pack(*pmf)
+
+
+def unpack_pmf(blob: bytes) -> tuple[float, ...]:
+    return _pack_doubles(len(blob) // 8).unpack(blob)
+
+
+@functools.lru_cache(maxsize=256)
+def _pack_doubles(n: int) -> struct.Struct:
+    return struct.Struct(f"<{n}d")
 
 
 _INF = float("inf")
@@ -197,8 +223,8 @@ def _features_json(features: Features) -> str:
 
 
 def encode_record(d: Decision) -> str:
-    """The whole decision as one compact JSON object (exports, tools)."""
-    return encode_head(d)[:-1] + "," + catalogue_json(d.treatments)[1:]
+    """The whole decision as one compact JSON object, pmf included (exports, tools)."""
+    return _dumps(_head(d))[:-1] + "," + catalogue_json(d.treatments)[1:]
 
 
 def decode_catalogue(text: str) -> tuple[Treatment, ...]:
@@ -219,9 +245,13 @@ def decode_catalogue(text: str) -> tuple[Treatment, ...]:
     )
 
 
-def decode_head(text: str, treatments: tuple[Treatment, ...]) -> Decision:
-    """A decision from its head JSON and its (decoded) candidates."""
-    return _decision(json.loads(text), treatments)
+def decode_head(text: str, treatments: tuple[Treatment, ...], pmf: bytes | None = None) -> Decision:
+    """A decision from its head JSON, its (decoded) candidates and its packed pmf (a
+    version-1 head carries its pmf itself)."""
+    r = json.loads(text)
+    if pmf is not None:
+        r["pmf"] = unpack_pmf(pmf)
+    return _decision(r, treatments)
 
 
 def decision_from_dict(r: dict[str, Any]) -> Decision:
@@ -232,10 +262,12 @@ def decision_from_dict(r: dict[str, Any]) -> Decision:
 
 
 def _decision(r: dict[str, Any], treatments: tuple[Treatment, ...]) -> Decision:
-    if r.get("schema") != SCHEMA_VERSION:
+    if r.get("schema") not in (SCHEMA_VERSION, _PMF_IN_HEAD_SCHEMA):
         raise ValueError(
             f"decision record has schema {r.get('schema')!r}, expected {SCHEMA_VERSION}"
         )
+    if "pmf" not in r:
+        raise ValueError(f"decision record {r.get('event_id')!r} comes without its pmf")
     return Decision(
         event_id=r["event_id"],
         context=Context(

@@ -44,6 +44,7 @@ from bandit.logcodec import (
     decode_catalogue,
     decode_head,
     encode_head,
+    pack_pmf,
 )
 from bandit.rewards import RewardRule
 from bandit.types import Decision, RewardMode, Treatment, TreatmentRef
@@ -83,7 +84,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     revenue REAL NOT NULL DEFAULT 0,
     closed_seq INTEGER,
     closed_at REAL,
-    reward REAL
+    reward REAL,
+    pmf BLOB
 );
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, activated_at);
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions (window_closes_at)
@@ -429,7 +431,9 @@ class DecisionLog:
             if has_meta:
                 row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 found = int(row[0]) if row else 0
-                if found != SCHEMA_VERSION:
+                if found == 1:
+                    self._migrate_from_1(conn)
+                elif found != SCHEMA_VERSION:
                     raise StorageError(
                         f"the decision log at {self.path} has schema version {found}; this "
                         f"offerbandit reads version {SCHEMA_VERSION} and has no migration from "
@@ -442,6 +446,17 @@ class DecisionLog:
             )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot initialise the decision log at {self.path}: {exc}") from exc
+
+    def _migrate_from_1(self, conn: sqlite3.Connection) -> None:
+        """Version 1 kept each pmf inside the JSON head; version 2 packs new ones into a
+        column. Old rows keep theirs (readers take the head's when the column is NULL)."""
+        conn.executescript(
+            "BEGIN IMMEDIATE;"
+            "ALTER TABLE decisions ADD COLUMN pmf BLOB;"
+            f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';"
+            "COMMIT;"
+        )
+        log.info("decision log %s migrated from schema version 1 to %d", self.path, SCHEMA_VERSION)
 
     # ---- the writer ----------------------------------------------------------------------
 
@@ -739,6 +754,7 @@ class DecisionLog:
             decision.model_version,
             decision.policy,
             record,
+            pack_pmf(decision.pmf),
         )
         request_id = decision.request_id
         catalogue_ids = self._catalogue_ids
@@ -970,12 +986,14 @@ class DecisionLog:
         """Closed decisions with ``closed_seq > position``, in learning order."""
         conn = self._reader()
         rows = conn.execute(
-            "SELECT closed_seq, record, reward, catalogue_id FROM decisions"
+            "SELECT closed_seq, record, reward, catalogue_id, pmf FROM decisions"
             " WHERE closed_seq > ? ORDER BY closed_seq LIMIT ?",
             (position, limit),
         ).fetchall()
         return [
-            ClosedDecision(int(r[0]), decode_head(r[1], self._catalogue(conn, r[3])), float(r[2]))
+            ClosedDecision(
+                int(r[0]), decode_head(r[1], self._catalogue(conn, r[3]), r[4]), float(r[2])
+            )
             for r in rows
         ]
 
@@ -1056,7 +1074,7 @@ _DECISION_FOR_OUTCOME = (
 
 _COLUMNS = (
     "record, seq, activated_at, window_closes_at, closed_seq, reward, n_outcomes, revenue,"
-    " catalogue_id"
+    " catalogue_id, pmf"
 )
 
 
@@ -1066,7 +1084,8 @@ _FAST_MAX = 64
 _DECISION_COLUMNS = (
     "event_id, request_id, request_hash, customer_id, decided_at, deferred, activated_at,"
     " window_closes_at, chosen_offer, chosen_channel, is_control, holdout, propensity,"
-    " fixed_cost, discount_rate, contact_cost, model_version, policy, record, catalogue_id"
+    " fixed_cost, discount_rate, contact_cost, model_version, policy, record, pmf,"
+    " catalogue_id"
 )
 
 
@@ -1104,7 +1123,7 @@ _catalogue_digest = IdentityCache(_digest_of, size=1024)
 
 def _stored(row: Sequence[Any], treatments: tuple[Treatment, ...]) -> StoredDecision:
     return StoredDecision(
-        decision=decode_head(row[0], treatments),
+        decision=decode_head(row[0], treatments, row[9]),
         seq=int(row[1]),
         activated_at=row[2],
         window_closes_at=row[3],

@@ -54,6 +54,8 @@ from offline_eval.logs import (
     LoggedBandit,
     _connect_readonly,
     _row,
+    pmf_column,
+    row_pmf,
 )
 
 __all__ = [
@@ -158,7 +160,7 @@ _ARROW_OF_KIND: Final[dict[str, pa.DataType]] = {
 _QUERY: Final = (
     "SELECT seq, record, catalogue_id, activated_at, closed_seq, reward, revenue, n_outcomes,"
     " fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel, is_control,"
-    " propensity FROM decisions WHERE seq > ? AND seq <= ?{where} ORDER BY seq LIMIT ?"
+    " propensity, {pmf} FROM decisions WHERE seq > ? AND seq <= ?{where} ORDER BY seq LIMIT ?"
 )
 
 
@@ -205,7 +207,7 @@ class _LogReader:
         return {cid: decode_catalogue(body) for cid, body in self.catalogue_bodies.items()}
 
     def chunks(self, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
-        sql = _QUERY.format(where=self.where)
+        sql = _QUERY.format(where=self.where, pmf=pmf_column(self.conn))
         last = 0
         while True:
             rows = self.conn.execute(
@@ -328,7 +330,7 @@ def _write_dsjson(
 
 
 def _dsjson_row(row: tuple[Any, ...], multi: Mapping[int, str], reward_scale: float) -> str:
-    (seq, record, cid, activated_at, closed_seq, reward, revenue, n_outcomes, *_) = row
+    (seq, record, cid, activated_at, closed_seq, reward, revenue, n_outcomes, *_, packed) = row
     r = json.loads(record)
     closed = closed_seq is not None
     meta = {
@@ -352,7 +354,7 @@ def _dsjson_row(row: tuple[Any, ...], multi: Mapping[int, str], reward_scale: fl
         trigger_type=r["trigger"]["type"],
         trigger_features=r["trigger"]["features"],
         multi=multi[cid],
-        pmf=r["pmf"],
+        pmf=row_pmf(r, packed).tolist(),
         chosen=r["chosen"],
         cost=reward_to_cost(reward, reward_scale) if closed and reward is not None else None,
         model_version=r["model_version"],

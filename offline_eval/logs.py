@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -138,19 +138,33 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     found = int(row[0]) if row else 0
-    if found != SCHEMA_VERSION:
+    if found not in (1, SCHEMA_VERSION):
         conn.close()
         raise ValueError(
             f"{path} is a decision log of schema version {found}; this offerbandit reads "
-            f"version {SCHEMA_VERSION}"
+            f"versions 1 and {SCHEMA_VERSION}"
         )
     return conn
+
+
+def pmf_column(conn: sqlite3.Connection) -> str:
+    """The packed-pmf column, or ``NULL`` in a version-1 log (read as it is: its heads carry
+    their pmfs; the server migrates a log when it opens it)."""
+    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(decisions)")}
+    return "pmf" if "pmf" in columns else "NULL"
+
+
+def row_pmf(record: Mapping[str, Any], packed: bytes | None) -> NDArray[np.float64]:
+    """A decision's pmf: the packed column, or (version-1 rows) the head's list."""
+    if packed is not None:
+        return np.frombuffer(packed, dtype="<f8")
+    return np.asarray(record["pmf"], dtype=np.float64)
 
 
 _QUERY = (
     "SELECT seq, record, catalogue_id, activated_at, closed_seq, reward, revenue, n_outcomes,"
     " fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel, is_control,"
-    " propensity FROM decisions WHERE seq > ? {where} ORDER BY seq LIMIT ?"
+    " propensity, {pmf} FROM decisions WHERE seq > ? {where} ORDER BY seq LIMIT ?"
 )
 
 
@@ -158,7 +172,7 @@ def _chunks(
     conn: sqlite3.Connection, where: str, params: Sequence[Any], chunk_size: int
 ) -> Iterator[list[tuple[Any, ...]]]:
     last = 0
-    sql = _QUERY.format(where=where)
+    sql = _QUERY.format(where=where, pmf=pmf_column(conn))
     while True:
         rows = conn.execute(sql, (last, *params, chunk_size)).fetchall()
         if not rows:
@@ -242,9 +256,10 @@ def _row(row: tuple[Any, ...], pmf: NDArray[np.float64], i: int) -> dict[str, An
         chosen_channel,
         is_control,
         propensity,
+        packed,
     ) = row
     r = json.loads(record)
-    p = r["pmf"]
+    p = row_pmf(r, packed)
     pmf[i, : len(p)] = p
     out: dict[str, Any] = {
         "seq": seq,

@@ -47,7 +47,7 @@ def test_choose_answers_a_full_pmf_and_logs_it(client: OfferBanditClient) -> Non
     t = logged.treatments[logged.chosen_index]
     assert (t.offer.id, t.channel.id) == (answer.chosen.offer_id, answer.chosen.channel_id)
     assert logged.state == pb.DECISION_STATE_OPEN
-    assert logged.schema_version == 1
+    assert logged.schema_version == 2
 
 
 def test_explicit_treatments_and_exclusions(client: OfferBanditClient) -> None:

@@ -223,13 +223,13 @@ def _text_examples(log_dir: Path, out: Path) -> None:
         cid: decode_catalogue(body) for cid, body in conn.execute("SELECT id, body FROM catalogues")
     }
     rows = conn.execute(
-        "SELECT record, catalogue_id, reward FROM decisions WHERE closed_seq IS NOT NULL"
+        "SELECT record, catalogue_id, reward, pmf FROM decisions WHERE closed_seq IS NOT NULL"
         " ORDER BY seq"
     ).fetchall()
     conn.close()
     with out.open("w", encoding="utf-8") as f:
-        for record, cid, reward in rows:
-            d = decode_head(record, cats[cid])
+        for record, cid, reward, pmf in rows:
+            d = decode_head(record, cats[cid], pmf)
             shared, actions = decision_lines(d)
             label = label_prefix(reward_to_cost(reward, DEFAULT_REWARD_SCALE), d.propensity)
             f.write(shared + "\n")

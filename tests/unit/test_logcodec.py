@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bandit.logcodec import _dumps, _head, decode_head, encode_head
+from bandit.logcodec import _dumps, _head, decode_head, encode_head, pack_pmf
 from bandit.types import (
     CONTROL_TREATMENT,
     Channel,
@@ -59,10 +59,20 @@ def decisions(draw: Any) -> Decision:
 def test_head_text_is_what_the_json_encoder_writes(d: Decision) -> None:
     for _ in range(2):  # the second time, texts and flags come from the memo
         text = encode_head(d)
-        assert text == _dumps(_head(d))
-        back = decode_head(text, TREATMENTS)
-        assert back.pmf == d.pmf
+        assert text == _dumps(_head(d, with_pmf=False))
+        back = decode_head(text, TREATMENTS, pack_pmf(d.pmf))
+        assert back.pmf == d.pmf  # exactly: doubles packed, not printed
         assert (back.seed, back.event_id) == (d.seed, d.event_id)
+
+
+def test_a_version_1_head_carries_its_own_pmf() -> None:
+    d = Decision(
+        "e", Context(Customer("c"), Trigger("t")), TREATMENTS, (0.3, 0.7), 1, "v", "p", 1.0
+    )
+    v1 = _dumps({**_head(d), "schema": 1})
+    assert decode_head(v1, TREATMENTS) == d
+    with pytest.raises(ValueError, match="without its pmf"):
+        decode_head(encode_head(d), TREATMENTS)
 
 
 @pytest.mark.parametrize("bad", [math.inf, -math.inf, math.nan])
@@ -81,3 +91,11 @@ def test_non_finite_features_are_refused_like_the_encoder_does(bad: float) -> No
         _dumps(_head(d))
     with pytest.raises(ValueError, match="not JSON compliant"):
         encode_head(d)
+
+
+def test_a_record_from_an_unknown_schema_is_refused() -> None:
+    d = Decision(
+        "e", Context(Customer("c"), Trigger("t")), TREATMENTS, (0.3, 0.7), 1, "v", "p", 1.0
+    )
+    with pytest.raises(ValueError, match="schema 99"):
+        decode_head(_dumps({**_head(d), "schema": 99}), TREATMENTS)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from bandit.errors import StorageError
+from bandit.logcodec import _dumps, _head, decode_head
 from bandit.store import DecisionLog, Pending
 from bandit.types import (
     CONTROL_TREATMENT,
@@ -20,6 +22,7 @@ from bandit.types import (
     Treatment,
     Trigger,
 )
+from offline_eval.logs import load_sqlite
 
 TREATMENTS = (CONTROL_TREATMENT, Treatment(Offer("o"), Channel("h")))
 
@@ -88,6 +91,50 @@ def test_a_log_from_another_schema_version_fails_clearly(tmp_path: Path) -> None
     conn.close()
     with pytest.raises(StorageError, match="schema version 99"):
         DecisionLog(path)
+
+
+def _downgrade_to_version_1(path: Path) -> None:
+    """Rewrite a log as version 1 wrote it: each pmf inside its JSON head, no pmf column."""
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT seq, record, pmf FROM decisions").fetchall()
+    for seq, record, packed in rows:
+        d = decode_head(record, TREATMENTS, packed)
+        conn.execute(
+            "UPDATE decisions SET record = ? WHERE seq = ?",
+            (_dumps({**_head(d), "schema": 1}), seq),
+        )
+    conn.execute("ALTER TABLE decisions DROP COLUMN pmf")
+    conn.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+
+
+def test_a_version_1_log_is_read_as_it_is_and_migrated_on_open(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite"
+    log = DecisionLog(path)
+    for i in range(5):
+        log.append(_decision(i))
+    log.close()
+    _downgrade_to_version_1(path)
+
+    old = load_sqlite(path, closed_only=False, progress=False)  # read-only: no migration
+    assert old.pmf.tolist() == [[0.5, 0.5]] * 5
+
+    log = DecisionLog(path)
+    try:
+        conn = log._reader()
+        assert conn.execute("SELECT value FROM meta").fetchone() == ("2",)
+        assert [log.get(f"e{i}").decision for i in range(5)] == [_decision(i) for i in range(5)]
+        new = dataclasses.replace(_decision(5), pmf=(0.125, 0.875))
+        log.append(new)
+        assert log.get("e5").decision == new
+        heads = conn.execute("SELECT record, pmf IS NULL FROM decisions ORDER BY seq").fetchall()
+        assert [is_null for _, is_null in heads] == [1, 1, 1, 1, 1, 0]  # old rows stay as they are
+        assert '"pmf"' not in heads[-1][0]
+    finally:
+        log.close()
+    both = load_sqlite(path, closed_only=False, progress=False)
+    assert both.pmf.tolist() == [[0.5, 0.5]] * 5 + [[0.125, 0.875]]
 
 
 class _Collector:
