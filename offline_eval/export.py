@@ -42,7 +42,7 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from bandit.logcodec import SCHEMA_VERSION, decode_catalogue
+from bandit.logcodec import decode_catalogue
 from bandit.rewards import RewardRule
 from bandit.types import CONTROL_TREATMENT, Channel, FeatureValue, Offer, Treatment
 from bandit.vwformat import reward_to_cost
@@ -178,6 +178,9 @@ class _LogReader:
     ) -> None:
         self.path = _log_path(log)
         self.conn = _connect_readonly(self.path)
+        self.schema = int(
+            self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
+        )
         clauses: list[str] = []
         self.params: list[Any] = []
         if closed_only:
@@ -273,7 +276,7 @@ def _parquet_schema(kinds: Mapping[str, str], reader: _LogReader) -> pa.Schema:
     fields.append(pa.field("pmf", pa.list_(pa.float64())))
     meta = {
         "format": _FORMAT_VERSION,
-        "log_schema": SCHEMA_VERSION,
+        "log_schema": reader.schema,
         "source": str(reader.path),
         "catalogues": {str(cid): body for cid, body in reader.catalogue_bodies.items()},
         "json_columns": [n for n, kind in kinds.items() if kind == _JSON],
