@@ -80,6 +80,10 @@ class Commits:
         alone = self._enter()
         try:
             yield alone
+        except BaseException:
+            if alone:  # failed or cancelled after queueing a write without waking the writer
+                self._service.wake_writer()
+            raise
         finally:
             self.in_flight -= 1
             self._last_exit = time.perf_counter()

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
 
 import pytest
 
-from server.app import RunningServer
+from bandit.eligibility import ChooseInput
+from bandit.store import Pending
+from server.app import RunningServer, _Loop
 from server.client import OfferBanditClient
 from tests.conftest import CHANNELS, OFFERS, ServerFactory, customer, trigger
 
@@ -77,3 +80,35 @@ def test_concurrent_calls_leave_commits_to_the_writer(server: RunningServer) -> 
     # Once calls overlap, the writer commits them (in groups); only calls that happened to
     # run alone commit in place (measured here: ~12% of them).
     assert log.commits_in_place - before < n_threads * per_thread // 2
+
+
+def test_a_call_alone_that_fails_after_queueing_leaves_its_write_to_the_writer(
+    make_server: ServerFactory,
+) -> None:
+    """A call alone queues its write without waking the writer (it means to commit it
+    itself); if it fails or is cancelled before that, the writer is woken to commit it."""
+    # No background commit (closing windows) that would commit it by chance meanwhile.
+    server = make_server(close_interval_seconds=3600)
+    commits = server.servicer.commits
+    req = ChooseInput(customer("lonely"), trigger(), OFFERS, CHANNELS)
+
+    queued: list[Pending] = []
+
+    async def fail_after_queueing() -> None:
+        with commits.call() as alone:
+            assert alone
+            _, item = server.service.submit_choice(
+                req, commits.notify, commits.future(), wake=False
+            )
+            assert item is not None
+            queued.append(item)
+            raise RuntimeError("after queueing")
+
+    with pytest.raises(RuntimeError, match="after queueing"):
+        _Loop.run(fail_after_queueing())
+    (item,) = queued
+    deadline = time.monotonic() + 5
+    while not item.done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert item.done
+    assert item.result() is None  # committed: a new decision
