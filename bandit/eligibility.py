@@ -198,11 +198,11 @@ def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
                 f"{n_offers} offers × {n_channels} channels make {n} treatments; "
                 f"the limit is {limits.max_treatments}",
             )
-        listed = tuple(req.channels)  # the same tuple when it is one
-        allowed = tuple(c for c in listed if consented(req.customer, c.id))
-        if len(allowed) == len(listed):
-            allowed = listed  # the catalogue's own tuple: the crossing is cached by identity
-        treatments = _cross(tuple(req.offers), allowed)
+        allowed: Sequence[Channel] = req.channels  # the server's interned tuple: cached by identity
+        if not all(consented(req.customer, c.id) for c in req.channels):
+            # A list, keyed by its elements: a new tuple per call would miss the cache.
+            allowed = [c for c in req.channels if consented(req.customer, c.id)]
+        treatments = _cross(req.offers, allowed)
     else:
         offers = {o.id: o for o in req.offers}
         channels = {c.id: c for c in req.channels}
@@ -254,7 +254,7 @@ def _check_catalogue(offers: Sequence[Offer], channels: Sequence[Channel], limit
 _crossed: dict[tuple[int, ...], tuple[tuple[object, ...], tuple[Treatment, ...]]] = {}
 
 
-def _cross(offers: tuple[Offer, ...], channels: tuple[Channel, ...]) -> tuple[Treatment, ...]:
+def _cross(offers: Sequence[Offer], channels: Sequence[Channel]) -> tuple[Treatment, ...]:
     """Control, then every offer × channel; the same tuple object for the same catalogue."""
     key, objects = _identity_key(offers, channels)
     hit = _crossed.get(key)

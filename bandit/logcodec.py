@@ -191,7 +191,11 @@ _fragments: dict[tuple[str, FeatureValue], str] = {}
 
 
 def _number(x: float) -> str:
-    return _dumps(x) if x.__class__ is not int and x.__class__ is not float else repr(x)
+    if x.__class__ is int:
+        return repr(x)
+    if x.__class__ is float and -_INF < x < _INF:
+        return repr(x)
+    return _dumps(x)  # other types as the encoder writes them; inf and nan raise ValueError
 
 
 def _bool(x: bool) -> str:
@@ -204,18 +208,30 @@ def _fragment(name: str, value: FeatureValue) -> str:
         if not -_INF < value < _INF:  # type: ignore[operator]
             raise ValueError(f"feature {name!r} is not JSON compliant: {value!r}")
         return f"{_str(name)}:{value!r}"
-    if kind is not str and kind is not bool and kind is not tuple:  # ints, odd types
+    if not _memoizable(name, value):  # ints, odd types, tags that are not all str
         return _dumps(_features_out({name: value}))[1:-1]
-    try:
-        text = _fragments.get((name, value))
-    except TypeError:  # a tuple holding something unhashable: no memo
-        return _dumps(_features_out({name: value}))[1:-1]
+    text = _fragments.get((name, value))
     if text is None:
         text = _dumps(_features_out({name: value}))[1:-1]
         if len(_fragments) >= _FRAGMENTS_MAX:
             _fragments.clear()
         _fragments[(name, value)] = text
     return text
+
+
+def _memoizable(name: object, value: object) -> bool:
+    """Exact ``str`` names with exact ``str``/``bool`` values or tuples of exact ``str``: the
+    only keys whose equality means the same JSON (``True == 1 == 1.0``, ``0.0 == -0.0``).
+
+    >>> _memoizable("a", ("x", "y")), _memoizable("a", (True,)), _memoizable(1, "x")
+    (True, False, False)
+    """
+    if name.__class__ is not str:
+        return False
+    kind = value.__class__
+    if kind is str or kind is bool:
+        return True
+    return kind is tuple and all(v.__class__ is str for v in value)  # type: ignore[attr-defined]
 
 
 def _features_json(features: Features) -> str:

@@ -64,15 +64,16 @@ def floored_pmf(scores: Sequence[float], control_index: int, floor: float) -> tu
         raise ValueError("pmf has no mass")
     pmf = [p / total for p in clipped]
     pc = pmf[control_index]
-    if pc < floor:
+    if not pc >= floor:
         rest = 1.0 - pc
         scale = (1.0 - floor) / rest if rest > 0 else 0.0
         pmf = [p * scale for p in pmf]
         pmf[control_index] = floor
-    total = sum(pmf)  # nothing is negative any more: normalise's clipping changes nothing
+    clipped = [p if p > 0.0 else 0.0 for p in pmf]  # NaN (from an infinite score) → 0
+    total = sum(clipped)
     if total <= 0.0:
         raise ValueError("pmf has no mass")
-    return tuple([p / total for p in pmf])
+    return tuple([p / total for p in clipped])
 
 
 def derive_seed(server_seed: int, event_id: str) -> int:

@@ -450,12 +450,21 @@ class DecisionLog:
     def _migrate_from_1(self, conn: sqlite3.Connection) -> None:
         """Version 1 kept each pmf inside the JSON head; version 2 packs new ones into a
         column. Old rows keep theirs (readers take the head's when the column is NULL)."""
-        conn.executescript(
-            "BEGIN IMMEDIATE;"
-            "ALTER TABLE decisions ADD COLUMN pmf BLOB;"
-            f"UPDATE meta SET value = '{SCHEMA_VERSION}' WHERE key = 'schema_version';"
-            "COMMIT;"
-        )
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None or int(row[0]) != 1:  # another opener migrated it meanwhile
+                conn.execute("COMMIT")
+                return
+            conn.execute("ALTER TABLE decisions ADD COLUMN pmf BLOB")
+            conn.execute(
+                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
         log.info("decision log %s migrated from schema version 1 to %d", self.path, SCHEMA_VERSION)
 
     # ---- the writer ----------------------------------------------------------------------

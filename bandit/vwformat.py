@@ -113,8 +113,9 @@ def encode_feature(name: str, value: FeatureValue) -> str:
 _TOKENS_MAX = 65536
 _tokens: dict[tuple[str, FeatureValue], str] = {}
 """Tokens of texts, flags and tag lists, by (name, value): those repeat from call to call
-(stage, device, consent …), so Choose encodes each once. Only those exact types are
-remembered: numbers rarely repeat, and ``1.0 == True`` would mix kinds."""
+(stage, device, consent …), so Choose encodes each once. Only exact ``str`` names with exact
+``str``/``bool`` values or tuples of exact ``str`` are remembered: numbers rarely repeat, and
+``1.0 == True`` or ``0.0 == -0.0`` would mix different encodings."""
 _escaped: dict[str, str] = {}
 """Escaped feature names and trigger types."""
 
@@ -133,12 +134,11 @@ def _token(name: str, value: FeatureValue) -> str:
     kind = value.__class__
     if kind is float:
         return f"{_escape_name(name)}:{format_number(value)}"  # type: ignore[arg-type]
-    if kind is not str and kind is not bool and kind is not tuple:  # ints, odd types
+    if name.__class__ is not str or not (
+        kind is str or kind is bool or (kind is tuple and all(v.__class__ is str for v in value))  # type: ignore[union-attr]
+    ):  # ints, odd types, tags that are not all str: encoded every time
         return encode_feature(name, value)
-    try:
-        token = _tokens.get((name, value))
-    except TypeError:  # a tuple holding something unhashable: no memo
-        return encode_feature(name, value)
+    token = _tokens.get((name, value))
     if token is None:
         token = encode_feature(name, value)
         if len(_tokens) >= _TOKENS_MAX:

@@ -49,3 +49,17 @@ def test_a_changed_list_is_checked_again() -> None:
     offers.append(Offer("a"))  # the same list object, now with a duplicate id
     with pytest.raises(InvalidRequest, match="duplicate id"):
         build_candidates(_req(Customer("c"), offers), Limits())
+
+
+def test_a_consent_filtered_catalogue_is_crossed_once() -> None:
+    no_sms = Customer("c1", {"consent_sms": False})
+    first = build_candidates(_req(no_sms), Limits())
+    again = build_candidates(_req(Customer("c2", {"consent_sms": False})), Limits())
+    assert first.treatments is again.treatments
+
+
+def test_list_catalogues_from_in_process_callers_are_crossed_once() -> None:
+    offers, channels = list(OFFERS), list(CHANNELS)
+    first = build_candidates(_req(Customer("c"), offers, channels), Limits())
+    again = build_candidates(_req(Customer("d"), list(OFFERS), list(CHANNELS)), Limits())
+    assert first.treatments is again.treatments  # keyed by the (same) elements

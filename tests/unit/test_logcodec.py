@@ -99,3 +99,29 @@ def test_a_record_from_an_unknown_schema_is_refused() -> None:
     )
     with pytest.raises(ValueError, match="schema 99"):
         decode_head(_dumps({**_head(d), "schema": 99}), TREATMENTS)
+
+
+def test_a_non_finite_decision_time_is_refused_not_written_as_invalid_json() -> None:
+    d = Decision(
+        "e", Context(Customer("c"), Trigger("t")), TREATMENTS, (0.3, 0.7), 1, "v", "p", math.inf
+    )
+    with pytest.raises(ValueError, match="JSON compliant"):
+        encode_head(d)
+
+
+def test_equal_but_different_tag_values_are_not_mixed_up_by_the_memo() -> None:
+    def head(tags: tuple[object, ...]) -> str:
+        d = Decision(
+            "e",
+            Context(Customer("c", {"a": tags}), Trigger("t")),  # type: ignore[dict-item]
+            TREATMENTS,
+            (0.3, 0.7),
+            1,
+            "v",
+            "p",
+            1.0,
+        )
+        assert encode_head(d) == _dumps(_head(d, with_pmf=False))
+        return encode_head(d)
+
+    assert len({head((1,)), head((True,)), head((1.0,)), head((-0.0,)), head((0.0,))}) == 5

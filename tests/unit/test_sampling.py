@@ -46,6 +46,11 @@ def test_floored_pmf_is_exactly_normalise_mix_normalise(
     )
 
 
+@pytest.mark.parametrize("scores", [[0.5, math.inf, 0.1], [math.nan, 1.0, 0.5], [0.2, 0.0]])
+def test_floored_pmf_matches_the_composition_on_odd_scores_too(scores: list[float]) -> None:
+    assert floored_pmf(scores, 0, 0.05) == normalise(mix_control(normalise(scores), 0, 0.05))
+
+
 @pytest.mark.parametrize("floor", [-0.1, 1.1])
 def test_control_share_outside_unit_interval_is_rejected(floor: float) -> None:
     with pytest.raises(ValueError, match="control share"):

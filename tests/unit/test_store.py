@@ -137,6 +137,36 @@ def test_a_version_1_log_is_read_as_it_is_and_migrated_on_open(tmp_path: Path) -
     assert both.pmf.tolist() == [[0.5, 0.5]] * 5 + [[0.125, 0.875]]
 
 
+def test_two_openers_of_a_version_1_log_both_get_it_migrated_once(tmp_path: Path) -> None:
+    path = tmp_path / "d.sqlite"
+    log = DecisionLog(path)
+    log.append(_decision(1))
+    log.close()
+    _downgrade_to_version_1(path)
+    start = threading.Barrier(2)
+    opened: list[DecisionLog] = []
+    errors: list[BaseException] = []
+
+    def open_it() -> None:
+        start.wait()
+        try:
+            opened.append(DecisionLog(path))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    try:
+        assert not errors, errors
+        assert [lg.get("e1").decision for lg in opened] == [_decision(1)] * 2
+    finally:
+        for lg in opened:
+            lg.close()
+
+
 class _Collector:
     """A ``notify`` hook that records what the writer thread hands it."""
 
