@@ -4,7 +4,8 @@ The server runs in its own process (``offerbandit serve`` on a free port, durabl
 a fresh data folder); the load generator runs here, in another process. For each
 concurrency level it measures the health-check RPC first (the cheapest call the same server
 answers: the gRPC Python floor) and then Choose with 10 and 50 treatments, and prints calls/s,
-p50 and p99, and Choose's throughput as a share of the health check's.
+p50 and p99, the server process's CPU time per call (all threads), and Choose's throughput as a
+share of the health check's.
 
 Figures are ratios within one run because this machine is shared and noisy.
 """
@@ -47,6 +48,14 @@ class Result:
     )
     round_rates: tuple[float, ...] = ()
     """Calls/s of each round, when the measurement was taken in interleaved rounds."""
+    server_cpu: float | None = None
+    """CPU seconds (user + system, all threads) the server process spent meanwhile."""
+
+    @property
+    def server_cpu_us_per_call(self) -> float | None:
+        if self.server_cpu is None or not self.calls:
+            return None
+        return 1e6 * self.server_cpu / self.calls
 
     @property
     def rate(self) -> float:
@@ -63,6 +72,7 @@ def merge(parts: Sequence[Result]) -> Result:
     (20.0, 3.0, (10.0, 30.0))
     """
     lat = np.concatenate([p.latencies_ms for p in parts])
+    cpu = [p.server_cpu for p in parts]
     return Result(
         parts[0].name,
         parts[0].concurrency,
@@ -72,7 +82,18 @@ def merge(parts: Sequence[Result]) -> Result:
         float(np.percentile(lat, 99)),
         lat,
         tuple(p.rate for p in parts),
+        None if None in cpu else sum(c for c in cpu if c is not None),
     )
+
+
+def process_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; else None)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def catalogue(n_treatments: int) -> tuple[list[Offer], list[Channel]]:
@@ -109,9 +130,15 @@ def choose_requests(n_treatments: int, count: int = 256) -> list[pb.ChooseReques
 
 
 def drive(
-    name: str, call: Callable[[int], object], concurrency: int, seconds: float, max_calls: int
+    name: str,
+    call: Callable[[int], object],
+    concurrency: int,
+    seconds: float,
+    max_calls: int,
+    server_pid: int | None = None,
 ) -> Result:
-    """Run ``call`` from ``concurrency`` threads for ``seconds`` (or ``max_calls``)."""
+    """Run ``call`` from ``concurrency`` threads for ``seconds`` (or ``max_calls``); with
+    ``server_pid``, also what CPU that process spent meanwhile."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
     deadline = time.perf_counter() + seconds
     per_thread = max_calls // concurrency
@@ -129,12 +156,14 @@ def drive(
         for _ in range(20):
             call(k)
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
+    cpu0 = None if server_pid is None else process_cpu_seconds(server_pid)
     t0 = time.perf_counter()
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
+    cpu1 = None if server_pid is None else process_cpu_seconds(server_pid)
     all_lat = np.concatenate([np.asarray(x) for x in latencies]) * 1000
     return Result(
         name,
@@ -144,6 +173,7 @@ def drive(
         float(np.percentile(all_lat, 50)),
         float(np.percentile(all_lat, 99)),
         all_lat,
+        server_cpu=None if cpu0 is None or cpu1 is None else cpu1 - cpu0,
     )
 
 
@@ -202,7 +232,14 @@ def run(
                 for _ in range(rounds):
                     for name, call in calls.items():
                         parts[name].append(
-                            drive(name, call, c, seconds / rounds, max(1, max_calls // rounds))
+                            drive(
+                                name,
+                                call,
+                                c,
+                                seconds / rounds,
+                                max(1, max_calls // rounds),
+                                server_pid=proc.pid,
+                            )
                         )
                 results += [merge(p) for p in parts.values()]
             for ch in channels:
@@ -214,18 +251,19 @@ def run(
 
 
 def report(results: Sequence[Result]) -> str:
-    """A table; "rounds" gives the lowest and highest per-round ratio to the health check.
+    """A table; "rounds" gives the lowest and highest per-round ratio to the health check,
+    "srv µs" the server process's CPU time per call (all its threads).
 
-    >>> h = Result("health", 16, 300, 1.0, 1.0, 2.0, round_rates=(100.0, 200.0))
+    >>> h = Result("health", 16, 300, 1.0, 1.0, 2.0, round_rates=(100.0, 200.0), server_cpu=0.12)
     >>> c = Result("choose/10", 16, 150, 1.0, 2.0, 4.0, round_rates=(60.0, 90.0))
     >>> print(report([h, c]))  # doctest: +NORMALIZE_WHITESPACE
-    call         conc   calls   calls/s   p50 ms   p99 ms  vs health    rounds
-    health         16     300       300     1.00     2.00      100%
-    choose/10      16     150       150     2.00     4.00       50%   45%–60%
+    call         conc   calls   calls/s   p50 ms   p99 ms   srv µs  vs health    rounds
+    health         16     300       300     1.00     2.00      400      100%
+    choose/10      16     150       150     2.00     4.00        –       50%   45%–60%
     """
     lines = [
         f"{'call':<12}{'conc':>5}{'calls':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'vs health':>11}{'rounds':>10}"
+        f"{'srv µs':>9}{'vs health':>11}{'rounds':>10}"
     ]
     base = {r.concurrency: r for r in results if r.name == "health"}
     for r in results:
@@ -235,9 +273,11 @@ def report(results: Sequence[Result]) -> str:
         if r.name != "health" and len(r.round_rates) > 1:
             ratios = [a / b for a, b in zip(r.round_rates, health.round_rates, strict=True)]
             spread = f"{min(ratios):.0%}–{max(ratios):.0%}"
+        cpu = r.server_cpu_us_per_call
         lines.append(
             f"{r.name:<12}{r.concurrency:>5}{r.calls:>8}{r.rate:>10.0f}{r.p50_ms:>9.2f}"
-            f"{r.p99_ms:>9.2f}{ratio:>10.0%}{spread:>10}".rstrip()
+            f"{r.p99_ms:>9.2f}{'–' if cpu is None else f'{cpu:.0f}':>9}{ratio:>10.0%}"
+            f"{spread:>10}".rstrip()
         )
     return "\n".join(lines)
 

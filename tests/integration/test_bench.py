@@ -16,7 +16,9 @@ def test_bench_prints_rates_and_ratios_for_every_measurement(
     assert main(argv) == 0
     out = capsys.readouterr().out
     rows = re.findall(
-        r"^(health|choose/10)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)", out, re.M
+        r"^(health|choose/10)\s+(\d+)\s+(\d+)\s+(\d+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)\s",
+        out,
+        re.M,
     )
     assert [(name, int(conc)) for name, conc, *_ in rows] == [
         ("health", 1),
@@ -24,9 +26,10 @@ def test_bench_prints_rates_and_ratios_for_every_measurement(
         ("health", 2),
         ("choose/10", 2),
     ]
-    for _, _, calls, rate, p50, p99 in rows:
+    for _, _, calls, rate, p50, p99, server_us in rows:
         assert int(calls) > 0
         assert int(rate) > 0
         assert 0 < float(p50) <= float(p99)
+        assert 0 < int(server_us) < 1_000_000  # the server's CPU per call, read from /proc
     # Choose rows carry the ratio to the health check and its range over the rounds.
     assert len(re.findall(r"^choose/10 .* \d+%\s+\d+%–\d+%$", out, re.M)) == 2
