@@ -122,6 +122,11 @@ class ServiceConfig:
     """SQLite durability: FULL fsyncs every commit (survives power loss); NORMAL survives
     process crashes (kill -9) but may lose the last commits on power loss; OFF is for
     simulations only."""
+    event_id_prefix: str = ""
+    """Empty (the default): event ids start with a random prefix drawn at each start, so they
+    stay unique across restarts. Sixteen hex digits: that fixed prefix instead, which makes a
+    run on a fresh log reproducible (event ids seed the sampling) — for tests and
+    simulations; a restart on the same log would then reuse ids and fail to log."""
 
     @property
     def log_path(self) -> Path:
@@ -238,7 +243,10 @@ class DecisionService:
         self._duplicates = 0
         # Event ids: a random 64-bit prefix per process start, then a counter (32 hex digits,
         # unique across restarts without a system call per decision).
-        self._event_prefix = uuid.uuid4().hex[:16]
+        prefix = config.event_id_prefix
+        if prefix and not (len(prefix) == 16 and all(ch in "0123456789abcdef" for ch in prefix)):
+            raise ValueError(f"event_id_prefix must be 16 lowercase hex digits, not {prefix!r}")
+        self._event_prefix = prefix or uuid.uuid4().hex[:16]
         self._event_counter = itertools.count(1)
         self._counter_lock = threading.Lock()
         log.info(
