@@ -20,7 +20,7 @@ import json
 import struct
 from typing import Any
 
-from bandit.caching import IdentityCache
+from bandit.caching import IdentityCache, ValueMemo, exact_feature
 from bandit.types import (
     CONTROL_TREATMENT,
     Channel,
@@ -185,9 +185,6 @@ def _pack_doubles(n: int) -> struct.Struct:
 
 _INF = float("inf")
 _str = json.encoder.encode_basestring  # what the encoder uses with ensure_ascii=False
-_FRAGMENTS_MAX = 65536
-_fragments: dict[tuple[str, FeatureValue], str] = {}
-"""``"name":value`` of texts, flags and tag lists (they repeat from call to call)."""
 
 
 def _number(x: float) -> str:
@@ -202,36 +199,22 @@ def _bool(x: bool) -> str:
     return "true" if x else "false"
 
 
+def _fragment_text(pair: tuple[str, FeatureValue]) -> str:
+    return _dumps(_features_out(dict([pair])))[1:-1]
+
+
+_fragments = ValueMemo(_fragment_text)
+"""``"name":value`` of texts, flags and tag lists (they repeat from call to call)."""
+
+
 def _fragment(name: str, value: FeatureValue) -> str:
-    kind = value.__class__
-    if kind is float:
-        if not -_INF < value < _INF:  # type: ignore[operator]
+    if value.__class__ is float:
+        if not -_INF < value < _INF:
             raise ValueError(f"feature {name!r} is not JSON compliant: {value!r}")
         return f"{_str(name)}:{value!r}"
-    if not _memoizable(name, value):  # ints, odd types, tags that are not all str
-        return _dumps(_features_out({name: value}))[1:-1]
-    text = _fragments.get((name, value))
-    if text is None:
-        text = _dumps(_features_out({name: value}))[1:-1]
-        if len(_fragments) >= _FRAGMENTS_MAX:
-            _fragments.clear()
-        _fragments[(name, value)] = text
-    return text
-
-
-def _memoizable(name: object, value: object) -> bool:
-    """Exact ``str`` names with exact ``str``/``bool`` values or tuples of exact ``str``: the
-    only keys whose equality means the same JSON (``True == 1 == 1.0``, ``0.0 == -0.0``).
-
-    >>> _memoizable("a", ("x", "y")), _memoizable("a", (True,)), _memoizable(1, "x")
-    (True, False, False)
-    """
-    if name.__class__ is not str:
-        return False
-    kind = value.__class__
-    if kind is str or kind is bool:
-        return True
-    return kind is tuple and all(v.__class__ is str for v in value)  # type: ignore[attr-defined]
+    if not exact_feature(name, value):  # ints, odd types, tags that are not all str
+        return _fragment_text((name, value))
+    return _fragments((name, value))
 
 
 def _features_json(features: Features) -> str:

@@ -33,7 +33,7 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import quote
 
-from bandit.caching import IdentityCache
+from bandit.caching import IdentityCache, ValueMemo, exact_feature
 from bandit.types import Channel, FeatureValue, Offer, Treatment
 
 CUSTOMER_NS = "c"
@@ -110,41 +110,24 @@ def encode_feature(name: str, value: FeatureValue) -> str:
     return " ".join(f"{n}#{escape(tag)}" for tag in value)
 
 
-_TOKENS_MAX = 65536
-_tokens: dict[tuple[str, FeatureValue], str] = {}
+def _encode_pair(pair: tuple[str, FeatureValue]) -> str:
+    return encode_feature(*pair)
+
+
+_tokens = ValueMemo(_encode_pair)
 """Tokens of texts, flags and tag lists, by (name, value): those repeat from call to call
-(stage, device, consent …), so Choose encodes each once. Only exact ``str`` names with exact
-``str``/``bool`` values or tuples of exact ``str`` are remembered: numbers rarely repeat, and
-``1.0 == True`` or ``0.0 == -0.0`` would mix different encodings."""
-_escaped: dict[str, str] = {}
+(stage, device, consent …), so Choose encodes each once. Numbers are not remembered (they
+rarely repeat); only exact types are (see :func:`bandit.caching.exact_feature`)."""
+_escape_name = ValueMemo(escape)
 """Escaped feature names and trigger types."""
 
 
-def _escape_name(name: str) -> str:
-    n = _escaped.get(name)
-    if n is None:
-        n = escape(name)
-        if len(_escaped) >= _TOKENS_MAX:
-            _escaped.clear()
-        _escaped[name] = n
-    return n
-
-
 def _token(name: str, value: FeatureValue) -> str:
-    kind = value.__class__
-    if kind is float:
-        return f"{_escape_name(name)}:{format_number(value)}"  # type: ignore[arg-type]
-    if name.__class__ is not str or not (
-        kind is str or kind is bool or (kind is tuple and all(v.__class__ is str for v in value))  # type: ignore[union-attr]
-    ):  # ints, odd types, tags that are not all str: encoded every time
+    if value.__class__ is float:
+        return f"{_escape_name(name)}:{format_number(value)}"
+    if not exact_feature(name, value):  # ints, odd types, tags that are not all str
         return encode_feature(name, value)
-    token = _tokens.get((name, value))
-    if token is None:
-        token = encode_feature(name, value)
-        if len(_tokens) >= _TOKENS_MAX:
-            _tokens.clear()
-        _tokens[(name, value)] = token
-    return token
+    return _tokens((name, value))
 
 
 def encode_features(features: Mapping[str, FeatureValue]) -> str:
