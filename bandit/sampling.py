@@ -23,16 +23,8 @@ def mix_control(pmf: Sequence[float], control_index: int, floor: float) -> tuple
     >>> mix_control([1.0, 0.0], control_index=1, floor=0.05)
     (0.95, 0.05)
     """
-    if not 0.0 <= floor <= 1.0:
-        raise ValueError(f"control share must be within [0, 1], not {floor}")
-    pc = pmf[control_index]
-    if pc >= floor:
-        return tuple(pmf)
-    rest = 1.0 - pc
-    scale = (1.0 - floor) / rest if rest > 0 else 0.0
-    out = [p * scale for p in pmf]
-    out[control_index] = floor
-    return tuple(out)
+    _check_floor(floor)
+    return tuple(_mixed(pmf, control_index, floor))
 
 
 def normalise(pmf: Sequence[float]) -> tuple[float, ...]:
@@ -41,39 +33,42 @@ def normalise(pmf: Sequence[float]) -> tuple[float, ...]:
     >>> normalise([0.2, 0.2, 0.2])
     (0.3333333333333333, 0.3333333333333333, 0.3333333333333333)
     """
-    clipped = [p if p > 0.0 else 0.0 for p in pmf]
-    total = sum(clipped)
-    if total <= 0.0:
-        raise ValueError("pmf has no mass")
-    return tuple(p / total for p in clipped)
+    return tuple(_normalised(pmf))
 
 
 def floored_pmf(scores: Sequence[float], control_index: int, floor: float) -> tuple[float, ...]:
-    """``normalise(mix_control(normalise(scores), control_index, floor))`` in one function:
-    the same arithmetic in the same order (a test checks the results are identical), with
-    fewer intermediate tuples. Choose calls it once per decision.
+    """``normalise(mix_control(normalise(scores), control_index, floor))`` without the
+    intermediate tuples (Choose calls it once per decision).
 
     >>> floored_pmf([3.0, 1.0], control_index=1, floor=0.5)
     (0.5, 0.5)
     """
+    _check_floor(floor)
+    return tuple(_normalised(_mixed(_normalised(scores), control_index, floor)))
+
+
+def _check_floor(floor: float) -> None:
     if not 0.0 <= floor <= 1.0:
         raise ValueError(f"control share must be within [0, 1], not {floor}")
-    clipped = [p if p > 0.0 else 0.0 for p in scores]
-    total = sum(clipped)
-    if total <= 0.0:
-        raise ValueError("pmf has no mass")
-    pmf = [p / total for p in clipped]
+
+
+def _mixed(pmf: Sequence[float], control_index: int, floor: float) -> Sequence[float]:
     pc = pmf[control_index]
-    if not pc >= floor:
-        rest = 1.0 - pc
-        scale = (1.0 - floor) / rest if rest > 0 else 0.0
-        pmf = [p * scale for p in pmf]
-        pmf[control_index] = floor
-    clipped = [p if p > 0.0 else 0.0 for p in pmf]  # NaN (from an infinite score) → 0
+    if pc >= floor:
+        return pmf
+    rest = 1.0 - pc
+    scale = (1.0 - floor) / rest if rest > 0 else 0.0
+    out = [p * scale for p in pmf]
+    out[control_index] = floor
+    return out
+
+
+def _normalised(pmf: Sequence[float]) -> list[float]:
+    clipped = [p if p > 0.0 else 0.0 for p in pmf]  # also NaN (from an infinite score) → 0
     total = sum(clipped)
     if total <= 0.0:
         raise ValueError("pmf has no mass")
-    return tuple([p / total for p in clipped])
+    return [p / total for p in clipped]
 
 
 def derive_seed(server_seed: int, event_id: str) -> int:
