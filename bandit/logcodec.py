@@ -39,7 +39,8 @@ SCHEMA_VERSION = 2
 """2: the log keeps each decision's pmf as packed doubles (a BLOB column) beside the JSON
 head instead of inside it; version-1 logs are migrated on open (their heads keep the pmf)."""
 
-_PMF_IN_HEAD_SCHEMA = 1
+PMF_IN_HEAD_SCHEMA = 1
+"""The one older version still read (and migrated): its heads carry their pmfs."""
 
 
 def _features_out(features: Features) -> dict[str, Any]:
@@ -261,7 +262,7 @@ def decision_from_dict(r: dict[str, Any]) -> Decision:
 
 
 def _decision(r: dict[str, Any], treatments: tuple[Treatment, ...]) -> Decision:
-    if r.get("schema") not in (SCHEMA_VERSION, _PMF_IN_HEAD_SCHEMA):
+    if r.get("schema") not in (SCHEMA_VERSION, PMF_IN_HEAD_SCHEMA):
         raise ValueError(
             f"decision record has schema {r.get('schema')!r}, expected {SCHEMA_VERSION}"
         )

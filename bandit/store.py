@@ -38,6 +38,7 @@ from bandit.errors import (
     UnknownEvent,
 )
 from bandit.logcodec import (
+    PMF_IN_HEAD_SCHEMA,
     SCHEMA_VERSION,
     catalogue_digest,
     catalogue_json,
@@ -431,7 +432,7 @@ class DecisionLog:
             if has_meta:
                 row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                 found = int(row[0]) if row else 0
-                if found == 1:
+                if found == PMF_IN_HEAD_SCHEMA:
                     self._migrate_from_1(conn)
                 elif found != SCHEMA_VERSION:
                     raise StorageError(
@@ -453,7 +454,7 @@ class DecisionLog:
         conn.execute("BEGIN IMMEDIATE")
         try:
             row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None or int(row[0]) != 1:  # another opener migrated it meanwhile
+            if row is None or int(row[0]) != PMF_IN_HEAD_SCHEMA:  # migrated meanwhile
                 conn.execute("COMMIT")
                 return
             conn.execute("ALTER TABLE decisions ADD COLUMN pmf BLOB")
@@ -512,11 +513,17 @@ class DecisionLog:
         thread hand-offs. Returns False when another thread leads; that leader (or the writer
         thread it wakes) commits what is queued, and ``notify`` reports it as usual.
         """
+        led = self._lead_if_free()
+        if led:
+            self.commits_in_place += 1
+        return led
+
+    def _lead_if_free(self) -> bool:
+        """Lead one batch here if jobs are queued and nobody leads."""
         with self._mutex:
             if self._leading or not self._pending:
                 return False
             self._leading = True
-            self.commits_in_place += 1
         self._lead()
         return True
 
@@ -586,12 +593,8 @@ class DecisionLog:
         while True:
             self._wake.wait()
             self._wake.clear()
-            while True:
-                with self._mutex:
-                    if self._leading or not self._pending:
-                        break
-                    self._leading = True
-                self._lead()
+            while self._lead_if_free():
+                pass
             if self._closed.is_set():
                 return
 

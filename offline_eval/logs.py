@@ -27,7 +27,7 @@ import pandas as pd
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from bandit.logcodec import SCHEMA_VERSION, decode_catalogue
+from bandit.logcodec import PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION, decode_catalogue
 from bandit.types import Treatment, TreatmentRef
 from offline_eval.estimators import BanditData
 
@@ -138,11 +138,11 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
     row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     found = int(row[0]) if row else 0
-    if found not in (1, SCHEMA_VERSION):
+    if found not in (PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION):
         conn.close()
         raise ValueError(
             f"{path} is a decision log of schema version {found}; this offerbandit reads "
-            f"versions 1 and {SCHEMA_VERSION}"
+            f"versions {PMF_IN_HEAD_SCHEMA} and {SCHEMA_VERSION}"
         )
     return conn
 
