@@ -198,10 +198,10 @@ def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
                 f"{n_offers} offers × {n_channels} channels make {n} treatments; "
                 f"the limit is {limits.max_treatments}",
             )
-        allowed: Sequence[Channel] = req.channels  # the server's interned tuple: cached by identity
-        if not all(consented(req.customer, c.id) for c in req.channels):
-            # A list, keyed by its elements: a new tuple per call would miss the cache.
-            allowed = [c for c in req.channels if consented(req.customer, c.id)]
+        allowed: Sequence[Channel] = [c for c in req.channels if consented(req.customer, c.id)]
+        if len(allowed) == len(req.channels):
+            allowed = req.channels  # the server's interned tuple: the crossing is keyed by it
+        # (a filtered list is keyed by its elements: a new tuple per call would miss)
         treatments = _cross(req.offers, allowed)
     else:
         offers = {o.id: o for o in req.offers}
