@@ -54,7 +54,7 @@ from offline_eval.logs import (
     LoggedBandit,
     _connect_readonly,
     _row,
-    pmf_column,
+    row_columns,
     row_pmf,
 )
 
@@ -156,13 +156,6 @@ _ARROW_OF_KIND: Final[dict[str, pa.DataType]] = {
     _JSON: pa.string(),
 }
 
-# The columns logs._row expects, in its order.
-_QUERY: Final = (
-    "SELECT seq, record, catalogue_id, activated_at, closed_seq, reward, revenue, n_outcomes,"
-    " fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel, is_control,"
-    " propensity, {pmf} FROM decisions WHERE seq > ? AND seq <= ?{where} ORDER BY seq LIMIT ?"
-)
-
 
 def _log_path(log: str | Path) -> Path:
     p = Path(log)
@@ -210,7 +203,10 @@ class _LogReader:
         return {cid: decode_catalogue(body) for cid, body in self.catalogue_bodies.items()}
 
     def chunks(self, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
-        sql = _QUERY.format(where=self.where, pmf=pmf_column(self.conn))
+        sql = (
+            f"SELECT {row_columns(self.conn)} FROM decisions"
+            f" WHERE seq > ? AND seq <= ?{self.where} ORDER BY seq LIMIT ?"
+        )
         last = 0
         while True:
             rows = self.conn.execute(

@@ -161,18 +161,20 @@ def row_pmf(record: Mapping[str, Any], packed: bytes | None) -> NDArray[np.float
     return np.asarray(record["pmf"], dtype=np.float64)
 
 
-_QUERY = (
-    "SELECT seq, record, catalogue_id, activated_at, closed_seq, reward, revenue, n_outcomes,"
-    " fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel, is_control,"
-    " propensity, {pmf} FROM decisions WHERE seq > ? {where} ORDER BY seq LIMIT ?"
-)
+def row_columns(conn: sqlite3.Connection) -> str:
+    """The columns :func:`_row` reads, in its order, for a SELECT on ``decisions``."""
+    return (
+        "seq, record, catalogue_id, activated_at, closed_seq, reward, revenue, n_outcomes,"
+        " fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel, is_control,"
+        f" propensity, {pmf_column(conn)}"
+    )
 
 
 def _chunks(
     conn: sqlite3.Connection, where: str, params: Sequence[Any], chunk_size: int
 ) -> Iterator[list[tuple[Any, ...]]]:
     last = 0
-    sql = _QUERY.format(where=where, pmf=pmf_column(conn))
+    sql = f"SELECT {row_columns(conn)} FROM decisions WHERE seq > ? {where} ORDER BY seq LIMIT ?"
     while True:
         rows = conn.execute(sql, (last, *params, chunk_size)).fetchall()
         if not rows:
