@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -251,33 +252,35 @@ def run(
 
 
 def report(results: Sequence[Result]) -> str:
-    """A table; "rounds" gives the lowest and highest per-round ratio to the health check,
-    "srv µs" the server process's CPU time per call (all its threads).
+    """A table; "rounds" gives the lowest and highest per-round ratio to the health check and
+    "median" their median (on a noisy machine steadier than the overall ratio), "srv µs" the
+    server process's CPU time per call (all its threads).
 
     >>> h = Result("health", 16, 300, 1.0, 1.0, 2.0, round_rates=(100.0, 200.0), server_cpu=0.12)
     >>> c = Result("choose/10", 16, 150, 1.0, 2.0, 4.0, round_rates=(60.0, 90.0))
     >>> print(report([h, c]))  # doctest: +NORMALIZE_WHITESPACE
-    call         conc   calls   calls/s   p50 ms   p99 ms   srv µs  vs health    rounds
+    call         conc   calls   calls/s   p50 ms   p99 ms   srv µs  vs health    rounds  median
     health         16     300       300     1.00     2.00      400      100%
-    choose/10      16     150       150     2.00     4.00        –       50%   45%–60%
+    choose/10      16     150       150     2.00     4.00        –       50%   45%–60%     52%
     """
     lines = [
         f"{'call':<12}{'conc':>5}{'calls':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'srv µs':>9}{'vs health':>11}{'rounds':>10}"
+        f"{'srv µs':>9}{'vs health':>11}{'rounds':>10}{'median':>8}"
     ]
     base = {r.concurrency: r for r in results if r.name == "health"}
     for r in results:
         health = base[r.concurrency]
         ratio = r.rate / health.rate if r.name != "health" else 1.0
-        spread = ""
+        spread = middle = ""
         if r.name != "health" and len(r.round_rates) > 1:
             ratios = [a / b for a, b in zip(r.round_rates, health.round_rates, strict=True)]
             spread = f"{min(ratios):.0%}–{max(ratios):.0%}"
+            middle = f"{statistics.median(ratios):.0%}"
         cpu = r.server_cpu_us_per_call
         lines.append(
             f"{r.name:<12}{r.concurrency:>5}{r.calls:>8}{r.rate:>10.0f}{r.p50_ms:>9.2f}"
             f"{r.p99_ms:>9.2f}{'–' if cpu is None else f'{cpu:.0f}':>9}{ratio:>10.0%}"
-            f"{spread:>10}".rstrip()
+            f"{spread:>10}{middle:>8}".rstrip()
         )
     return "\n".join(lines)
 

@@ -31,5 +31,9 @@ def test_bench_prints_rates_and_ratios_for_every_measurement(
         assert int(rate) > 0
         assert 0 < float(p50) <= float(p99)
         assert 0 < int(server_us) < 1_000_000  # the server's CPU per call, read from /proc
-    # Choose rows carry the ratio to the health check and its range over the rounds.
-    assert len(re.findall(r"^choose/10 .* \d+%\s+\d+%–\d+%$", out, re.M)) == 2
+    # Choose rows carry the ratio to the health check, its range over the rounds and the
+    # rounds' median, which lies within that range.
+    spreads = re.findall(r"^choose/10 .* \d+%\s+(\d+)%–(\d+)%\s+(\d+)%$", out, re.M)
+    assert len(spreads) == 2
+    for low, high, median in spreads:
+        assert int(low) <= int(median) <= int(high)
