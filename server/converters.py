@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bandit.caching import IdentityCache
 from bandit.eligibility import ChooseInput
 from bandit.errors import InvalidRequest
+from bandit.logcodec import pack_pmf
 from bandit.service import Stats
 from bandit.store import DecisionState, OutcomeInput, OutcomeResult, OutcomeStatus, StoredDecision
 from bandit.types import (
@@ -278,7 +279,6 @@ class _ResponsePieces:
     """Per candidate: the control flag (or nothing)."""
     chosen: tuple[bytes, ...]
     """Per candidate: ``chosen`` and ``control`` fields as the response carries them."""
-    unpack: struct.Struct
 
 
 def _response_pieces(treatments: tuple[Treatment, ...]) -> _ResponsePieces:
@@ -291,8 +291,7 @@ def _response_pieces(treatments: tuple[Treatment, ...]) -> _ResponsePieces:
         heads.append(b"\x2a" + _varint(body_len) + treatment + b"\x11")  # ranking = 5
         tails.append(tail)
         chosen.append(b"\x12" + _varint(len(ref)) + ref + tail)  # chosen = 2, control = 3
-    n = len(treatments)
-    return _ResponsePieces(tuple(heads), tuple(tails), tuple(chosen), struct.Struct(f"<{n}d"))
+    return _ResponsePieces(tuple(heads), tuple(tails), tuple(chosen))
 
 
 _response_pieces_of = IdentityCache(_response_pieces, size=1024)
@@ -303,7 +302,7 @@ def choose_to_wire(d: Decision) -> bytes:
     """:func:`choose_to_pb` serialized, assembled from cached per-catalogue pieces."""
     pieces = _response_pieces_of(d.treatments)
     pmf = d.pmf
-    packed = pieces.unpack.pack(*pmf)
+    packed = pack_pmf(pmf)  # the probabilities' wire bytes (little-endian doubles), in order
     heads, tails = pieces.heads, pieces.tails
     order = sorted(range(len(pmf)), key=pmf.__getitem__, reverse=True)  # stable for ties
     parts = [
