@@ -430,8 +430,7 @@ class DecisionLog:
                 "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
             ).fetchone()
             if has_meta:
-                row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                found = int(row[0]) if row else 0
+                found = schema_version_of(conn)
                 if found == PMF_IN_HEAD_SCHEMA:
                     self._migrate_from_1(conn)
                 elif found != SCHEMA_VERSION:
@@ -453,8 +452,7 @@ class DecisionLog:
         column. Old rows keep theirs (readers take the head's when the column is NULL)."""
         conn.execute("BEGIN IMMEDIATE")
         try:
-            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-            if row is None or int(row[0]) != PMF_IN_HEAD_SCHEMA:  # migrated meanwhile
+            if schema_version_of(conn) != PMF_IN_HEAD_SCHEMA:  # migrated meanwhile
                 conn.execute("COMMIT")
                 return
             conn.execute("ALTER TABLE decisions ADD COLUMN pmf BLOB")
@@ -1099,6 +1097,12 @@ _DECISION_COLUMNS = (
     " fixed_cost, discount_rate, contact_cost, model_version, policy, record, pmf,"
     " catalogue_id"
 )
+
+
+def schema_version_of(conn: sqlite3.Connection) -> int:
+    """The schema version a decision log records in its ``meta`` table (0 if none)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    return int(row[0]) if row else 0
 
 
 @functools.cache

@@ -44,6 +44,7 @@ from tqdm import tqdm
 
 from bandit.logcodec import decode_catalogue
 from bandit.rewards import RewardRule
+from bandit.store import schema_version_of
 from bandit.types import CONTROL_TREATMENT, Channel, FeatureValue, Offer, Treatment
 from bandit.vwformat import reward_to_cost
 from offline_eval.dsjson import DSJsonRow, catalogue_multi, dsjson_line, parse_dsjson_line
@@ -171,9 +172,7 @@ class _LogReader:
     ) -> None:
         self.path = _log_path(log)
         self.conn = _connect_readonly(self.path)
-        self.schema = int(
-            self.conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
-        )
+        self.schema = schema_version_of(self.conn)
         clauses: list[str] = []
         self.params: list[Any] = []
         if closed_only:

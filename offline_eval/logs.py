@@ -28,6 +28,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from bandit.logcodec import PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION, decode_catalogue
+from bandit.store import schema_version_of
 from bandit.types import Treatment, TreatmentRef
 from offline_eval.estimators import BanditData
 
@@ -136,8 +137,7 @@ def _connect_readonly(path: Path) -> sqlite3.Connection:
     if not path.exists():
         raise FileNotFoundError(f"no decision log at {path}")
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    found = int(row[0]) if row else 0
+    found = schema_version_of(conn)
     if found not in (PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION):
         conn.close()
         raise ValueError(
