@@ -21,6 +21,7 @@ from typing import Any, Protocol, cast
 import vowpal_wabbit_next as vw
 
 from bandit.caching import IdentityCache
+from bandit.rewards import RewardRule
 from bandit.types import Context, Decision, Treatment
 from bandit.vwformat import (
     action_lines,
@@ -67,6 +68,49 @@ class Policy(Protocol):
     """Anything that maps a (shared line, action lines) example to a pmf in action order."""
 
     def predict(self, shared: str, actions: Sequence[str]) -> list[float]: ...
+
+
+class Learner(Protocol):
+    """What the service needs of a live policy (VW or uplift): score, learn, save.
+
+    ``args`` names the policy and its settings (a VW command line, or ``uplift`` and its
+    options); a checkpoint stores it with the model, and :func:`make_policy` rebuilds the
+    policy from both. One object has one owner: the service keeps a *learner* and a
+    *decider* built from the learner's published model.
+    """
+
+    args: list[str]
+    learned: int
+
+    def scores(self, context: Context, treatments: tuple[Treatment, ...]) -> Sequence[float]:
+        """Non-negative scores in treatment order (control first), normalised by the caller
+        before the control floor is mixed in."""
+        ...
+
+    def learn_closed(
+        self, d: Decision, reward: float, revenue: float, n_outcomes: int, rule: RewardRule
+    ) -> None:
+        """Learn one closed decision: its net reward and what it was computed from."""
+        ...
+
+    def serialize(self) -> bytes: ...
+
+
+UPLIFT = "uplift"
+"""``args[0]`` of an uplift policy (a VW policy's starts with ``--cb_explore_adf``)."""
+
+
+def make_policy(args: Sequence[str], model: bytes | None = None) -> Learner:
+    """The policy ``args`` describe, starting from ``model`` (bytes of :meth:`serialize`).
+
+    >>> make_policy(vw_arguments("--squarecb", ["co"], seed=1)).args[0]
+    '--cb_explore_adf'
+    """
+    if args and args[0] == UPLIFT:
+        from bandit.uplift import UpliftPolicy
+
+        return UpliftPolicy.from_args(args, model)
+    return VWPolicy(args, model)
 
 
 class VWPolicy:
@@ -148,6 +192,19 @@ class VWPolicy:
         self._learn(examples)
         self.learned += 1
 
+    def scores(self, context: Context, treatments: tuple[Treatment, ...]) -> list[float]:
+        """:meth:`predict` on a context and its candidates (Choose's path)."""
+        shared = shared_line(
+            context.customer.features, context.trigger.type, context.trigger.features
+        )
+        return self.predict(shared, candidate_lines(treatments))
+
+    def learn_closed(
+        self, d: Decision, reward: float, revenue: float, n_outcomes: int, rule: RewardRule
+    ) -> None:
+        """The :class:`Learner` method: VW learns the net reward only."""
+        self.learn_decision(d, reward, rule.scale)
+
     def learn_decision(self, d: Decision, reward: float, scale: float) -> None:
         """Learn a logged decision with its reward (money; ``scale`` maps it to VW cost)."""
         ctx = d.context
@@ -170,6 +227,8 @@ def describe_policy(args: Sequence[str]) -> str:
     >>> describe_policy(vw_arguments("--squarecb --gamma_scale 10", ["co"], seed=1))
     'vw:--squarecb --gamma_scale 10 -q co'
     """
+    if args and args[0] == UPLIFT:
+        return UPLIFT + ":" + " ".join(args[1:])
     skip = {"--cb_explore_adf", "--quiet"}
     out: list[str] = []
     it = iter(args)

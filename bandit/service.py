@@ -32,8 +32,9 @@ from bandit.errors import InvalidRequest, NotReady, OfferBanditError, TooLarge
 from bandit.learner import (
     DEFAULT_EXPLORATION,
     DEFAULT_INTERACTIONS,
-    VWPolicy,
+    UPLIFT,
     describe_policy,
+    make_policy,
     vw_arguments,
 )
 from bandit.rewards import RewardRule
@@ -49,7 +50,6 @@ from bandit.store import (
     Windows,
 )
 from bandit.types import Decision, Features
-from bandit.vwformat import candidate_lines, shared_line
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +94,12 @@ class ServiceConfig:
 
     data_dir: Path
     seed: int = 0
+    policy: str = "vw"
+    """The live policy's kind: ``uplift`` (a conservative uplift model, see
+    :mod:`bandit.uplift`) or ``vw`` (a VW ``--cb_explore_adf`` policy)."""
+    uplift_options: str = ""
+    """Options of the uplift policy (``--kappa 1 --explore 0.1`` …; see
+    :func:`bandit.uplift.uplift_arguments`)."""
     exploration: str = DEFAULT_EXPLORATION
     interactions: tuple[str, ...] = DEFAULT_INTERACTIONS
     vw_extra: str = ""
@@ -144,6 +150,17 @@ class Stats:
     model_version: str
     duplicates: int
     """Duplicate outcomes seen since this process started (duplicates change nothing)."""
+
+
+def policy_arguments(config: ServiceConfig) -> list[str]:
+    """The live policy's arguments (what a checkpoint stores beside the model)."""
+    if config.policy == UPLIFT:
+        from bandit.uplift import uplift_arguments
+
+        return uplift_arguments(config.uplift_options, config.seed)
+    if config.policy != "vw":
+        raise ValueError(f"policy must be 'uplift' or 'vw', not {config.policy!r}")
+    return vw_arguments(config.exploration, config.interactions, config.seed, config.vw_extra)
 
 
 def _canonical(features: Features) -> list[Any]:
@@ -206,12 +223,12 @@ class DecisionService:
             synchronous=config.synchronous,
         )
         self.checkpoints = CheckpointStore(config.checkpoint_dir)
-        args = vw_arguments(config.exploration, config.interactions, config.seed, config.vw_extra)
+        args = policy_arguments(config)
         ckpt = self.checkpoints.latest()
         if ckpt is not None:
             if ckpt.vw_args != args:
                 log.warning(
-                    "checkpoint v%d was trained with %s; continuing with those arguments "
+                    "checkpoint v%d was trained as %s; continuing with those arguments "
                     "instead of the configured %s",
                     ckpt.version,
                     ckpt.vw_args,
@@ -234,9 +251,9 @@ class DecisionService:
             self._version, self._position, learned = 0, 0, 0
         self.vw_args = args
         self.policy_id = describe_policy(args)
-        self._learner = VWPolicy(args, model)
+        self._learner = make_policy(args, model)
         self._learner.learned = learned
-        self._decider = VWPolicy(args, model)
+        self._decider = make_policy(args, model)
         self._model_version = f"v{self._version}"
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
@@ -324,15 +341,13 @@ class DecisionService:
         event_id = f"{self._event_prefix}{next(self._event_counter):016x}"
         seed = derive_seed(self.config.seed, event_id)
         ctx = cands.context
-        shared = shared_line(ctx.customer.features, ctx.trigger.type, ctx.trigger.features)
-        actions = candidate_lines(cands.treatments)
         holdout = in_holdout(ctx.customer.id, self.config.holdout_share, self.config.holdout_key)
         if holdout:
-            pmf = (1.0,) + (0.0,) * (len(actions) - 1)
+            pmf = (1.0,) + (0.0,) * (len(cands.treatments) - 1)
             version = self._model_version
         else:
             with self._decider_lock:
-                scores = self._decider.predict(shared, actions)
+                scores = self._decider.scores(ctx, cands.treatments)
                 version = self._model_version
             pmf = floored_pmf(scores, 0, self.config.control_share)
         chosen = sample_index(pmf, uniform_from_seed(seed))
@@ -493,7 +508,7 @@ class DecisionService:
     def learn_pending(self, max_decisions: int | None = None) -> int:
         """Learn closed, not yet learned decisions in log order; returns how many."""
         done = 0
-        scale = self.config.reward_rule.scale
+        rule = self.config.reward_rule
         with self._learn_lock:
             while max_decisions is None or done < max_decisions:
                 n = self.config.learn_batch
@@ -503,7 +518,9 @@ class DecisionService:
                 if not batch:
                     break
                 for cd in batch:
-                    self._learner.learn_decision(cd.decision, cd.reward, scale)
+                    self._learner.learn_closed(
+                        cd.decision, cd.reward, cd.revenue, cd.n_outcomes, rule
+                    )
                     self._position = cd.closed_seq
                     self._since_checkpoint += 1
                     done += 1
@@ -538,7 +555,7 @@ class DecisionService:
         self._version = ckpt.version
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
-        fresh = VWPolicy(self.vw_args, model)
+        fresh = make_policy(self.vw_args, model)
         with self._decider_lock:
             self._decider = fresh
             self._model_version = ckpt.model_version

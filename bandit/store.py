@@ -182,11 +182,14 @@ class OutcomeResult:
 
 @dataclass(frozen=True, slots=True)
 class ClosedDecision:
-    """What the learner needs: the decision as logged and its final reward."""
+    """What the learner needs: the decision as logged, its final reward, and what the reward
+    was computed from (the attributed revenue and how many outcomes carried it)."""
 
     closed_seq: int
     decision: Decision
     reward: float
+    revenue: float = 0.0
+    n_outcomes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -996,13 +999,17 @@ class DecisionLog:
         """Closed decisions with ``closed_seq > position``, in learning order."""
         conn = self._reader()
         rows = conn.execute(
-            "SELECT closed_seq, record, reward, catalogue_id, pmf FROM decisions"
-            " WHERE closed_seq > ? ORDER BY closed_seq LIMIT ?",
+            "SELECT closed_seq, record, reward, catalogue_id, pmf, revenue, n_outcomes"
+            " FROM decisions WHERE closed_seq > ? ORDER BY closed_seq LIMIT ?",
             (position, limit),
         ).fetchall()
         return [
             ClosedDecision(
-                int(r[0]), decode_head(r[1], self._catalogue(conn, r[3]), r[4]), float(r[2])
+                int(r[0]),
+                decode_head(r[1], self._catalogue(conn, r[3]), r[4]),
+                float(r[2]),
+                float(r[5]),
+                int(r[6]),
             )
             for r in rows
         ]
