@@ -13,12 +13,12 @@ anything is written.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from bandit.errors import InvalidRequest, TooLarge
+from bandit.errors import InvalidRequest, TooLarge, quote
+from bandit.numbers import check_number
 from bandit.types import (
     CONTROL_TREATMENT,
     Channel,
@@ -77,7 +77,8 @@ def _check_id(value: str, field_name: str, limits: Limits, *, required: bool = T
 
 
 def check_features(features: Mapping[str, FeatureValue], where: str, limits: Limits) -> None:
-    """Names non-empty and bounded, numbers finite, texts and tag lists bounded."""
+    """Names non-empty and bounded, numbers within the number policy
+    (:mod:`bandit.numbers`), texts and tag lists bounded."""
     if len(features) > limits.max_features:
         raise TooLarge(
             f"{where}.features", f"has {len(features)} features; the limit is {limits.max_features}"
@@ -87,39 +88,35 @@ def check_features(features: Mapping[str, FeatureValue], where: str, limits: Lim
             raise InvalidRequest(f"{where}.features", "a feature name is empty")
         if len(name) > limits.max_feature_name_length:
             raise InvalidRequest(
-                f"{where}.features[{name[:32]!r}…]",
+                f"{where}.features[{quote(name, 32)}]",
                 f"the name is longer than {limits.max_feature_name_length} characters",
             )
         if isinstance(value, bool):
             continue
         if isinstance(value, int | float):
-            if not math.isfinite(value):
-                raise InvalidRequest(
-                    f"{where}.features[{name!r}]", f"must be a finite number, not {value}"
-                )
+            check_number(value, f"{where}.features[{quote(name)}]")
         elif isinstance(value, str):
             if len(value) > limits.max_text_length:
                 raise InvalidRequest(
-                    f"{where}.features[{name!r}]",
+                    f"{where}.features[{quote(name)}]",
                     f"is longer than {limits.max_text_length} characters",
                 )
         else:
             if len(value) > limits.max_tags:
                 raise TooLarge(
-                    f"{where}.features[{name!r}]",
+                    f"{where}.features[{quote(name)}]",
                     f"has {len(value)} tags; the limit is {limits.max_tags}",
                 )
             for tag in value:
                 if len(tag) > limits.max_text_length:
                     raise InvalidRequest(
-                        f"{where}.features[{name!r}]",
+                        f"{where}.features[{quote(name)}]",
                         f"a tag is longer than {limits.max_text_length} characters",
                     )
 
 
 def _check_cost(value: float, path: str, *, at_most_one: bool = False) -> None:
-    if not math.isfinite(value):
-        raise InvalidRequest(path, f"must be a finite number, not {value}")
+    check_number(value, path)
     if value < 0:
         raise InvalidRequest(path, f"must not be negative, got {value}")
     if at_most_one and value > 1:
@@ -134,7 +131,7 @@ def _index_unique(items: Sequence[_Item], what: str, limits: Limits) -> dict[str
     for i, item in enumerate(items):
         _check_id(item.id, f"{what}[{i}].id", limits)
         if item.id in by_id:
-            raise InvalidRequest(f"{what}[{i}].id", f"duplicate id {item.id!r}")
+            raise InvalidRequest(f"{what}[{i}].id", f"duplicate id {quote(item.id)}")
         by_id[item.id] = item
     return by_id
 
@@ -145,9 +142,9 @@ def _resolve(
     if ref.is_control:
         return CONTROL_TREATMENT
     if ref.offer_id not in offers:
-        raise InvalidRequest(f"{path}.offer_id", f"names unknown offer {ref.offer_id!r}")
+        raise InvalidRequest(f"{path}.offer_id", f"names unknown offer {quote(ref.offer_id)}")
     if ref.channel_id not in channels:
-        raise InvalidRequest(f"{path}.channel_id", f"names unknown channel {ref.channel_id!r}")
+        raise InvalidRequest(f"{path}.channel_id", f"names unknown channel {quote(ref.channel_id)}")
     return Treatment(offers[ref.offer_id], channels[ref.channel_id])
 
 

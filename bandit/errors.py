@@ -10,12 +10,29 @@
     ├── InvalidState          the request is well formed but the record is in the wrong state
     │                         (activating a non-deferred or already activated decision)
     ├── NotReady              the service is starting or stopping
+    ├── Overloaded            more calls or work in flight than the configured limits
     └── StorageError          the decision log could not be read or written
 
 ``server`` maps each class to one gRPC status code in a single table.
 """
 
 from __future__ import annotations
+
+QUOTE_LIMIT = 64
+"""Longest part of a request value an error message quotes: a status must fit its trailer."""
+
+
+def quote(value: str, limit: int = QUOTE_LIMIT) -> str:
+    """``repr(value)``, truncated to ``limit`` characters of the value (errors quote input).
+
+    >>> quote("abc")
+    "'abc'"
+    >>> quote("x" * 100, limit=4)
+    "'xxxx'… (100 characters)"
+    """
+    if len(value) <= limit:
+        return repr(value)
+    return f"{value[:limit]!r}… ({len(value)} characters)"
 
 
 class OfferBanditError(Exception):
@@ -41,7 +58,7 @@ class UnknownEvent(OfferBanditError):
     def __init__(self, event_id: str, field: str = "event_id") -> None:
         self.event_id = event_id
         self.field = field
-        super().__init__(f"{field}: no decision with event id {event_id!r}")
+        super().__init__(f"{field}: no decision with event id {quote(event_id)}")
 
 
 class Conflict(OfferBanditError):
@@ -62,6 +79,10 @@ class InvalidState(OfferBanditError):
 
 class NotReady(OfferBanditError):
     """The service is not serving (starting, or shutting down)."""
+
+
+class Overloaded(OfferBanditError):
+    """Too much in flight (calls, queued writes): try again later."""
 
 
 class StorageError(OfferBanditError):

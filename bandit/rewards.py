@@ -11,10 +11,22 @@ attributed outcome):
 
 VW minimises cost, so the learner uses ``cost = −reward × reward_scale``
 (:func:`bandit.vwformat.reward_to_cost`).
+
+**Bounded rewards.** Before the rule runs, the attributed revenue is clipped to
+``max_learned_revenue`` (:meth:`RewardRule.clip`), and the net reward is kept within
+``±max_learned_revenue``: one absurd outcome (a mistyped 1e12, a test order) moves the model
+by a bounded step. Only the learned reward is clipped: the log keeps the raw revenue (each
+outcome's, and the decision's sum in its ``revenue`` column), while its ``reward`` column is
+the clipped reward the learner saw. For offline work this means: estimates built on
+``reward`` (OPE of the learner's objective) are estimates of the *clipped* objective — biased
+low for decisions with revenue above the cap, with a smaller variance; revenue reports built
+on ``revenue`` stay raw. Set ``max_learned_revenue`` above any real basket to make the clip
+a pure safety net.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from bandit.types import RewardMode
@@ -27,6 +39,26 @@ class RewardRule:
     default_reward: float = 0.0
     scale: float = 0.01
     mode: RewardMode = RewardMode.WINDOW_SUM
+    max_learned_revenue: float = 10_000.0
+    """Attributed revenue above this is learned as this much (the log keeps the raw value);
+    net rewards are kept within ± this."""
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.max_learned_revenue) and self.max_learned_revenue > 0):
+            raise ValueError(
+                f"max_learned_revenue must be finite and positive, not {self.max_learned_revenue}"
+            )
+
+    def clip(self, revenue: float) -> float:
+        """``revenue`` as the learner may see it: within [0, ``max_learned_revenue``].
+
+        >>> rule = RewardRule(max_learned_revenue=1000.0)
+        >>> rule.clip(80.0), rule.clip(1e300), rule.clip(-3.0), rule.clip(float("nan"))
+        (80.0, 1000.0, 0.0, 0.0)
+        """
+        if not revenue > 0.0:  # also NaN
+            return 0.0
+        return revenue if revenue <= self.max_learned_revenue else self.max_learned_revenue
 
     def reward(
         self,
@@ -49,9 +81,18 @@ class RewardRule:
         -0.5
         >>> rule.reward(revenue=80.0, n_outcomes=1, is_control=True)
         80.0
+        >>> RewardRule(max_learned_revenue=100.0).reward(revenue=1e300, n_outcomes=1,
+        ...                                             is_control=True)
+        100.0
         """
+        revenue = self.clip(revenue)
         if is_control:
-            return revenue if n_outcomes else self.default_reward
-        base = revenue if n_outcomes else self.default_reward
-        offer_cost = fixed_cost + discount_rate * revenue if revenue > 0 else 0.0
-        return base - offer_cost - contact_cost
+            value = revenue if n_outcomes else self.default_reward
+        else:
+            base = revenue if n_outcomes else self.default_reward
+            offer_cost = fixed_cost + discount_rate * revenue if revenue > 0 else 0.0
+            value = base - offer_cost - contact_cost
+        bound = self.max_learned_revenue
+        if not -bound <= value <= bound:
+            return bound if value > 0 else -bound  # NaN cannot arise from checked inputs
+        return value

@@ -37,6 +37,8 @@ from bandit.learner import (
     make_policy,
     vw_arguments,
 )
+from bandit.numbers import check_number, check_time, finite_float32
+from bandit.ratelog import RateLimitedLog
 from bandit.rewards import RewardRule
 from bandit.sampling import derive_seed, floored_pmf, sample_index, uniform_from_seed
 from bandit.store import (
@@ -52,6 +54,11 @@ from bandit.store import (
 from bandit.types import Decision, Features
 
 log = logging.getLogger(__name__)
+_rate_log = RateLimitedLog(log, interval=10.0)
+
+FALLBACK_POLICY = "fallback:uniform"
+"""The policy id of a decision whose model scores were unusable (non-finite, or no mass): its
+pmf is uniform over the candidates with the control floor mixed in, logged as such."""
 
 
 class Clock(Protocol):
@@ -112,6 +119,8 @@ class ServiceConfig:
     close_interval_seconds: float = 1.0
     max_future_skew_seconds: float = 300.0
     max_stream_outcomes: int = 100_000
+    max_revenue_per_outcome: float = 1e9
+    """An outcome reporting more revenue than this is rejected (INVALID_ARGUMENT)."""
     learn_batch: int = 256
     background: bool = True
     """Run the closer and learner threads. Off for step-by-step driving (tests, simulator)."""
@@ -150,6 +159,12 @@ class Stats:
     model_version: str
     duplicates: int
     """Duplicate outcomes seen since this process started (duplicates change nothing)."""
+    score_fallbacks: int = 0
+    """Decisions since this process started whose model scores were unusable (non-finite or
+    without mass) and that were decided by the uniform fallback (:data:`FALLBACK_POLICY`)."""
+    learn_skipped: int = 0
+    """Closed decisions since this process started that the learner skipped because their
+    label could not be held by VW (non-finite or beyond the number policy's range)."""
 
 
 def policy_arguments(config: ServiceConfig) -> list[str]:
@@ -161,6 +176,25 @@ def policy_arguments(config: ServiceConfig) -> list[str]:
     if config.policy != "vw":
         raise ValueError(f"policy must be 'uplift' or 'vw', not {config.policy!r}")
     return vw_arguments(config.exploration, config.interactions, config.seed, config.vw_extra)
+
+
+def learnable(reward: float, revenue: float, propensity: float, rule: RewardRule) -> bool:
+    """Whether a closed decision's label is safe for VW's float32: a finite reward whose cost
+    (``reward × scale``) and revenue are within the number policy's range, and a
+    propensity in (0, 1]. A decision failing this is skipped, never learned.
+
+    >>> rule = RewardRule()
+    >>> learnable(71.5, 80.0, 0.25, rule), learnable(float("inf"), 0.0, 0.25, rule)
+    (True, False)
+    >>> learnable(1.0, 1.0, 0.0, rule)
+    False
+    """
+    return (
+        finite_float32(reward)
+        and finite_float32(reward * rule.scale)
+        and finite_float32(revenue)
+        and 0.0 < propensity <= 1.0
+    )
 
 
 def _canonical(features: Features) -> list[Any]:
@@ -258,6 +292,8 @@ class DecisionService:
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._duplicates = 0
+        self._score_fallbacks = 0
+        self._learn_skipped = 0
         # Event ids: a random 64-bit prefix per process start, then a counter (32 hex digits,
         # unique across restarts without a system call per decision).
         prefix = config.event_id_prefix
@@ -345,11 +381,13 @@ class DecisionService:
         if holdout:
             pmf = (1.0,) + (0.0,) * (len(cands.treatments) - 1)
             version = self._model_version
+            policy = HOLDOUT_POLICY
         else:
             with self._decider_lock:
                 scores = self._decider.scores(ctx, cands.treatments)
                 version = self._model_version
-            pmf = floored_pmf(scores, 0, self.config.control_share)
+            pmf, usable = self._pmf(scores, len(cands.treatments))
+            policy = self.policy_id if usable else FALLBACK_POLICY
         chosen = sample_index(pmf, uniform_from_seed(seed))
         decision = Decision(
             event_id=event_id,
@@ -358,7 +396,7 @@ class DecisionService:
             pmf=pmf,
             chosen=chosen,
             model_version=version,
-            policy=HOLDOUT_POLICY if holdout else self.policy_id,
+            policy=policy,
             decided_at=self.clock.now(),
             request_id=req.request_id,
             deferred=req.defer_activation,
@@ -366,6 +404,33 @@ class DecisionService:
             holdout=holdout,
         )
         return decision, self.log.submit_decision(decision, fingerprint, notify, token, wake)
+
+    def _pmf(self, scores: Sequence[float], n: int) -> tuple[tuple[float, ...], bool]:
+        """The floored pmf of the model's scores; the uniform fallback when they are unusable.
+
+        A score that is NaN, infinite or negative, or scores without mass, never reach the
+        pmf: the decision is then uniform over its candidates with the control floor (its
+        propensities stay exact), counted in :attr:`Stats.score_fallbacks` and logged
+        (rate-limited)."""
+        total = 0.0
+        usable = len(scores) == n
+        for x in scores:
+            if not (0.0 <= x <= 1e300):  # NaN, negative, infinite
+                usable = False
+                break
+            total += x
+        if usable and total > 0.0:
+            return floored_pmf(scores, 0, self.config.control_share), True
+        with self._counter_lock:
+            self._score_fallbacks += 1
+        _rate_log.warning(
+            "scores",
+            "model %s gave unusable scores (non-finite or no mass) for %d candidates; "
+            "deciding with the uniform fallback",
+            self._model_version,
+            n,
+        )
+        return floored_pmf([1.0] * n, 0, self.config.control_share), False
 
     def commit_queued(self) -> bool:
         """Commit queued writes on this thread now (:meth:`DecisionLog.commit_queued`)."""
@@ -407,10 +472,16 @@ class DecisionService:
                 raise InvalidRequest(name, f"is longer than {lim} characters")
         if not o.event_id and not o.customer_id:
             raise InvalidRequest("event_id", "an outcome names an event_id or a customer_id")
-        if not (o.revenue == o.revenue and abs(o.revenue) != float("inf")):
-            raise InvalidRequest("revenue", f"must be a finite number, not {o.revenue}")
+        check_number(o.revenue, "revenue")
         if o.revenue < 0:
-            raise InvalidRequest("revenue", f"must not be negative, got {o.revenue}")
+            raise InvalidRequest("revenue", f"must not be negative, got {o.revenue:.6g}")
+        cap = self.config.max_revenue_per_outcome
+        if o.revenue > cap:
+            raise InvalidRequest(
+                "revenue", f"is {o.revenue:.6g}; one outcome may carry at most {cap:.6g}"
+            )
+        if o.occurred_at is not None:
+            check_time(o.occurred_at, "occurred_at")
 
     def record_outcome(self, o: OutcomeInput) -> OutcomeResult:
         item = self.submit_outcome(o)
@@ -495,6 +566,8 @@ class DecisionService:
         if not event_id:
             raise InvalidRequest("event_id", "is required")
         now = self.clock.now()
+        if at is not None:
+            check_time(at, "activated_at")
         when = now if at is None else at
         if when > now + self.config.max_future_skew_seconds:
             raise InvalidRequest("activated_at", "is too far in the future")
@@ -518,9 +591,20 @@ class DecisionService:
                 if not batch:
                     break
                 for cd in batch:
-                    self._learner.learn_closed(
-                        cd.decision, cd.reward, cd.revenue, cd.n_outcomes, rule
-                    )
+                    if learnable(cd.reward, cd.revenue, cd.decision.propensity, rule):
+                        self._learner.learn_closed(
+                            cd.decision, cd.reward, cd.revenue, cd.n_outcomes, rule
+                        )
+                    else:
+                        self._learn_skipped += 1
+                        _rate_log.warning(
+                            "learn",
+                            "skipped learning decision %s: its reward %r or propensity %r "
+                            "cannot be held by VW",
+                            cd.decision.event_id,
+                            cd.reward,
+                            cd.decision.propensity,
+                        )
                     self._position = cd.closed_seq
                     self._since_checkpoint += 1
                     done += 1
@@ -603,15 +687,19 @@ class DecisionService:
             learned=self.learned,
             model_version=self._model_version,
             duplicates=self._duplicates,
+            score_fallbacks=self._score_fallbacks,
+            learn_skipped=self._learn_skipped,
         )
 
 
 __all__ = [
+    "FALLBACK_POLICY",
     "Clock",
     "DecisionService",
     "ManualClock",
     "ServiceConfig",
     "Stats",
     "SystemClock",
+    "learnable",
     "request_fingerprint",
 ]

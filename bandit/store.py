@@ -36,6 +36,7 @@ from bandit.errors import (
     NotReady,
     StorageError,
     UnknownEvent,
+    quote,
 )
 from bandit.logcodec import (
     PMF_IN_HEAD_SCHEMA,
@@ -809,7 +810,7 @@ class DecisionLog:
         if request_hash and row[-1] and row[-1] != request_hash:
             raise Conflict(
                 "request_id",
-                f"{request_id!r} was used before for a different request; "
+                f"{quote(request_id)} was used before for a different request; "
                 "a retry must resend the same request",
             )
         return _stored(row, self._catalogue(conn, row[8]))
@@ -846,9 +847,9 @@ class DecisionLog:
                 raise UnknownEvent(event_id)
             deferred, activated_at, decided_at, channel_id, is_control = row
             if not deferred:
-                raise InvalidState("event_id", f"decision {event_id!r} was not deferred")
+                raise InvalidState("event_id", f"decision {quote(event_id)} was not deferred")
             if activated_at is not None:
-                raise InvalidState("event_id", f"decision {event_id!r} is already activated")
+                raise InvalidState("event_id", f"decision {quote(event_id)} is already activated")
             if at < decided_at:
                 raise InvalidRequest("activated_at", "is before the decision was made")
             closes = at + self.windows.for_channel("" if is_control else channel_id)
@@ -881,7 +882,7 @@ class DecisionLog:
             if prev[0] != payload:
                 raise Conflict(
                     "outcome_id",
-                    f"{o.outcome_id!r} was recorded before with a different payload",
+                    f"{quote(o.outcome_id)} was recorded before with a different payload",
                 )
             return OutcomeResult(o.outcome_id, OutcomeStatus.DUPLICATE, prev[1] or "")
         occurred = now if o.occurred_at is None else o.occurred_at
@@ -907,7 +908,7 @@ class DecisionLog:
             seq, _decided, event_id, activated_at, closes, closed_seq, customer_id = row
             if o.customer_id and o.customer_id != customer_id:
                 raise InvalidRequest(
-                    "customer_id", f"does not match the customer of decision {event_id!r}"
+                    "customer_id", f"does not match the customer of decision {quote(event_id)}"
                 )
             if activated_at is None or occurred < activated_at:
                 status = OutcomeStatus.UNATTRIBUTED  # never shown (yet): not its effect
