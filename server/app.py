@@ -110,7 +110,7 @@ async def _start(settings: Settings, service: DecisionService) -> RunningServer:
         ("grpc.max_send_message_length", max(settings.max_message_bytes, 64 * 1024 * 1024)),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options)
+    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=settings.max_concurrent_calls)
     servicer = DecisionServicer(service, asyncio.get_running_loop(), settings.workers)
     add_to_server(servicer, server)
     health_servicer = health_aio.HealthServicer()

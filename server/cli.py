@@ -30,6 +30,8 @@ def _serve(ns: argparse.Namespace) -> int:
             "data_dir": ns.data_dir,
             "model": ns.model,
             "exploration": ns.exploration,
+            "policy": ns.policy,
+            "uplift_options": ns.uplift_options,
         }.items()
         if v is not None
     }
@@ -88,6 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, help="decision log and checkpoints (default ./data)")
     p.add_argument("--model", help="start from a checkpoint file or models:/name@alias")
     p.add_argument("--exploration", help='VW exploration, e.g. "--squarecb"')
+    p.add_argument("--policy", choices=["uplift", "vw"], help="the live policy's kind (default vw)")
+    p.add_argument(
+        "--uplift-options", help='options of the uplift policy, e.g. "--kappa 1 --explore 0.1"'
+    )
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("bench", help="Choose latency/throughput benchmark over real gRPC")

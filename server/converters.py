@@ -7,16 +7,17 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bandit.caching import IdentityCache
 from bandit.eligibility import ChooseInput
-from bandit.errors import InvalidRequest
+from bandit.errors import InvalidRequest, quote
 from bandit.logcodec import pack_pmf
+from bandit.numbers import MAX_TIME, MIN_TIME, flush
 from bandit.service import Stats
 from bandit.store import DecisionState, OutcomeInput, OutcomeResult, OutcomeStatus, StoredDecision
 from bandit.types import (
@@ -32,19 +33,23 @@ from bandit.types import (
 )
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 
+M = TypeVar("M", bound=Message)
+
 # ---- features ---------------------------------------------------------------------------
 
 
 def feature_from_pb(value: pb.FeatureValue, where: str, name: str) -> FeatureValue:
-    """One feature; errors name ``<where>.features['<name>']``."""
+    """One feature; errors name ``<where>.features['<name>']``. Numbers go through the number
+    policy (:mod:`bandit.numbers`): tiny magnitudes are flushed to 0 here, the range is
+    checked with the rest of the request."""
     kind = value.WhichOneof("kind")
     if kind == "number":
         number = value.number
         if not math.isfinite(number):
             raise InvalidRequest(
-                f"{where}.features[{name!r}]", f"must be a finite number, not {number}"
+                f"{where}.features[{quote(name)}]", f"must be a finite number, not {number}"
             )
-        return number
+        return flush(number)
     if kind == "text":
         return value.text
     if kind == "flag":
@@ -52,7 +57,7 @@ def feature_from_pb(value: pb.FeatureValue, where: str, name: str) -> FeatureVal
     if kind == "tags":
         return tuple(value.tags.values)
     raise InvalidRequest(
-        f"{where}.features[{name!r}]", "has no value (set number, text, flag or tags)"
+        f"{where}.features[{quote(name)}]", "has no value (set number, text, flag or tags)"
     )
 
 
@@ -99,7 +104,12 @@ def trigger_to_pb(t: Trigger) -> pb.Trigger:
 
 
 def offer_from_pb(o: pb.Offer, i: int) -> Offer:
-    return Offer(o.id, features_from_pb(o.features, f"offers[{i}]"), o.fixed_cost, o.discount_rate)
+    return Offer(
+        o.id,
+        features_from_pb(o.features, f"offers[{i}]"),
+        flush(o.fixed_cost),
+        flush(o.discount_rate),
+    )
 
 
 def offer_to_pb(o: Offer) -> pb.Offer:
@@ -109,7 +119,7 @@ def offer_to_pb(o: Offer) -> pb.Offer:
 
 
 def channel_from_pb(c: pb.Channel, i: int) -> Channel:
-    return Channel(c.id, features_from_pb(c.features, f"channels[{i}]"), c.contact_cost)
+    return Channel(c.id, features_from_pb(c.features, f"channels[{i}]"), flush(c.contact_cost))
 
 
 def channel_to_pb(c: Channel) -> pb.Channel:
@@ -137,7 +147,11 @@ def seconds_to_pb(t: float) -> Timestamp:
     return ts
 
 
-def seconds_from_pb(ts: Timestamp) -> float:
+def seconds_from_pb(ts: Timestamp, field: str = "timestamp") -> float:
+    """Seconds since the epoch; a Timestamp outside 1970–9999 (or with nanos outside
+    [0, 1e9)) is an :class:`InvalidRequest` naming ``field`` (:mod:`bandit.numbers`)."""
+    if not (MIN_TIME <= ts.seconds <= MAX_TIME and 0 <= ts.nanos <= 999_999_999):
+        raise InvalidRequest(field, f"is not a valid time (seconds {ts.seconds}, nanos {ts.nanos})")
     return ts.seconds + ts.nanos / 1e9
 
 
@@ -241,9 +255,26 @@ _catalogues: dict[
 _catalogues = {}
 
 
+def parse(cls: type[M], raw: bytes) -> M:
+    """``cls.FromString(raw)``; bytes that are not a valid message (garbage, truncated,
+    strings that are not UTF-8) are an :class:`InvalidRequest` ("malformed ChooseRequest …")."""
+    try:
+        return cls.FromString(raw)
+    except (DecodeError, UnicodeDecodeError, ValueError) as exc:
+        name = cls.DESCRIPTOR.name
+        raise InvalidRequest(
+            "request", f"malformed {name}: not a valid serialized {name} ({_short(exc)})"
+        ) from None
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or exc.__class__.__name__
+    return text if len(text) <= 80 else text[:80] + "…"
+
+
 def choose_from_wire(raw: bytes) -> ChooseInput:
     """:func:`choose_from_pb` of the serialized request, with its catalogue interned whole."""
-    req = pb.ChooseRequest.FromString(raw)
+    req = parse(pb.ChooseRequest, raw)
     view: Any = _CatalogueView.FromString(raw)
     key = (tuple(view.offers), tuple(view.channels))
     found = _catalogues.get(key)
@@ -389,8 +420,10 @@ def outcome_from_pb(o: pb.Outcome) -> OutcomeInput:
         event_id=o.event_id,
         customer_id=o.customer_id,
         type=o.type,
-        revenue=o.revenue,
-        occurred_at=seconds_from_pb(o.occurred_at) if o.HasField("occurred_at") else None,
+        revenue=flush(o.revenue),
+        occurred_at=(
+            seconds_from_pb(o.occurred_at, "occurred_at") if o.HasField("occurred_at") else None
+        ),
     )
 
 
@@ -421,33 +454,51 @@ def outcome_result_to_pb(r: OutcomeResult) -> pb.RecordOutcomeResponse:
     )
 
 
+def _finite(x: float) -> float:
+    """GetStats never carries NaN or ±inf (a sum over absurd inputs): those become 0."""
+    return x if math.isfinite(x) else 0.0
+
+
 def stats_to_pb(s: Stats) -> pb.Stats:
+    """The stats; the incremental estimate is set once two decisions have closed (it has an
+    interval from then on), so no field is ever NaN."""
     o = s.log.outcomes
-    return pb.Stats(
+    inc = s.log.incremental
+    out = pb.Stats(
         decisions=s.log.decisions,
         activations=s.log.activations,
         outcomes_attributed=o.get(OutcomeStatus.ATTRIBUTED.value, 0),
         outcomes_unattributed=o.get(OutcomeStatus.UNATTRIBUTED.value, 0),
         outcomes_late=o.get(OutcomeStatus.LATE.value, 0),
         outcomes_duplicate=s.duplicates,
-        attributed_revenue=s.log.attributed_revenue,
+        attributed_revenue=_finite(s.log.attributed_revenue),
         learned_decisions=s.learned,
         pending_windows=s.log.pending_windows,
         model_version=s.model_version,
         recent=[
             pb.TreatmentStats(
-                treatment=ref_to_pb(ref), control=ref.is_control, learned=n, mean_reward=mean
+                treatment=ref_to_pb(ref),
+                control=ref.is_control,
+                learned=n,
+                mean_reward=_finite(mean),
             )
             for ref, n, mean in s.log.recent
         ],
         pending_activation=s.log.pending_activation,
         closed_decisions=s.log.closed,
-        incremental=pb.IncrementalEstimate(
-            decisions=s.log.incremental.decisions,
-            per_decision=s.log.incremental.per_decision,
-            ci_low=s.log.incremental.ci_low,
-            ci_high=s.log.incremental.ci_high,
-            total=s.log.incremental.total,
-            method="ips-vs-control-share, normal 95%",
-        ),
+        score_fallbacks=s.score_fallbacks,
+        learn_skipped=s.learn_skipped,
     )
+    values = (inc.per_decision, inc.ci_low, inc.ci_high, inc.total)
+    if inc.decisions >= 2 and all(math.isfinite(v) for v in values):
+        out.incremental.CopyFrom(
+            pb.IncrementalEstimate(
+                decisions=inc.decisions,
+                per_decision=inc.per_decision,
+                ci_low=inc.ci_low,
+                ci_high=inc.ci_high,
+                total=inc.total,
+                method="ips-vs-control-share, normal 95%",
+            )
+        )
+    return out

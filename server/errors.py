@@ -1,8 +1,17 @@
 """Domain errors → gRPC status, in one table, applied by one decorator to every RPC.
 
 Unexpected exceptions become INTERNAL with a fixed message and a request id; the traceback
-goes to the server log, never to the client. Field problems also carry a
+goes to the server log (once), never to the client. Field problems also carry a
 ``google.rpc.BadRequest`` detail naming the field.
+
+Messages that do not parse (garbage or truncated bytes, strings that are not UTF-8) never
+reach a handler as an exception: :func:`safe_deserializer` turns them into a
+:class:`Malformed` value, which :func:`mapped` (or a streaming handler, per item) answers
+with INVALID_ARGUMENT "malformed <Message> …", logged rate-limited, without a traceback.
+
+Every status fits its trailer: domain errors quote at most 64 characters of any input
+(:func:`bandit.errors.quote`), and :func:`status_for` caps the whole message at
+:data:`MAX_DETAIL` characters.
 """
 
 from __future__ import annotations
@@ -24,12 +33,18 @@ from bandit.errors import (
     InvalidState,
     NotReady,
     OfferBanditError,
+    Overloaded,
     StorageError,
     TooLarge,
     UnknownEvent,
 )
+from bandit.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
+_rate_log = RateLimitedLog(log, interval=10.0)
+
+MAX_DETAIL = 1024
+"""Longest status message sent (the trailer limit is 8–16 KiB; details repeat the message)."""
 
 # Most specific first: the first matching class wins.
 STATUS_OF: tuple[tuple[type[OfferBanditError], grpc.StatusCode], ...] = (
@@ -39,6 +54,7 @@ STATUS_OF: tuple[tuple[type[OfferBanditError], grpc.StatusCode], ...] = (
     (Conflict, grpc.StatusCode.ALREADY_EXISTS),
     (InvalidState, grpc.StatusCode.FAILED_PRECONDITION),
     (NotReady, grpc.StatusCode.UNAVAILABLE),
+    (Overloaded, grpc.StatusCode.RESOURCE_EXHAUSTED),
     (StorageError, grpc.StatusCode.UNAVAILABLE),
 )
 
@@ -57,9 +73,9 @@ def _field_of(exc: OfferBanditError) -> str:
 def status_for(exc: OfferBanditError) -> grpc.Status:
     """The status a domain error leaves as: code, message, and a BadRequest naming the field."""
     code = status_of(exc)
-    message = str(exc)
+    message = _capped(str(exc), MAX_DETAIL)
     status = status_pb2.Status(code=code.value[0], message=message)
-    field = _field_of(exc)
+    field = _capped(_field_of(exc), 256)
     if field and code == grpc.StatusCode.INVALID_ARGUMENT:
         detail = any_pb2.Any()
         detail.Pack(
@@ -73,6 +89,56 @@ def status_for(exc: OfferBanditError) -> grpc.Status:
     return rpc_status.to_status(status)
 
 
+def _capped(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters.
+
+    >>> _capped("abcdef", 4)
+    'abc…'
+    """
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class Malformed:
+    """A request message that did not parse: what :func:`safe_deserializer` hands the handler
+    instead of raising inside gRPC (which would answer INTERNAL or UNKNOWN and log a
+    traceback)."""
+
+    __slots__ = ("error", "message")
+
+    def __init__(self, message: str, error: str) -> None:
+        self.message = message
+        self.error = error
+
+    def exception(self) -> InvalidRequest:
+        return InvalidRequest(
+            "request",
+            f"malformed {self.message}: not a valid serialized {self.message} ({self.error})",
+        )
+
+
+def safe_deserializer(parse: Callable[[bytes], Any], message: str) -> Callable[[bytes], Any]:
+    """``parse``, except that bytes that do not parse give a :class:`Malformed` value."""
+
+    def deserialize(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except Exception as exc:  # DecodeError, UnicodeDecodeError, … : the client's bytes
+            error = _capped(str(exc) or exc.__class__.__name__, 80)
+            _rate_log.warning(
+                "malformed", "malformed %s received (%d bytes): %s", message, len(data), error
+            )
+            return Malformed(message, error)
+
+    return deserialize
+
+
+def check_parsed(request: Any) -> None:
+    """Raise the :class:`InvalidRequest` of a :class:`Malformed` request (streams call this
+    per item)."""
+    if request.__class__ is Malformed:
+        raise request.exception()
+
+
 Handler = Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 H = TypeVar("H", bound=Handler)
 
@@ -83,6 +149,8 @@ def mapped(method: H) -> H:
     @functools.wraps(method)
     async def wrapper(self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
         try:
+            if request.__class__ is Malformed:
+                raise request.exception()
             return await method(self, request, context)
         except OfferBanditError as exc:
             status = status_for(exc)
@@ -103,6 +171,11 @@ def mapped(method: H) -> H:
 
 _CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}
 assert grpc.StatusCode.INVALID_ARGUMENT.value[0] == code_pb2.INVALID_ARGUMENT
+
+
+def short_message(exc: OfferBanditError, limit: int = 256) -> str:
+    """A domain error's message for a per-item result inside a response (capped)."""
+    return _capped(str(exc), limit)
 
 
 def code_name(exc: OfferBanditError) -> str:

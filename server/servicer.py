@@ -22,15 +22,18 @@ from typing import Any, TypeVar
 
 import grpc
 
-from bandit.errors import OfferBanditError, TooLarge
+from bandit.errors import NotReady, OfferBanditError, TooLarge
 from bandit.logcodec import SCHEMA_VERSION
 from bandit.service import DecisionService
 from bandit.store import OutcomeResult, Pending
 from server import converters as cv
-from server.errors import code_name, mapped
+from server.errors import check_parsed, code_name, mapped, safe_deserializer, short_message
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
+
+STREAM_GROUP = 256
+"""Most uncommitted outcome writes one RecordOutcomes stream has before it reads on."""
 T = TypeVar("T")
 
 
@@ -172,45 +175,71 @@ class DecisionServicer:
 
     @mapped
     async def RecordOutcomes(
-        self, request_iterator: AsyncIterator[pb.Outcome], context: Context
+        self, request_iterator: AsyncIterator[Any], context: Context
     ) -> pb.RecordOutcomesResponse:
-        # The whole stream is read first: an over-long stream is rejected before anything
-        # is written.
+        """Each outcome is checked and queued as it arrives, and the stream is read on only
+        while fewer than ``STREAM_GROUP`` writes are uncommitted: memory is bounded by the
+        group and one message, whatever the stream's length (the response's small per-item
+        results aside). A stream longer than ``max_stream_outcomes`` is refused
+        (INVALID_ARGUMENT) once it gets there; the outcomes before were recorded, and
+        resending them is safe (outcome ids are idempotent)."""
+        if not self.svc.ready:
+            raise NotReady("the decision service is not serving")
         limit = self.svc.config.max_stream_outcomes
-        items: list[pb.Outcome] = []
-        async for o in request_iterator:
-            items.append(o)
-            if len(items) > limit:
-                raise TooLarge(
-                    "outcomes",
-                    f"the stream carries more than {limit} outcomes; nothing was recorded",
-                )
-        with self.commits.call():  # in flight beside others; its writes go to the writer
-            dones = [self.commits.future() for _ in items]
-            queued = self.svc.submit_outcomes(
-                [cv.outcome_from_pb(o) for o in items], self.commits.notify, dones
-            )
-            for q, done in zip(queued, dones, strict=True):
-                if not isinstance(q, OfferBanditError):
-                    await done
+        max_id = self.svc.config.limits.max_id_length
         response = pb.RecordOutcomesResponse()
-        for i, (o, q) in enumerate(zip(items, queued, strict=True)):
-            result: OutcomeResult | OfferBanditError
-            if isinstance(q, OfferBanditError):
-                result = q
-            else:
+        group: list[tuple[str, Pending | OfferBanditError, asyncio.Future[None]]] = []
+        with self.commits.call():  # in flight beside others; its writes go to the writer
+            async for o in request_iterator:
+                if len(response.results) + len(group) >= limit:
+                    await self._settle_outcomes(group, response)
+                    raise TooLarge(
+                        "outcomes",
+                        f"the stream carries more than {limit} outcomes; the first {limit} "
+                        "were recorded (resending them is safe), the rest were not",
+                    )
+                done = self.commits.future()
+                queued: Pending | OfferBanditError
+                outcome_id = ""
                 try:
-                    result = self.svc.outcome_result(q)
+                    check_parsed(o)
+                    outcome_id = o.outcome_id if len(o.outcome_id) <= max_id else ""
+                    queued = self.svc.submit_outcome(
+                        cv.outcome_from_pb(o), self.commits.notify, done
+                    )
+                except OfferBanditError as exc:
+                    queued = exc
+                group.append((outcome_id, queued, done))
+                if len(group) >= STREAM_GROUP:
+                    await self._settle_outcomes(group, response)
+            await self._settle_outcomes(group, response)
+        return response
+
+    async def _settle_outcomes(
+        self,
+        group: list[tuple[str, Pending | OfferBanditError, asyncio.Future[None]]],
+        response: pb.RecordOutcomesResponse,
+    ) -> None:
+        """Wait for a group's writes and append their results (in stream order)."""
+        for outcome_id, queued, done in group:
+            index = len(response.results)
+            result: OutcomeResult | OfferBanditError
+            if isinstance(queued, OfferBanditError):
+                result = queued
+            else:
+                await done
+                try:
+                    result = self.svc.outcome_result(queued)
                 except OfferBanditError as exc:
                     result = exc
             if isinstance(result, OfferBanditError):
                 response.results.append(
                     pb.OutcomeResult(
-                        outcome_id=o.outcome_id,
+                        outcome_id=outcome_id,
                         status=pb.OUTCOME_STATUS_REJECTED,
                         error_code=code_name(result),
-                        error=str(result),
-                        index=i,
+                        error=short_message(result),
+                        index=index,
                     )
                 )
                 response.rejected += 1
@@ -220,15 +249,19 @@ class DecisionServicer:
                         outcome_id=result.outcome_id,
                         status=cv.OUTCOME_STATUS[result.status],
                         event_id=result.event_id,
-                        index=i,
+                        index=index,
                     )
                 )
                 response.accepted += 1
-        return response
+        group.clear()
 
     @mapped
     async def Activate(self, request: pb.ActivateRequest, context: Context) -> pb.ActivateResponse:
-        at = cv.seconds_from_pb(request.activated_at) if request.HasField("activated_at") else None
+        at = (
+            cv.seconds_from_pb(request.activated_at, "activated_at")
+            if request.HasField("activated_at")
+            else None
+        )
         closes = await self._blocking(self.svc.activate, request.event_id, at)
         return pb.ActivateResponse(
             event_id=request.event_id, window_closes_at=cv.seconds_to_pb(closes)
@@ -267,7 +300,9 @@ def add_to_server(servicer: DecisionServicer, server: grpc.aio.Server) -> None:
         }[(method.client_streaming, method.server_streaming)]
         handlers[method.name] = make(
             getattr(servicer, method.name),
-            request_deserializer=_passthrough if raw else request_cls.FromString,
+            request_deserializer=safe_deserializer(
+                _passthrough if raw else request_cls.FromString, method.input_type.name
+            ),
             response_serializer=_passthrough if raw else response_cls.SerializeToString,
         )
     server.add_generic_rpc_handlers(

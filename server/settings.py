@@ -41,12 +41,21 @@ class Settings(BaseSettings):
     thread: the log's writer commits them in groups."""
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Largest request accepted; larger ones get RESOURCE_EXHAUSTED."""
+    max_concurrent_calls: int = Field(1000, ge=1)
+    """Most calls in flight at once (every method, health checks included); calls beyond it
+    are answered RESOURCE_EXHAUSTED at once (backpressure instead of memory growth)."""
     durability: Literal["full", "normal"] = "full"
     """full: every answered call is fsynced (survives power loss). normal: survives process
     crashes (kill -9) but an OS crash or power loss may lose the last commits; cheaper."""
     seed: int = 0
     """Server seed: with the event id it determines each decision's sampling."""
 
+    policy: Literal["uplift", "vw"] = "vw"
+    """The live policy's kind: "uplift" (a conservative uplift model: control unless a
+    treatment is confidently better) or "vw" (a VW --cb_explore_adf policy configured by
+    exploration, interactions and vw_extra). A checkpoint's own kind wins over this."""
+    uplift_options: str = ""
+    """Options string of the uplift policy (e.g. "--kappa 1 --explore 0.1"); ignored by vw."""
     exploration: str = DEFAULT_EXPLORATION
     """VW exploration arguments for --cb_explore_adf (e.g. "--squarecb", "--epsilon 0.1")."""
     interactions: list[str] = Field(default_factory=lambda: list(DEFAULT_INTERACTIONS))
@@ -89,6 +98,15 @@ class Settings(BaseSettings):
     """How far in the future an outcome's occurred_at may be."""
     max_stream_outcomes: int = Field(100_000, ge=1)
     """Most outcomes one RecordOutcomes stream may carry."""
+    max_revenue_per_outcome: float = Field(1e9, gt=0, le=1e15)
+    """Largest revenue one outcome may report; more is rejected (INVALID_ARGUMENT). Every
+    number a request carries is also bounded by the number policy (bandit/numbers.py:
+    |x| ≤ 1e15, magnitudes below 1e-30 flushed to 0)."""
+    max_learned_revenue: float = Field(10_000.0, gt=0, le=1e15)
+    """A decision's attributed revenue is clipped to this before its reward is computed
+    (the log keeps the raw revenue; the reward column holds the clipped reward), and net
+    rewards are kept within ± this. Raise it above any real basket to make it a pure
+    safety net."""
 
     checkpoint_every_learns: int = Field(1000, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
@@ -119,6 +137,8 @@ class Settings(BaseSettings):
         return ServiceConfig(
             data_dir=self.data_dir,
             seed=self.seed,
+            policy=self.policy,
+            uplift_options=self.uplift_options,
             exploration=self.exploration,
             interactions=tuple(self.interactions),
             vw_extra=self.vw_extra,
@@ -137,8 +157,12 @@ class Settings(BaseSettings):
                 per_channel=tuple(sorted(self.channel_windows.items())),
             ),
             reward_rule=RewardRule(
-                default_reward=self.default_reward, scale=self.reward_scale, mode=self.reward_mode
+                default_reward=self.default_reward,
+                scale=self.reward_scale,
+                mode=self.reward_mode,
+                max_learned_revenue=self.max_learned_revenue,
             ),
+            max_revenue_per_outcome=self.max_revenue_per_outcome,
             checkpoint_every_learns=self.checkpoint_every_learns,
             checkpoint_every_seconds=self.checkpoint_every_seconds,
             close_interval_seconds=self.close_interval_seconds,

@@ -101,15 +101,20 @@ def test_a_stream_reports_per_item_and_keeps_the_good_ones(client: OfferBanditCl
     assert client.stats().outcomes_attributed == 2
 
 
-def test_an_over_long_stream_is_rejected_whole(make_server: ServerFactory) -> None:
+def test_an_over_long_stream_is_refused_where_it_overflows(make_server: ServerFactory) -> None:
+    # The stream is processed as it arrives (memory independent of its length), so the
+    # outcomes before the limit are recorded; resending them is safe (idempotent ids).
     running = make_server(max_stream_outcomes=5)
     with OfferBanditClient(running.address) as c:
         items = [OutcomeInput(f"s{i}", "", "c1", "purchase", 1.0, None) for i in range(6)]
         code, details = _code(lambda: c.record_outcomes(items))
         assert code == grpc.StatusCode.INVALID_ARGUMENT
-        assert "outcomes" in details
-        assert c.stats().outcomes_unattributed == 0
-        assert c.record_outcomes(items[:5]).accepted == 5
+        assert "more than 5 outcomes; the first 5 were recorded" in details
+        assert c.stats().outcomes_unattributed == 5
+        again = c.record_outcomes(items[:5])
+        assert again.accepted == 5
+        assert {r.status for r in again.results} == {pb.OUTCOME_STATUS_DUPLICATE}
+        assert c.stats().outcomes_unattributed == 5
 
 
 def test_activation_over_grpc(make_server: ServerFactory) -> None:

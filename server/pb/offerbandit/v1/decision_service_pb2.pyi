@@ -832,6 +832,8 @@ class Stats(_message.Message):
     PENDING_ACTIVATION_FIELD_NUMBER: _builtins.int
     CLOSED_DECISIONS_FIELD_NUMBER: _builtins.int
     INCREMENTAL_FIELD_NUMBER: _builtins.int
+    SCORE_FALLBACKS_FIELD_NUMBER: _builtins.int
+    LEARN_SKIPPED_FIELD_NUMBER: _builtins.int
     decisions: _builtins.int
     activations: _builtins.int
     outcomes_attributed: _builtins.int
@@ -844,11 +846,22 @@ class Stats(_message.Message):
     model_version: _builtins.str
     pending_activation: _builtins.int
     closed_decisions: _builtins.int
+    score_fallbacks: _builtins.int
+    """Decisions since the server started whose model scores were unusable (non-finite or
+    without mass): they were decided uniformly over their candidates with the control floor,
+    logged with policy "fallback:uniform".
+    """
+    learn_skipped: _builtins.int
+    """Closed decisions since the server started that the learner skipped because their label
+    was beyond what VW's float32 arithmetic holds.
+    """
     @_builtins.property
     def recent(self) -> _containers.RepeatedCompositeFieldContainer[Global___TreatmentStats]: ...
     @_builtins.property
     def incremental(self) -> Global___IncrementalEstimate:
-        """The live policy's incremental net revenue against all-control, over the recent period."""
+        """The live policy's incremental net revenue against all-control, over the recent period.
+        Unset while fewer than two decisions have closed in the period (no estimate yet).
+        """
 
     def __init__(
         self,
@@ -867,10 +880,12 @@ class Stats(_message.Message):
         pending_activation: _builtins.int = ...,
         closed_decisions: _builtins.int = ...,
         incremental: Global___IncrementalEstimate | None = ...,
+        score_fallbacks: _builtins.int = ...,
+        learn_skipped: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["incremental", b"incremental"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "attributed_revenue", b"attributed_revenue", "closed_decisions", b"closed_decisions", "decisions", b"decisions", "incremental", b"incremental", "learned_decisions", b"learned_decisions", "model_version", b"model_version", "outcomes_attributed", b"outcomes_attributed", "outcomes_duplicate", b"outcomes_duplicate", "outcomes_late", b"outcomes_late", "outcomes_unattributed", b"outcomes_unattributed", "pending_activation", b"pending_activation", "pending_windows", b"pending_windows", "recent", b"recent"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "attributed_revenue", b"attributed_revenue", "closed_decisions", b"closed_decisions", "decisions", b"decisions", "incremental", b"incremental", "learn_skipped", b"learn_skipped", "learned_decisions", b"learned_decisions", "model_version", b"model_version", "outcomes_attributed", b"outcomes_attributed", "outcomes_duplicate", b"outcomes_duplicate", "outcomes_late", b"outcomes_late", "outcomes_unattributed", b"outcomes_unattributed", "pending_activation", b"pending_activation", "pending_windows", b"pending_windows", "recent", b"recent", "score_fallbacks", b"score_fallbacks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
