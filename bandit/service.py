@@ -323,6 +323,12 @@ class DecisionService:
     def ready(self) -> bool:
         return self._ready
 
+    @property
+    def healthy(self) -> bool:
+        """Serving, and the decision log can be written (False while the disk is full or
+        failing; True again once a write succeeds)."""
+        return self._ready and self.log.writable
+
     def stop(self) -> None:
         """Stop background tasks, learn what is closed, checkpoint, flush the log."""
         if not self._ready and self._stop.is_set():

@@ -48,10 +48,15 @@ from bandit.logcodec import (
     encode_head,
     pack_pmf,
 )
+from bandit.ratelog import RateLimitedLog
 from bandit.rewards import RewardRule
 from bandit.types import Decision, RewardMode, Treatment, TreatmentRef
 
 log = logging.getLogger(__name__)
+_rate_log = RateLimitedLog(log, interval=10.0)
+
+_WAL_SIZE_LIMIT = 16 * 1024 * 1024
+"""Bytes the WAL file is truncated to when it restarts."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -356,6 +361,7 @@ class DecisionLog:
         max_batch: int = 512,
         synchronous: str = "FULL",
         checkpoint_interval: float = 1.0,
+        wal_frames_limit: int = 4096,
     ) -> None:
         if synchronous not in ("FULL", "NORMAL", "OFF"):
             raise ValueError(f"synchronous is FULL, NORMAL or OFF, not {synchronous!r}")
@@ -376,6 +382,11 @@ class DecisionLog:
         self._mutex = threading.Lock()
         self._commit_lock = threading.Lock()
         self._closed = threading.Event()
+        self.writable = True
+        """False since a commit failed (disk full, I/O error …) until a commit — a real one
+        or the checkpointer's write probe, tried every ``checkpoint_interval`` — succeeds.
+        The server reports health from it."""
+        self.wal_frames_limit = wal_frames_limit
         self._conn = self._connect()
         self._migrate()
         # WAL checkpoints run on their own thread and connection, never inside a commit on
@@ -404,6 +415,9 @@ class DecisionLog:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
+            # The WAL file shrinks back to this size whenever it restarts (after a complete
+            # checkpoint), instead of keeping its largest size forever.
+            conn.execute(f"PRAGMA journal_size_limit={_WAL_SIZE_LIMIT}")
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the decision log at {self.path}: {exc}") from exc
         return conn
@@ -417,15 +431,59 @@ class DecisionLog:
         return conn
 
     def _checkpoint_loop(self) -> None:
+        """Background WAL checkpoints, and the write probe while the log is not writable.
+
+        A PASSIVE checkpoint never waits for the writer, but under steady load the writer
+        appends frames while it runs, so it never catches up and the WAL would never restart
+        (it grew to ~100 MB under load). So once the WAL holds more than
+        ``wal_frames_limit`` frames, a second PASSIVE pass runs while holding the commit lock:
+        with no writer it backfills the few frames the first pass missed (a short pause of the
+        commits, not of request threads, which never wait on the disk), the next commit
+        restarts the WAL at its start, and ``journal_size_limit`` truncates the file."""
         conn = self._connect()
         try:
             while not self._closed.wait(self._checkpoint_interval):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                except sqlite3.Error:
-                    log.warning("WAL checkpoint failed; retrying", exc_info=True)
+                    _busy, frames, _done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    if frames > self.wal_frames_limit:
+                        with self._commit_lock:
+                            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                except sqlite3.Error as exc:
+                    _rate_log.warning("wal", "WAL checkpoint failed (%s); retrying", exc)
+                if not self.writable:
+                    self._probe()
         finally:
             conn.close()
+
+    def _probe(self) -> None:
+        """Try one small write on the writer's connection; the log is writable again when it
+        commits."""
+        with self._commit_lock:
+            conn = self._conn
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(
+                    "INSERT OR REPLACE INTO meta (key, value) VALUES ('write_probe', ?)",
+                    (repr(time.time()),),
+                )
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                try:
+                    if conn.in_transaction:
+                        conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                _rate_log.warning("probe", "the decision log is still not writable: %s", exc)
+                return
+        self._set_writable(True)
+
+    def _set_writable(self, ok: bool) -> None:
+        if ok != self.writable:
+            self.writable = ok
+            if ok:
+                log.warning("the decision log is writable again")
+            else:
+                log.error("the decision log cannot be written; health turns NOT_SERVING")
 
     def _migrate(self) -> None:
         conn = self._conn
@@ -631,6 +689,8 @@ class DecisionLog:
             else:
                 for it in batch:
                     it.value = None
+                if not self.writable:
+                    self._set_writable(True)
                 return
         self._run_jobs(conn, batch)
 
@@ -663,15 +723,21 @@ class DecisionLog:
             conn.execute("COMMIT")
             self._uncommitted_catalogue = False
         except sqlite3.Error as exc:
-            log.exception("decision log commit failed")
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
+            _rate_log.log(logging.ERROR, "commit", "decision log commit failed: %s", exc)
+            self._set_writable(False)
+            try:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+            except sqlite3.Error:
+                pass
             self._catalogue_ids.clear()
             self._uncommitted_catalogue = False
             err = StorageError(f"the decision log could not be written: {exc}")
             for fut in batch:
                 fut.error = err
             return
+        if not self.writable:
+            self._set_writable(True)
         for (ok, value), fut in zip(results, batch, strict=True):
             if ok:
                 fut.value = value

@@ -62,6 +62,7 @@ class RunningServer:
     servicer: DecisionServicer
     health: health_aio.HealthServicer
     port: int
+    watcher: asyncio.Task[None] | None = None
 
     @property
     def address(self) -> str:
@@ -69,7 +70,12 @@ class RunningServer:
 
     def enter_graceful_shutdown(self) -> None:
         """Health turns NOT_SERVING (load balancers stop sending); calls are still answered."""
-        _Loop.run(self.health.enter_graceful_shutdown())
+        _Loop.run(self._shutting_down())
+
+    async def _shutting_down(self) -> None:
+        if self.watcher is not None:
+            self.watcher.cancel()
+        await self.health.enter_graceful_shutdown()
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, let in-flight calls finish, then flush the log and save the model."""
@@ -132,7 +138,31 @@ async def _start(settings: Settings, service: DecisionService) -> RunningServer:
     service.start()  # model loaded and log open: now we serve
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, service, servicer, health_servicer, port)
+    watcher = asyncio.get_running_loop().create_task(_watch_health(service, health_servicer))
+    return RunningServer(server, service, servicer, health_servicer, port, watcher)
+
+
+HEALTH_POLL_SECONDS = 0.2
+
+
+async def _watch_health(
+    service: DecisionService, health_servicer: health_aio.HealthServicer
+) -> None:
+    """Health follows the service: NOT_SERVING while the decision log cannot be written
+    (disk full, I/O error), SERVING again once it can."""
+    serving = True
+    while True:
+        await asyncio.sleep(HEALTH_POLL_SECONDS)
+        healthy = service.healthy
+        if healthy != serving:
+            serving = healthy
+            status = (
+                health_pb2.HealthCheckResponse.SERVING
+                if healthy
+                else health_pb2.HealthCheckResponse.NOT_SERVING
+            )
+            for name in ("", SERVICE_NAME):
+                await health_servicer.set(name, status)
 
 
 def serve(settings: Settings) -> None:

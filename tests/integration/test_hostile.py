@@ -14,6 +14,7 @@ from typing import Any
 import grpc
 import pytest
 from google.protobuf.message import Message
+from grpc_health.v1 import health_pb2
 
 from bandit.store import OutcomeInput
 from server.client import OfferBanditClient, choose_request
@@ -297,8 +298,93 @@ def test_calls_beyond_the_concurrency_limit_get_resource_exhausted(
             if running.service.stats().log.outcomes.get("unattributed") == 1:
                 break
             time.sleep(0.02)
-        code, details = _code(d.stats)
+        code, _ = _code(d.stats)
         release.set()
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert future.result().accepted == 1
         assert running.service.stats().log.outcomes == {"unattributed": 1}
+
+
+# ---- 7. honest health -----------------------------------------------------------------------
+
+
+class _FailingDisk:
+    """The writer's connection, failing every statement while ``full`` is set (as SQLite
+    does on a full disk); everything else goes to the real connection."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+        self.full = threading.Event()
+
+    def execute(self, sql: str, *args: Any) -> Any:
+        if self.full.is_set() and not sql.startswith("ROLLBACK"):
+            raise sqlite3.OperationalError("database or disk is full")
+        return self._conn.execute(sql, *args)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+def _health(c: OfferBanditClient) -> int:
+    return int(c.health.Check(health_pb2.HealthCheckRequest(service=""), timeout=5).status)
+
+
+def _until(predicate: Callable[[], bool], seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_health_is_not_serving_while_the_log_cannot_write(make_server: ServerFactory) -> None:
+    running = make_server()
+    log = running.service.log
+    disk = _FailingDisk(log._conn)
+    log._conn = disk  # type: ignore[assignment]
+    serving, not_serving = (
+        health_pb2.HealthCheckResponse.SERVING,
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+    )
+    with OfferBanditClient(running.address) as c:
+        c.choose(customer(), trigger(), OFFERS, CHANNELS)
+        assert _health(c) == serving
+        disk.full.set()
+        code, details = _code(lambda: c.choose(customer(), trigger(), OFFERS, CHANNELS))
+        assert code == grpc.StatusCode.UNAVAILABLE
+        assert "could not be written" in details
+        assert _until(lambda: _health(c) == not_serving)
+        disk.full.clear()  # space is back: the probe's write succeeds
+        assert _until(lambda: _health(c) == serving)
+        c.choose(customer(), trigger(), OFFERS, CHANNELS)
+        assert c.stats().decisions == 2
+
+
+def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Any) -> None:
+    # Four writers that never pause: the case where a PASSIVE checkpoint never catches up
+    # and, without the locked second pass, the WAL grows by every page written (~64 MB here).
+    from bandit.store import DecisionLog
+
+    log = DecisionLog(tmp_path / "log.sqlite", checkpoint_interval=0.05, wal_frames_limit=64)
+    wal = tmp_path / "log.sqlite-wal"
+    sizes: list[int] = []
+
+    def write(t: int) -> None:
+        for i in range(1500):
+            log.run(
+                lambda conn, i=i: conn.execute(
+                    "INSERT INTO meta (key, value) VALUES (?, ?)", (f"k{t}-{i}", "x" * 2000)
+                )
+            )
+            sizes.append(wal.stat().st_size)
+
+    try:
+        threads = [threading.Thread(target=write, args=(t,)) for t in range(4)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join()
+    finally:
+        log.close()
+    assert max(sizes) < 16 * 1024 * 1024
