@@ -50,14 +50,19 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from bandit.learner import DEFAULT_INTERACTIONS, VWPolicy, vw_arguments
+from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS, VWPolicy, vw_arguments
 from bandit.rewards import RewardRule
 from bandit.sampling import mix_control, normalise, sample_index
 from bandit.sim import World, WorldConfig, WorldEvent
 from bandit.sim.driver import DEFAULT_WINDOW_SECONDS, LAST_SHARE, eligible_mask
+from bandit.types import Treatment
+from bandit.uplift import UpliftPolicy, uplift_arguments
 from bandit.vwformat import action_lines, reward_to_cost, shared_line
 
 CURVE_POINTS = 200
+PUBLISH_EVERY = 1000
+"""The uplift policy publishes a new posterior after this many learned decisions (the
+service's default checkpoint cadence)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,8 +71,9 @@ class PolicySpec:
 
     name: str
     kind: str
-    """``vw``, ``uniform``, ``control``, ``static`` or ``oracle``."""
+    """``vw``, ``uplift``, ``uniform``, ``control``, ``static`` or ``oracle``."""
     exploration: str = ""
+    """VW exploration arguments, or the uplift policy's options."""
     interactions: tuple[str, ...] = ()
     cost_weight: float = 1.0
     """Relative running time, to start the slow ones first."""
@@ -86,10 +92,12 @@ Q = tuple(DEFAULT_INTERACTIONS)
 POLICIES: dict[str, PolicySpec] = {
     s.name: s
     for s in [
+        PolicySpec("uplift", "uplift", "", cost_weight=1.5),
         PolicySpec("eps0.02", "vw", "--epsilon 0.02", Q),
         PolicySpec("eps0.05", "vw", "--epsilon 0.05", Q),
         PolicySpec("eps0.1", "vw", "--epsilon 0.1", Q),
         PolicySpec("squarecb", "vw", "--squarecb", Q, 1.3),
+        PolicySpec("sq-g1000", "vw", DEFAULT_EXPLORATION, Q, 1.3),
         PolicySpec("softmax", "vw", "--softmax --lambda 100", Q),
         PolicySpec("bag3", "vw", "--bag 3 --epsilon 0.02", Q, 2.5),
         PolicySpec("cover3", "vw", "--cover 3 --epsilon 0.02", Q, 3.0),
@@ -175,6 +183,14 @@ def run_policy(
         else None
     )
     pending: deque[tuple[float, str, list[str], int, float, float]] = deque()
+    uplift = (
+        UpliftPolicy.from_args(uplift_arguments(spec.exploration, seed))
+        if spec.kind == "uplift"
+        else None
+    )
+    uplift_pending: deque[tuple[float, WorldEvent, Treatment, float, bool]] = deque()
+    candidates: dict[bytes, tuple[Treatment, ...]] = {}
+    since_publish = 0
     values = np.empty((decisions, k_all), dtype=np.float32)
     masks = np.empty((decisions, k_all), dtype=np.bool_)
     chosen = np.empty(decisions, dtype=np.intp)
@@ -207,6 +223,22 @@ def run_policy(
             pmf = normalise(mix_control(normalise(scores), 0, control_share))
             k = sample_index(pmf, float(rng.random()))
             col = int(cols[k])
+        elif uplift is not None:
+            while uplift_pending and uplift_pending[0][0] <= event.time:
+                _, ev, tr, rev, bought = uplift_pending.popleft()
+                uplift.learn(ev.context, tr, rev, bought)
+                since_publish += 1
+            if since_publish >= PUBLISH_EVERY:
+                uplift.publish()
+                since_publish = 0
+            key = mask.tobytes()
+            cand = candidates.get(key)
+            if cand is None:
+                cand = candidates[key] = tuple(treatments[c] for c in cols)
+            pmf = normalise(mix_control(normalise(uplift.scores(event.context, cand)), 0,
+                                        control_share))  # fmt: skip
+            k = sample_index(pmf, float(rng.random()))
+            col = int(cols[k])
         elif spec.kind == "uniform":
             k = int(rng.integers(len(cols)))
             col = int(cols[k])
@@ -222,6 +254,10 @@ def run_policy(
         chosen[i] = col
         t = treatments[col]
         outcome = world.apply(event, t)
+        if uplift is not None:
+            in_window = outcome.purchased and outcome.delay_seconds < window
+            revenue = outcome.revenue if in_window else 0.0
+            uplift_pending.append((event.time + window, event, t, revenue, in_window))
         if policy is not None:
             in_window = outcome.purchased and outcome.delay_seconds < window
             revenue = outcome.revenue if in_window else 0.0
@@ -455,7 +491,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         name, sep, exploration = item.partition("=")
         if not sep or not name.strip() or "@" in name:
             parser.error(f"--add wants NAME=EXPLORATION, got {item!r}")
-        POLICIES[name.strip()] = PolicySpec(name.strip(), "vw", exploration.strip(), Q)
+        exploration = exploration.strip()
+        if exploration == "uplift" or exploration.startswith("uplift "):  # uplift options
+            options = exploration.removeprefix("uplift").strip()
+            POLICIES[name.strip()] = PolicySpec(name.strip(), "uplift", options, cost_weight=1.5)
+        else:
+            POLICIES[name.strip()] = PolicySpec(name.strip(), "vw", exploration, Q)
     names = [n.strip() for n in ns.policies.split(",") if n.strip()]
     if ns.from_log:
         # Logged names may carry reward-setting suffixes: keep those whose base was asked for.

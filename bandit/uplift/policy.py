@@ -1,0 +1,376 @@
+"""The uplift policy: do nothing unless a treatment is confidently worth more than control.
+
+For a context ``x`` and a candidate treatment ``a`` (offer with fixed cost ``f`` and discount
+rate ``d``, channel with contact cost ``c``), the reward rule (:mod:`bandit.rewards`) makes the
+expected net value
+
+    V(a) = (1 − d)·R(x, a) − f·P(x, a) − c          V(control) = R(x, control)
+
+where ``R`` is the attributed revenue and ``P`` the chance of a purchase. The costs are known
+exactly from the request; ``R`` and ``P`` are learned (:mod:`bandit.uplift.model`) as a
+baseline ``b(x)`` plus pooled effects of the treatment's tokens
+(:mod:`bandit.uplift.features`). The net uplift ``U(a) = V(a) − V(control)`` therefore
+charges the discount on the purchases that would have happened anyway (``d·b(x)``),
+estimated from every decision, control ones included.
+
+The pmf is an explicit mixture, so every logged propensity is exact:
+
+* with probability ``1 − explore``: the treatment with the highest lower bound
+  ``mean(U) − kappa·sd(U)`` if that bound is above 0, else control;
+* with probability ``explore``: posterior sampling computed exactly over the model's ``S``
+  published posterior draws — each draw votes for its best treatment (control's uplift is 0
+  in every draw), and the votes' shares are the probabilities.
+
+The service mixes its control-share floor in afterwards. Before anything is learned the
+model knows nothing: ``1 − explore`` on control, ``explore`` spread evenly.
+
+>>> from bandit.types import CONTROL_TREATMENT, Channel, Customer, Offer, Trigger
+>>> p = UpliftPolicy.from_args(uplift_arguments("--explore 0.2", seed=0))
+>>> ts = (CONTROL_TREATMENT, Treatment(Offer("o"), Channel("h")))
+>>> p.scores(Context(Customer("c"), Trigger("t")), ts)
+[0.9, 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import shlex
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bandit.rewards import RewardRule
+from bandit.types import Context, Decision, Treatment
+from bandit.uplift.features import FeatureIndex
+from bandit.uplift.model import LinearStats, Posterior
+
+UPLIFT = "uplift"
+FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
+
+_REVENUE, _PURCHASE = 0, 1
+
+
+@dataclass(frozen=True, slots=True)
+class UpliftSettings:
+    """The uplift policy's hyper-parameters (its ``args`` after ``uplift``)."""
+
+    kappa: float = 1.0
+    """Standard deviations below the mean a treatment's net uplift must stay above 0."""
+    explore: float = 0.1
+    """Share of decisions drawn by posterior sampling instead of the confident choice."""
+    samples: int = 32
+    """Posterior draws published with each model (spread and posterior sampling)."""
+    ridge: float = 1.0
+    """Prior precision λ of the main effects (baseline, offer, channel, pair; relative to the
+    noise)."""
+    ridge_cross: float = 100.0
+    """Prior precision of effect × context crosses: heterogeneity is believed only with
+    evidence."""
+    max_revenue: float = 1000.0
+    """Attributed revenue above this is learned as this (the log keeps the raw value)."""
+    max_params: int = 4096
+    """At most this many weights; later tokens are not learned from."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.kappa >= 0.0:
+            raise ValueError(f"kappa must be >= 0, not {self.kappa}")
+        if not 0.0 <= self.explore <= 1.0:
+            raise ValueError(f"explore must be within [0, 1], not {self.explore}")
+        if not 1 <= self.samples <= 4096:
+            raise ValueError(f"samples must be within [1, 4096], not {self.samples}")
+        if not (self.ridge > 0.0 and self.ridge_cross > 0.0):
+            raise ValueError(f"ridges must be > 0, not {self.ridge}, {self.ridge_cross}")
+        if not self.max_revenue > 0.0:
+            raise ValueError(f"max_revenue must be > 0, not {self.max_revenue}")
+        if not 16 <= self.max_params <= 16384:
+            raise ValueError(f"max_params must be within [16, 16384], not {self.max_params}")
+
+    def args(self) -> list[str]:
+        return [
+            UPLIFT,
+            "--kappa", f"{self.kappa:g}",
+            "--explore", f"{self.explore:g}",
+            "--samples", str(self.samples),
+            "--ridge", f"{self.ridge:g}",
+            "--ridge-cross", f"{self.ridge_cross:g}",
+            "--max-revenue", f"{self.max_revenue:g}",
+            "--max-params", str(self.max_params),
+            "--seed", str(self.seed),
+        ]  # fmt: skip
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="uplift", add_help=False, exit_on_error=False)
+    d = UpliftSettings()
+    p.add_argument("--kappa", type=float, default=d.kappa)
+    p.add_argument("--explore", type=float, default=d.explore)
+    p.add_argument("--samples", type=int, default=d.samples)
+    p.add_argument("--ridge", type=float, default=d.ridge)
+    p.add_argument("--ridge-cross", type=float, default=d.ridge_cross)
+    p.add_argument("--max-revenue", type=float, default=d.max_revenue)
+    p.add_argument("--max-params", type=int, default=d.max_params)
+    p.add_argument("--seed", type=int, default=None)
+    return p
+
+
+def parse_settings(args: Sequence[str], seed: int = 0) -> UpliftSettings:
+    """Settings from option tokens (``--kappa 1.5 --explore 0.1`` …); unknown ones refused.
+
+    >>> parse_settings(["--kappa", "2"]).kappa
+    2.0
+    >>> parse_settings(["--kapa", "2"])
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown uplift options: --kapa 2
+    """
+    try:
+        ns, rest = _parser().parse_known_args(list(args))
+    except argparse.ArgumentError as exc:
+        raise ValueError(f"bad uplift options: {exc}") from None
+    if rest:
+        raise ValueError(f"unknown uplift options: {' '.join(rest)}")
+    return UpliftSettings(
+        kappa=ns.kappa,
+        explore=ns.explore,
+        samples=ns.samples,
+        ridge=ns.ridge,
+        ridge_cross=ns.ridge_cross,
+        max_revenue=ns.max_revenue,
+        max_params=ns.max_params,
+        seed=seed if ns.seed is None else ns.seed,
+    )
+
+
+def uplift_arguments(options: str = "", seed: int = 0) -> list[str]:
+    """The full, canonical argument list of an uplift policy (what a checkpoint stores).
+
+    >>> uplift_arguments("--kappa 2", seed=3)[:3]
+    ['uplift', '--kappa', '2']
+    """
+    return parse_settings(shlex.split(options), seed).args()
+
+
+@dataclass(frozen=True, slots=True)
+class _Catalogue:
+    """A candidate tuple prepared for scoring against one feature index."""
+
+    eff: IntArray
+    """Effect token ids present in the catalogue."""
+    coef: FloatArray
+    """``[K, len(eff)]`` token values per treatment."""
+    pairs: IntArray
+    discount: FloatArray
+    fixed: FloatArray
+    contact: FloatArray
+    control: NDArray[np.bool_]
+
+
+class UpliftPolicy:
+    """The :class:`~bandit.learner.Learner` for ``uplift`` arguments. One owner; not
+    thread-safe. ``scores`` uses the last published posterior (:meth:`publish`, or the
+    model it was built from); ``learn_*`` only accumulate."""
+
+    def __init__(self, settings: UpliftSettings) -> None:
+        self.settings = settings
+        self.args = settings.args()
+        self.learned = 0
+        self.index = FeatureIndex(settings.max_params)
+        self._stats: LinearStats | None = LinearStats(targets=2)
+        self._lazy_stats: dict[str, FloatArray] | None = None
+        self.posterior = Posterior.empty(2, settings.samples)
+        self._table = _pack(self.posterior)
+        self._catalogues: dict[int, tuple[tuple[Treatment, ...], int, _Catalogue]] = {}
+        self._generation = 0
+
+    @classmethod
+    def from_args(cls, args: Sequence[str], model: bytes | None = None) -> UpliftPolicy:
+        if not args or args[0] != UPLIFT:
+            raise ValueError(f"not uplift arguments: {list(args)!r}")
+        policy = cls(parse_settings(args[1:]))
+        if model is not None:
+            policy._load(model)
+        return policy
+
+    # ---- scoring ------------------------------------------------------------------------------
+
+    def _catalogue(self, treatments: tuple[Treatment, ...]) -> _Catalogue:
+        hit = self._catalogues.get(id(treatments))
+        if hit is not None and hit[0] is treatments and hit[1] == self._generation:
+            return hit[2]
+        rows = [self.index.effects(t) for t in treatments]
+        eff = np.unique(np.concatenate([r[0] for r in rows])) if rows else np.zeros(0, np.intp)
+        col = {int(j): i for i, j in enumerate(eff)}
+        coef = np.zeros((len(treatments), len(eff)))
+        for k, (ids, vals) in enumerate(rows):
+            for j, v in zip(ids, vals, strict=True):
+                coef[k, col[int(j)]] = v
+        cat = _Catalogue(
+            eff=eff.astype(np.intp),
+            coef=coef,
+            pairs=np.array([self.index.pair(t) for t in treatments], dtype=np.intp),
+            discount=np.array([t.offer.discount_rate if t.offer else 0.0 for t in treatments]),
+            fixed=np.array([t.offer.fixed_cost if t.offer else 0.0 for t in treatments]),
+            contact=np.array([t.channel.contact_cost if t.channel else 0.0 for t in treatments]),
+            control=np.array([t.is_control for t in treatments], dtype=np.bool_),
+        )
+        if len(self._catalogues) >= 256:
+            self._catalogues.clear()
+        self._catalogues[id(treatments)] = (treatments, self._generation, cat)
+        return cat
+
+    def uplift(
+        self, context: Context, treatments: tuple[Treatment, ...]
+    ) -> tuple[FloatArray, NDArray[np.float64]]:
+        """Each treatment's mean net uplift over control (``[K]``, money) and its posterior
+        draws' deviations from that mean (``[K, S]``); control's are 0."""
+        table = self._table
+        dim = len(table)
+        cat = self._catalogue(treatments)
+        ck, cv = self.index.context(context)
+        base = self.index.base[ck]
+        cross = self.index.cross[cat.eff[:, None], ck[None, :]]
+        base[base >= dim] = 0
+        cross[cross >= dim] = 0
+        pairs = np.where(cat.pairs < dim, cat.pairs, 0)
+        x = cv.astype(np.float32)
+        # One gather for both targets, means and draws: columns [mean_r, mean_p, draws_r, draws_p].
+        b = x @ table[base]
+        e = cat.coef @ np.matmul(x, table[cross]) + table[pairs]
+        n = self.settings.samples
+        d, f = cat.discount, cat.fixed
+        d_ = d[:, None]
+        f_ = f[:, None]
+        mean = (1.0 - d) * e[:, 0] - d * b[0] - f * (b[1] + e[:, 1]) - cat.contact
+        dev = (
+            (1.0 - d_) * e[:, 2 : 2 + n]
+            - d_ * b[None, 2 : 2 + n]
+            - f_ * (b[None, 2 + n :] + e[:, 2 + n :])
+        )
+        mean[cat.control] = 0.0
+        dev[cat.control] = 0.0
+        return mean, dev
+
+    def scores(self, context: Context, treatments: tuple[Treatment, ...]) -> list[float]:
+        """The pmf over ``treatments`` (see the module docstring)."""
+        s = self.settings
+        k = len(treatments)
+        cat = self._catalogue(treatments)
+        pmf = np.zeros(k)
+        if self.posterior.n == 0:
+            greedy = int(np.argmax(cat.control)) if cat.control.any() else 0
+            pmf += s.explore / k
+        else:
+            mean, dev = self.uplift(context, treatments)
+            sd = np.sqrt(np.mean(np.square(dev), axis=1))
+            lower = mean - s.kappa * sd
+            best = int(np.argmax(np.where(cat.control, -np.inf, lower))) if k > 1 else 0
+            control = int(np.argmax(cat.control)) if cat.control.any() else best
+            greedy = best if lower[best] > 0.0 or not cat.control.any() else control
+            if s.explore > 0.0:
+                votes = np.argmax(mean[:, None] + dev, axis=0)
+                pmf += s.explore * np.bincount(votes, minlength=k) / dev.shape[1]
+        pmf[greedy] += 1.0 - s.explore
+        return [float(p) for p in pmf]
+
+    # ---- learning -----------------------------------------------------------------------------
+
+    def _ensure_stats(self) -> LinearStats:
+        if self._stats is None:
+            assert self._lazy_stats is not None
+            self._stats = LinearStats.from_state(2, self._lazy_stats)
+            self._lazy_stats = None
+        return self._stats
+
+    def learn(
+        self, context: Context, treatment: Treatment, revenue: float, purchased: bool
+    ) -> None:
+        """Learn one outcome: the attributed revenue (clipped) and whether a purchase was made."""
+        stats = self._ensure_stats()
+        idx, val = self.index.design(context, treatment)
+        r = min(max(float(revenue), 0.0), self.settings.max_revenue)
+        if not np.isfinite(r):
+            r = 0.0
+        stats.add(idx, val, (r, 1.0 if purchased else 0.0))
+        self.learned += 1
+
+    def learn_closed(
+        self, d: Decision, reward: float, revenue: float, n_outcomes: int, rule: RewardRule
+    ) -> None:
+        """The :class:`~bandit.learner.Learner` method: learns revenue and purchase (the
+        reward follows from them and the known costs)."""
+        clip = getattr(rule, "clip", None)
+        if clip is not None:
+            revenue = float(clip(revenue))
+        self.learn(d.context, d.chosen_treatment, revenue, n_outcomes > 0 and revenue > 0.0)
+
+    def publish(self) -> Posterior:
+        """Fit the posterior from everything learned; :meth:`scores` uses it from now on."""
+        s = self.settings
+        stats = self._ensure_stats()
+        prior = self.index.prior_precision(s.ridge, s.ridge_cross)
+        self.posterior = stats.fit(prior[: stats.dim], s.samples, s.seed)
+        self._table = _pack(self.posterior)
+        self._generation += 1
+        return self.posterior
+
+    # ---- persistence --------------------------------------------------------------------------
+
+    def serialize(self) -> bytes:
+        """Publish, then the whole state: settings, feature index, statistics, posterior."""
+        post = self.publish()
+        stats = self._ensure_stats()
+        header = {"format": 1, "args": self.args, "learned": self.learned,
+                  "index": self.index.state(), "noise": list(post.noise), "n": post.n}  # fmt: skip
+        arrays: dict[str, Any] = {
+            "base": self.index.base,
+            "cross": self.index.cross,
+            "crossed": self.index.crossed,
+            "mean_r": post.means[_REVENUE],
+            "mean_p": post.means[_PURCHASE],
+            "draws_r": post.samples[_REVENUE],
+            "draws_p": post.samples[_PURCHASE],
+        }
+        arrays.update({f"stats_{k}": v for k, v in stats.state().items()})
+        buf = io.BytesIO()
+        np.savez(buf, **arrays)
+        return json.dumps(header).encode() + b"\n" + buf.getvalue()
+
+    def _load(self, model: bytes) -> None:
+        head, sep, body = model.partition(b"\n")
+        try:
+            meta = json.loads(head)
+            if not sep or meta.get("format") != 1:
+                raise ValueError("not an uplift model")
+            data = np.load(io.BytesIO(body), allow_pickle=False)
+            self.index = FeatureIndex.from_state(
+                meta["index"], data["base"], data["cross"], data["crossed"]
+            )
+            self.posterior = Posterior(
+                (data["mean_r"], data["mean_p"]),
+                (data["draws_r"], data["draws_p"]),
+                tuple(float(x) for x in meta["noise"]),
+                int(meta["n"]),
+            )
+            self._table = _pack(self.posterior)
+            self._stats = None
+            self._lazy_stats = {k: data[f"stats_{k}"] for k in ("xtx", "xty", "yty", "n_dim")}
+        except (ValueError, KeyError, TypeError, OSError) as exc:
+            raise ValueError(f"cannot read the uplift model: {exc}") from exc
+        self.learned = int(meta["learned"])
+        self._generation += 1
+
+
+def _pack(post: Posterior) -> NDArray[np.float32]:
+    """``[D, 2 + 2S]``: revenue mean, purchase mean, revenue draws, purchase draws."""
+    r, p = post.means[_REVENUE], post.means[_PURCHASE]
+    return np.ascontiguousarray(
+        np.column_stack([r, p, post.samples[_REVENUE], post.samples[_PURCHASE]]),
+        dtype=np.float32,
+    )
