@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from numpy.typing import NDArray
@@ -218,7 +218,7 @@ class FeatureIndex:
                 if cls is float or cls is int:
                     k = get((ns, name))
                     if k is not None:
-                        v = float(value)
+                        v = float(cast(float, value))
                         if v != v or v in (math.inf, -math.inf):
                             v = 0.0
                         found[k] = found.get(k, 0.0) + math.copysign(math.log1p(abs(v)), v)
