@@ -30,6 +30,8 @@ class Checkpoint:
     vw_args: list[str]
     created_at: float
     model: bytes
+    restored_from: int = 0
+    """A rollback's copy: the version whose model and position this checkpoint restores."""
 
     @property
     def model_version(self) -> str:
@@ -57,6 +59,35 @@ class CheckpointStore:
         if not files:
             return None
         return read_checkpoint(files[-1][1])
+
+    def versions(self) -> list[int]:
+        """The kept checkpoints' versions, oldest first."""
+        return [v for v, _ in self._files()]
+
+    def read(self, version: int) -> Checkpoint:
+        for v, path in self._files():
+            if v == version:
+                return read_checkpoint(path)
+        raise StorageError(f"no checkpoint v{version} in {self.folder} (kept: {self.versions()})")
+
+    def rollback(self, version: int, now: float) -> Checkpoint:
+        """Make the kept checkpoint ``version`` the newest again, as a new version (nothing is
+        deleted: the later checkpoints stay until ``keep`` prunes them). A service started on
+        this folder then loads its model and resumes learning at its position, so decisions
+        closed since are learned again (voided ones skipped, corrected rewards used)."""
+        old = self.read(version)
+        latest = self.versions()[-1]
+        restored = Checkpoint(
+            version=latest + 1,
+            position=old.position,
+            learned=old.learned,
+            vw_args=list(old.vw_args),
+            created_at=now,
+            model=old.model,
+            restored_from=old.version,
+        )
+        self.save(restored)
+        return restored
 
     def save(self, ckpt: Checkpoint) -> Path:
         path = self.folder / f"model-{ckpt.version:08d}.ckpt"

@@ -116,6 +116,8 @@ class ServiceConfig:
     reward_rule: RewardRule = field(default_factory=RewardRule)
     checkpoint_every_learns: int = 1000
     checkpoint_every_seconds: float = 30.0
+    checkpoints_kept: int = 5
+    """How many of the newest checkpoints are kept (the ones a rollback can return to)."""
     close_interval_seconds: float = 1.0
     max_future_skew_seconds: float = 300.0
     max_stream_outcomes: int = 100_000
@@ -256,7 +258,7 @@ class DecisionService:
             reward_rule=config.reward_rule,
             synchronous=config.synchronous,
         )
-        self.checkpoints = CheckpointStore(config.checkpoint_dir)
+        self.checkpoints = CheckpointStore(config.checkpoint_dir, keep=config.checkpoints_kept)
         args = policy_arguments(config)
         ckpt = self.checkpoints.latest()
         if ckpt is not None:

@@ -92,7 +92,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     closed_seq INTEGER,
     closed_at REAL,
     reward REAL,
-    pmf BLOB
+    pmf BLOB,
+    voided_at REAL
 );
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, activated_at);
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions (window_closes_at)
@@ -114,7 +115,8 @@ CREATE TABLE IF NOT EXISTS outcomes (
     occurred_at REAL NOT NULL,
     received_at REAL NOT NULL,
     status TEXT NOT NULL,
-    payload_hash TEXT NOT NULL
+    payload_hash TEXT NOT NULL,
+    voided_at REAL
 );
 CREATE INDEX IF NOT EXISTS outcomes_event ON outcomes (event_id);
 """
@@ -501,6 +503,7 @@ class DecisionLog:
                         f"offerbandit reads version {SCHEMA_VERSION} and has no migration from "
                         f"it. Export it with the offerbandit version that wrote it."
                     )
+                self._add_void_columns(conn)
                 return
             conn.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
             conn.execute(
@@ -508,6 +511,15 @@ class DecisionLog:
             )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot initialise the decision log at {self.path}: {exc}") from exc
+
+    @staticmethod
+    def _add_void_columns(conn: sqlite3.Connection) -> None:
+        """``voided_at`` on decisions and outcomes (nullable, additive: readers that do not
+        know it are unaffected, so the schema version stays)."""
+        for table in ("decisions", "outcomes"):
+            columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if "voided_at" not in columns:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN voided_at REAL")
 
     def _migrate_from_1(self, conn: sqlite3.Connection) -> None:
         """Version 1 kept each pmf inside the JSON head; version 2 packs new ones into a
@@ -1067,7 +1079,8 @@ class DecisionLog:
         conn = self._reader()
         rows = conn.execute(
             "SELECT closed_seq, record, reward, catalogue_id, pmf, revenue, n_outcomes"
-            " FROM decisions WHERE closed_seq > ? ORDER BY closed_seq LIMIT ?",
+            " FROM decisions WHERE closed_seq > ? AND voided_at IS NULL"
+            " ORDER BY closed_seq LIMIT ?",
             (position, limit),
         ).fetchall()
         return [
@@ -1080,6 +1093,101 @@ class DecisionLog:
             )
             for r in rows
         ]
+
+    # ---- voiding (recovery from a bad learn) ------------------------------------------------
+
+    def void_decisions(
+        self,
+        now: float,
+        event_ids: Sequence[str] = (),
+        decided_between: tuple[float, float] | None = None,
+    ) -> int:
+        """Flag decisions as void (by event id, and/or decided within a time range): they
+        stay in the log, and the learner never learns them (:meth:`closed_after` skips
+        them). Returns how many were newly voided."""
+
+        def job(conn: sqlite3.Connection) -> int:
+            n = 0
+            for event_id in event_ids:
+                n += conn.execute(
+                    "UPDATE decisions SET voided_at = ? WHERE event_id = ? AND voided_at IS NULL",
+                    (now, event_id),
+                ).rowcount
+            if decided_between is not None:
+                n += conn.execute(
+                    "UPDATE decisions SET voided_at = ? WHERE decided_at >= ? AND decided_at <= ?"
+                    " AND voided_at IS NULL",
+                    (now, *decided_between),
+                ).rowcount
+            return n
+
+        return int(self.run(job))
+
+    def void_outcomes(
+        self,
+        now: float,
+        outcome_ids: Sequence[str] = (),
+        received_between: tuple[float, float] | None = None,
+    ) -> int:
+        """Flag outcomes as void (by id, and/or received within a time range): they stay in
+        the log, flagged, and no longer count for their decision. An attributed outcome's
+        revenue leaves its decision's ``revenue`` and ``n_outcomes``, and a closed decision's
+        reward is computed again from what remains, so a learner rolled back before it
+        learns the corrected reward. Returns how many were newly voided."""
+
+        def job(conn: sqlite3.Connection) -> int:
+            rows: list[tuple[str, str | None, str, float]] = []
+            select = "SELECT outcome_id, event_id, status, revenue FROM outcomes WHERE "
+            for oid in outcome_ids:
+                rows += conn.execute(
+                    select + "outcome_id = ? AND voided_at IS NULL", (oid,)
+                ).fetchall()
+            if received_between is not None:
+                rows += conn.execute(
+                    select + "received_at >= ? AND received_at <= ? AND voided_at IS NULL",
+                    received_between,
+                ).fetchall()
+            seen: set[str] = set()
+            for oid, event_id, status, revenue in rows:
+                if oid in seen:
+                    continue
+                seen.add(oid)
+                conn.execute("UPDATE outcomes SET voided_at = ? WHERE outcome_id = ?", (now, oid))
+                if status != OutcomeStatus.ATTRIBUTED.value or not event_id:
+                    continue
+                conn.execute(
+                    "UPDATE decisions SET n_outcomes = MAX(n_outcomes - 1, 0),"
+                    " revenue = MAX(revenue - ?, 0) WHERE event_id = ?",
+                    (revenue, event_id),
+                )
+                self._recompute_reward(conn, event_id)
+            return len(seen)
+
+        return int(self.run(job))
+
+    def _recompute_reward(self, conn: sqlite3.Connection, event_id: str) -> None:
+        row = conn.execute(
+            "SELECT revenue, n_outcomes, is_control, fixed_cost, discount_rate, contact_cost,"
+            " closed_seq FROM decisions WHERE event_id = ?",
+            (event_id,),
+        ).fetchone()
+        if row is None or row[6] is None:
+            return
+        revenue, n, is_control, fixed, rate, contact, _ = row
+        if n == 0:
+            revenue = 0.0  # whatever rounding left of the removed sums
+        reward = self.reward_rule.reward(
+            revenue=revenue,
+            n_outcomes=n,
+            is_control=bool(is_control),
+            fixed_cost=fixed,
+            discount_rate=rate,
+            contact_cost=contact,
+        )
+        conn.execute(
+            "UPDATE decisions SET reward = ?, revenue = ? WHERE event_id = ?",
+            (reward, revenue, event_id),
+        )
 
     def _catalogue(self, conn: sqlite3.Connection, cid: int) -> tuple[Treatment, ...]:
         """Candidates by catalogue id, decoded once: the same tuple object every time, so

@@ -59,9 +59,9 @@ def _demo(ns: argparse.Namespace) -> int:
     return int(demo_main(ns.rest))
 
 
-def _offline(module: str) -> Callable[[argparse.Namespace], int]:
+def _offline(module: str, name: str = "main") -> Callable[[argparse.Namespace], int]:
     def run(ns: argparse.Namespace) -> int:
-        main = importlib.import_module(module).main
+        main = getattr(importlib.import_module(module), name)
         return int(main(ns.rest))
 
     return run
@@ -71,6 +71,8 @@ _PASS_THROUGH: dict[str, Callable[[argparse.Namespace], int]] = {
     "bench": _bench,
     "simulate": _simulate,
     "demo": _demo,
+    "void": _offline("server.admin", "void_main"),
+    "rollback": _offline("server.admin", "rollback_main"),
     "export": _offline("offline_eval.cli_export"),
     "eval": _offline("offline_eval.cli_eval"),
     "uplift": _offline("offline_eval.cli_uplift"),
@@ -112,6 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("export", "export the joined decision log as Parquet or VW DSJson"),
         ("eval", "off-policy evaluation of candidate policies, tracked in MLflow"),
         ("uplift", "incremental revenue by customer, trigger, offer and channel"),
+        ("void", "flag decisions or outcomes as void: kept in the log, never learned"),
+        ("rollback", "make an older kept model checkpoint the newest again"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("rest", nargs=argparse.REMAINDER)

@@ -110,6 +110,9 @@ class Settings(BaseSettings):
 
     checkpoint_every_learns: int = Field(1000, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
+    checkpoints_kept: int = Field(5, ge=1)
+    """How many of the newest model checkpoints are kept: the ones `offerbandit rollback`
+    can return to."""
     close_interval_seconds: float = Field(1.0, gt=0)
     """How often the closer looks for ended attribution windows."""
     log_level: str = "INFO"
@@ -165,6 +168,7 @@ class Settings(BaseSettings):
             max_revenue_per_outcome=self.max_revenue_per_outcome,
             checkpoint_every_learns=self.checkpoint_every_learns,
             checkpoint_every_seconds=self.checkpoint_every_seconds,
+            checkpoints_kept=self.checkpoints_kept,
             close_interval_seconds=self.close_interval_seconds,
             max_future_skew_seconds=self.max_clock_skew_seconds,
             max_stream_outcomes=self.max_stream_outcomes,
