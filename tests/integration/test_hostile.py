@@ -372,11 +372,11 @@ def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Any) -> None:
 
     def write(t: int) -> None:
         for i in range(1500):
-            log.run(
-                lambda conn, i=i: conn.execute(
-                    "INSERT INTO meta (key, value) VALUES (?, ?)", (f"k{t}-{i}", "x" * 2000)
-                )
-            )
+
+            def insert(conn: sqlite3.Connection, key: str = f"k{t}-{i}") -> None:
+                conn.execute("INSERT INTO meta (key, value) VALUES (?, ?)", (key, "x" * 2000))
+
+            log.run(insert)
             sizes.append(wal.stat().st_size)
 
     try:
