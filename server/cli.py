@@ -71,6 +71,7 @@ _PASS_THROUGH: dict[str, Callable[[argparse.Namespace], int]] = {
     "bench": _bench,
     "simulate": _simulate,
     "demo": _demo,
+    "soak": _offline("server.soak"),
     "void": _offline("server.admin", "void_main"),
     "rollback": _offline("server.admin", "rollback_main"),
     "export": _offline("offline_eval.cli_export"),
@@ -114,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("export", "export the joined decision log as Parquet or VW DSJson"),
         ("eval", "off-policy evaluation of candidate policies, tracked in MLflow"),
         ("uplift", "incremental revenue by customer, trigger, offer and channel"),
+        ("soak", "minutes of mixed load at a fixed rate, printing RSS, log and WAL sizes"),
         ("void", "flag decisions or outcomes as void: kept in the log, never learned"),
         ("rollback", "make an older kept model checkpoint the newest again"),
     ):
