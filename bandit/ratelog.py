@@ -18,7 +18,7 @@ class RateLimitedLog:
     >>> r = RateLimitedLog(logging.getLogger("x"), interval=60.0, clock=lambda: 0.0)
     >>> r.emit = lambda level, msg, args: seen.append(msg % args)
     >>> for _ in range(3):
-    ...     r.warning("k", "bad %s", "input")
+    ...     _ = r.warning("k", "bad %s", "input")
     >>> seen
     ['bad input']
     >>> r.suppressed("k")
