@@ -93,6 +93,25 @@ class LinearStats:
         self.yty += np.square(np.asarray(ys, dtype=np.float64))
         self.n += 1
 
+    def log_evidence(self, lam: FloatArray) -> float:
+        """The log marginal likelihood of both targets under prior precisions ``lam``, each
+        target's noise variance profiled out (up to a constant): ``Σ_t −n/2·log σ̂²_t −
+        ½(log|A| − log|Λ|)`` with ``σ̂²_t = (yᵀy − bᵀA⁻¹b)/n`` (Bishop §3.5, with the prior
+        scaled by the noise). Used to choose the crosses' prior precision from the data."""
+        d = self.dim
+        a = self.xtx[:d, :d].copy()
+        a[np.diag_indices(d)] += lam[:d]
+        factor = cho_factor(a, lower=True, check_finite=False)
+        logdet = 2.0 * float(np.sum(np.log(np.diag(factor[0])))) - float(np.sum(np.log(lam[:d])))
+        n = max(self.n, 1)
+        total = 0.0
+        for t in range(self.targets):
+            b = self.xty[t, :d]
+            fit = float(b @ cho_solve(factor, b, check_finite=False))
+            var = max((float(self.yty[t]) - fit) / n, MIN_NOISE_VARIANCE)
+            total += -0.5 * n * float(np.log(var)) - 0.5 * logdet
+        return total
+
     def fit(self, lam: FloatArray | float, samples: int, seed: int) -> Posterior:
         """The posterior under prior precisions ``lam`` (one per parameter, or one for all),
         with ``samples`` draws per target."""

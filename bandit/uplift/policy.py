@@ -54,6 +54,8 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
 _REVENUE, _PURCHASE = 0, 1
+RIDGE_GRID = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
+"""Candidate prior precisions of the crosses when ``ridge_cross`` is ``auto``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,9 +71,10 @@ class UpliftSettings:
     ridge: float = 1.0
     """Prior precision λ of the main effects (baseline, offer, channel, pair; relative to the
     noise)."""
-    ridge_cross: float = 100.0
-    """Prior precision of effect × context crosses: heterogeneity is believed only with
-    evidence."""
+    ridge_cross: float = 0.0
+    """Prior precision of effect × context crosses (heterogeneity is believed only with
+    evidence). 0 (``auto``, the default): chosen at every publication from
+    :data:`RIDGE_GRID` by the marginal likelihood of everything learned."""
     max_revenue: float = 1000.0
     """Attributed revenue above this is learned as this (the log keeps the raw value)."""
     max_params: int = 4096
@@ -85,8 +88,8 @@ class UpliftSettings:
             raise ValueError(f"explore must be within [0, 1], not {self.explore}")
         if not 1 <= self.samples <= 4096:
             raise ValueError(f"samples must be within [1, 4096], not {self.samples}")
-        if not (self.ridge > 0.0 and self.ridge_cross > 0.0):
-            raise ValueError(f"ridges must be > 0, not {self.ridge}, {self.ridge_cross}")
+        if not (self.ridge > 0.0 and self.ridge_cross >= 0.0):
+            raise ValueError(f"ridges must be > 0 (or auto), not {self.ridge}, {self.ridge_cross}")
         if not self.max_revenue > 0.0:
             raise ValueError(f"max_revenue must be > 0, not {self.max_revenue}")
         if not 16 <= self.max_params <= 16384:
@@ -99,7 +102,7 @@ class UpliftSettings:
             "--explore", f"{self.explore:g}",
             "--samples", str(self.samples),
             "--ridge", f"{self.ridge:g}",
-            "--ridge-cross", f"{self.ridge_cross:g}",
+            "--ridge-cross", f"{self.ridge_cross:g}" if self.ridge_cross else "auto",
             "--max-revenue", f"{self.max_revenue:g}",
             "--max-params", str(self.max_params),
             "--seed", str(self.seed),
@@ -113,11 +116,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--explore", type=float, default=d.explore)
     p.add_argument("--samples", type=int, default=d.samples)
     p.add_argument("--ridge", type=float, default=d.ridge)
-    p.add_argument("--ridge-cross", type=float, default=d.ridge_cross)
+    p.add_argument("--ridge-cross", type=_ridge, default=d.ridge_cross)
     p.add_argument("--max-revenue", type=float, default=d.max_revenue)
     p.add_argument("--max-params", type=int, default=d.max_params)
     p.add_argument("--seed", type=int, default=None)
     return p
+
+
+def _ridge(text: str) -> float:
+    return 0.0 if text == "auto" else float(text)
 
 
 def parse_settings(args: Sequence[str], seed: int = 0) -> UpliftSettings:
@@ -181,6 +188,8 @@ class UpliftPolicy:
         self.settings = settings
         self.args = settings.args()
         self.learned = 0
+        self.ridge_cross = settings.ridge_cross
+        """The crosses' prior precision of the last publication."""
         self.index = FeatureIndex(settings.max_params)
         self._stats: LinearStats | None = LinearStats(targets=2)
         self._lazy_stats: dict[str, FloatArray] | None = None
@@ -314,11 +323,25 @@ class UpliftPolicy:
         """Fit the posterior from everything learned; :meth:`scores` uses it from now on."""
         s = self.settings
         stats = self._ensure_stats()
-        prior = self.index.prior_precision(s.ridge, s.ridge_cross)
+        cross = s.ridge_cross or self._tuned_ridge(stats)
+        self.ridge_cross = cross
+        prior = self.index.prior_precision(s.ridge, cross)
         self.posterior = stats.fit(prior[: stats.dim], s.samples, s.seed)
         self._table = _pack(self.posterior)
         self._generation += 1
         return self.posterior
+
+    def _tuned_ridge(self, stats: LinearStats) -> float:
+        """The crosses' prior precision with the highest marginal likelihood (ties: the
+        larger, more conservative one)."""
+        if stats.n == 0:
+            return RIDGE_GRID[-1]
+        best, best_value = RIDGE_GRID[-1], -np.inf
+        for lam in reversed(RIDGE_GRID):
+            value = stats.log_evidence(self.index.prior_precision(self.settings.ridge, lam))
+            if value > best_value + 1e-9:
+                best, best_value = lam, value
+        return best
 
     # ---- persistence --------------------------------------------------------------------------
 
