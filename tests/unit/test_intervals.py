@@ -90,13 +90,31 @@ def test_el_interval_covers_at_small_n_with_heavy_weights_where_normal_does_not(
     assert covered_el > covered_normal
 
 
+# Slack allowed on the reference's constraints: its points' objectives may beat the true
+# bounds by a small multiple of it, no more.
+FEASIBLE = 1e-9
+# How much looser than the reference's points the dual's bounds may be. On these cases the
+# reference comes within 1e-9 of the dual (1e-12 typically), with AVX-512, AVX2 or SSE
+# kernels; a wrong dual is off by far more (the interval at alpha = 0.1 instead of 0.05
+# differs by 0.03–0.06).
+TIGHT = 1e-5
+
+
 def _primal_el_bounds(
     w: FloatArray, r: FloatArray, alpha: float, w_max: float
 ) -> tuple[float, float]:
-    """Brute force: the EL bounds by solving the primal over q (n rows + 2 corners) directly."""
+    """Brute force: the EL bounds by solving the primal over q (n rows + 2 corners) directly.
+
+    SLSQP's own verdict is not used: whether it reports success at ``ftol=1e-14`` depends on
+    the CPU's floating-point kernels. What it returns is checked instead. Every point must
+    satisfy the constraints (to ``FEASIBLE``), so the returned values never beat the true
+    bounds; and the likelihood floor comes from a Lagrangian upper bound on the maximum
+    log-likelihood, so an MLE that is not quite converged can only shrink the feasible set.
+    """
     n = w.shape[0]
+    w_all = np.concatenate([w, [0.0, w_max]])  # the corners sit at w = 0 and w = w_max
     sum_one = {"type": "eq", "fun": lambda x: np.sum(x) - 1.0}
-    mean_w = {"type": "eq", "fun": lambda x: x[:n] @ w + x[n + 1] * w_max - 1.0}
+    mean_w = {"type": "eq", "fun": lambda x: x @ w_all - 1.0}
     box = [(1e-12, 1.0)] * (n + 2)
     start = np.full(n + 2, 1.0 / (n + 2))
 
@@ -111,7 +129,14 @@ def _primal_el_bounds(
         constraints=[sum_one, mean_w],
         options={"ftol": 1e-14, "maxiter": 2000},
     )
-    floor = -mle.fun - 0.5 * stats.f.isf(alpha, 1, n - 1)
+    # Weak duality: for any λ ≥ 0 and β with λ + β·w_max ≥ 0,
+    # max Σ log q_i ≤ Σ (−log(λ + β·w_i) − 1) + λ + β; at the optimum q_i = 1/(λ + β·w_i),
+    # so (λ, β) are read off SLSQP's point and clipped into the feasible set.
+    (lam, beta), *_ = np.linalg.lstsq(np.column_stack([np.ones(n), w]), 1.0 / mle.x[:n])
+    lam = max(float(lam), 0.0)
+    beta = max(float(beta), -lam / w_max)
+    max_loglik = float(np.sum(-np.log(lam + beta * w) - 1.0)) + lam + beta
+    floor = max_loglik - 0.5 * stats.f.isf(alpha, 1, n - 1)
     likely = {"type": "ineq", "fun": lambda x: loglik(x) - floor}
     ends = []
     for sign in (1.0, -1.0):
@@ -125,22 +150,50 @@ def _primal_el_bounds(
             constraints=[sum_one, mean_w, likely],
             options={"ftol": 1e-14, "maxiter": 5000},
         )
-        assert res.success, res.message
-        ends.append(sign * res.fun)
+        x = res.x
+        assert abs(np.sum(x) - 1.0) <= FEASIBLE, f"sum(q) = {np.sum(x)!r} ({res.message})"
+        assert abs(x @ w_all - 1.0) <= FEASIBLE, f"E_q[w] = {x @ w_all!r} ({res.message})"
+        assert loglik(x) >= floor - FEASIBLE, f"below the likelihood floor ({res.message})"
+        ends.append(sign * float(res.fun))
     return ends[0], ends[1]
 
 
-# Cases where SLSQP converges on the primal (it fails on some others; the dual never did).
+def _assert_matches_primal(dual: tuple[float, float], primal: tuple[float, float]) -> None:
+    """The dual's bounds are valid (no feasible point beats them) and tight (to ``TIGHT``)."""
+    (d_low, d_high), (p_low, p_high) = dual, primal
+    assert d_low <= p_low + 10 * FEASIBLE, f"lower bound {d_low} is not valid: {p_low} is feasible"
+    assert d_high >= p_high - 10 * FEASIBLE, (
+        f"upper bound {d_high} is not valid: {p_high} is feasible"
+    )
+    assert p_low - d_low <= TIGHT, f"lower bound {d_low} is loose: {p_low} is feasible"
+    assert d_high - p_high <= TIGHT, f"upper bound {d_high} is loose: {p_high} is feasible"
+
+
+def _el_case(seed: int, n: int, w_max: float) -> tuple[FloatArray, FloatArray]:
+    rng = np.random.default_rng(seed)
+    w = np.where(rng.random(n) < 1.0 / w_max, w_max * rng.uniform(0.5, 1.0, n), rng.random(n))
+    return w, rng.random(n)
+
+
+# Cases where SLSQP reaches the primal's optimum (it stalls short of it on some others; the
+# dual never did).
 @pytest.mark.parametrize(
     ("seed", "n", "w_max"), [(2, 9, 10.0), (7, 12, 10.0), (6, 8, 3.0), (2, 15, 5.0)]
 )
 def test_el_dual_solution_matches_brute_force_primal(seed: int, n: int, w_max: float) -> None:
-    rng = np.random.default_rng(seed)
-    w = np.where(rng.random(n) < 1.0 / w_max, w_max * rng.uniform(0.5, 1.0, n), rng.random(n))
-    r = rng.random(n)
+    w, r = _el_case(seed, n, w_max)
     dual = empirical_likelihood_bounds(w, r, alpha=0.05, w_max=w_max, r_min=0.0, r_max=1.0)
-    primal = _primal_el_bounds(w, r, 0.05, w_max)
-    np.testing.assert_allclose(dual, primal, atol=1e-5)
+    _assert_matches_primal(dual, _primal_el_bounds(w, r, 0.05, w_max))
+
+
+@pytest.mark.parametrize(("alpha", "match"), [(0.10, "is not valid"), (0.01, "is loose")])
+def test_the_primal_check_catches_a_wrong_dual(alpha: float, match: str) -> None:
+    # The dual solved at another alpha stands in for a wrong one: too narrow an interval is
+    # beaten by a feasible point, too wide a one is loose.
+    w, r = _el_case(7, 12, 10.0)
+    wrong = empirical_likelihood_bounds(w, r, alpha=alpha, w_max=10.0, r_min=0.0, r_max=1.0)
+    with pytest.raises(AssertionError, match=match):
+        _assert_matches_primal(wrong, _primal_el_bounds(w, r, 0.05, 10.0))
 
 
 def test_el_interval_matches_the_control_variate_normal_interval_on_large_samples() -> None:
