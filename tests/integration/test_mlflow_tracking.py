@@ -82,6 +82,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path | str]:
             checkpoint_every_seconds=math.inf,
             background=False,
             synchronous="OFF",
+            # Event ids seed the sampling: a fixed prefix makes the log the same in every run.
+            event_id_prefix="000000000000ea01",
         ),
         clock,
     )
@@ -176,14 +178,36 @@ def test_the_comparison_is_tracked(setup: dict[str, Path | str], evaluated: str)
 
 
 def test_the_promoted_model_is_registered_and_served(
-    setup: dict[str, Path | str], evaluated: str, monkeypatch: pytest.MonkeyPatch
+    setup: dict[str, Path | str],
+    evaluated: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
 ) -> None:
     assert f"registered {MODEL} version 1 as models:/{MODEL}@champion" in evaluated
     uri = str(setup["uri"])
-    version = MlflowClient(tracking_uri=uri).get_model_version_by_alias(MODEL, "champion")
+    client = MlflowClient(tracking_uri=uri)
+    version = client.get_model_version_by_alias(MODEL, "champion")
     assert str(version.version) == "1"
-    good = read_checkpoint(Path(setup["good"]))
-    assert load_model_bytes(f"models:/{MODEL}@champion", uri) == good.model
+    # Which candidate wins is the promotion rule's call: usually model:good, on some logs the
+    # vw: replay has the higher DR lower bound. Whichever it is, the registry and the server
+    # hand out that child run's own checkpoint.
+    run = client.get_run(version.run_id)
+    winner = run.info.run_name
+    assert version.tags["offerbandit.policy"] == winner
+    assert f"promoted: {winner}: DR lower bound" in evaluated
+    artifact = client.download_artifacts(run.info.run_id, "model/model.ckpt", str(tmp_path))
+    promoted = read_checkpoint(Path(artifact))
+    assert load_model_bytes(f"models:/{MODEL}@champion", uri) == promoted.model
+    # A model: candidate's artifact is the checkpoint file it was given.
+    good = f"model:{setup['good']}"
+    (good_run,) = client.search_runs(
+        [run.info.experiment_id], filter_string=f"attributes.run_name = '{good}'"
+    )
+    (tmp_path / "good").mkdir()
+    good_artifact = client.download_artifacts(
+        good_run.info.run_id, "model/model.ckpt", str(tmp_path / "good")
+    )
+    assert read_checkpoint(Path(good_artifact)).model == read_checkpoint(Path(setup["good"])).model
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     settings = Settings.load(
@@ -194,14 +218,18 @@ def test_the_promoted_model_is_registered_and_served(
     )
     running = start_server(settings)
     try:
+        assert running.service.config.initial_model == promoted.model
+        assert running.service.vw_args == list(promoted.vw_args)
         world = World(seed=5, config=WorldConfig(n_customers=50))
         event = next(world.events(1))
         inputs = world.choose_inputs(event)
-        with OfferBanditClient(running.address) as client:
-            answer = client.choose(inputs.customer, inputs.trigger, inputs.offers, inputs.channels)
-        control = [s.probability for s in answer.ranking if s.control]
-        assert control[0] > 0.9  # the champion prefers control, as it was taught
-        assert running.service.vw_args == ARGS
+        with OfferBanditClient(running.address) as c:
+            answer = c.choose(inputs.customer, inputs.trigger, inputs.offers, inputs.channels)
+        assert sum(s.probability for s in answer.ranking) == pytest.approx(1.0)
+        if winner == good:
+            control = [s.probability for s in answer.ranking if s.control]
+            assert control[0] > 0.9  # the champion prefers control, as it was taught
+            assert running.service.vw_args == ARGS
     finally:
         running.stop(grace=1.0)
 
