@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -52,6 +52,7 @@ from bandit.store import (
     Windows,
 )
 from bandit.types import Decision, Features
+from bandit.uplift import is_uplift_model
 
 log = logging.getLogger(__name__)
 _rate_log = RateLimitedLog(log, interval=10.0)
@@ -101,7 +102,7 @@ class ServiceConfig:
 
     data_dir: Path
     seed: int = 0
-    policy: str = "vw"
+    policy: str = "uplift"
     """The live policy's kind: ``uplift`` (a conservative uplift model, see
     :mod:`bandit.uplift`) or ``vw`` (a VW ``--cb_explore_adf`` policy)."""
     uplift_options: str = ""
@@ -284,6 +285,15 @@ class DecisionService:
                         args,
                     )
                 args = list(config.initial_vw_args)
+            elif model is not None and (args[0] == UPLIFT) != is_uplift_model(model):
+                # Bare weights without their arguments: their own kind wins.
+                args = (
+                    policy_arguments(replace(config, policy="vw"))
+                    if args[0] == UPLIFT
+                    else policy_arguments(replace(config, policy=UPLIFT))
+                )
+                log.warning("the initial model is not a %s model; serving it as %s",
+                            config.policy, describe_policy(args))  # fmt: skip
             self._version, self._position, learned = 0, 0, 0
         self.vw_args = args
         self.policy_id = describe_policy(args)

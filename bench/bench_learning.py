@@ -93,6 +93,8 @@ POLICIES: dict[str, PolicySpec] = {
     s.name: s
     for s in [
         PolicySpec("uplift", "uplift", "", cost_weight=1.5),
+        PolicySpec("uplift-auto", "uplift", "--ridge-cross auto", cost_weight=1.6),
+        PolicySpec("uplift-k2", "uplift", "--kappa 2", cost_weight=1.5),
         PolicySpec("eps0.02", "vw", "--epsilon 0.02", Q),
         PolicySpec("eps0.05", "vw", "--epsilon 0.05", Q),
         PolicySpec("eps0.1", "vw", "--epsilon 0.1", Q),
@@ -167,10 +169,12 @@ def run_policy(
     customers: int,
     window: float,
     control_share: float,
+    world_settings: tuple[tuple[str, float], ...] = (),
 ) -> RunResult:
-    """Run one policy online for ``decisions`` events of the world ``seed``."""
+    """Run one policy online for ``decisions`` events of the world ``seed`` (``WorldConfig``
+    fields in ``world_settings`` override the defaults)."""
     started = time.perf_counter()
-    world = World(seed=seed, config=WorldConfig(n_customers=customers))
+    world = World(seed=seed, config=WorldConfig(n_customers=customers, **dict(world_settings)))
     treatments = world.treatments()
     k_all = len(treatments)
     lines = action_lines(treatments)
@@ -467,6 +471,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="an extra VW policy with the default interactions (repeatable)",
     )
     parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument(
+        "--world",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a WorldConfig field, e.g. --world fatigue_per_contact=0.5 (repeatable)",
+    )
     parser.add_argument("--window-hours", type=float, default=DEFAULT_WINDOW_SECONDS / 3600)
     parser.add_argument("--control-share", type=float, default=0.05)
     parser.add_argument("--policies", default=DEFAULT_GRID, help=f"comma list of {DEFAULT_GRID}")
@@ -535,6 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if ns.jobs > 1:
         tasks.sort(key=lambda t: -t[0].cost_weight)
     window = ns.window_hours * 3600.0
+    world = _world_settings(ns.world, parser)
     results: list[RunResult] = []
     ns.runs_log.parent.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
@@ -542,7 +554,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         with tqdm(total=len(tasks), unit="run", file=sys.stderr) as bar:
             for spec, seed in tasks:
                 try:
-                    r = run_policy(spec, seed, ns.decisions, ns.customers, window, ns.control_share)
+                    r = run_policy(
+                        spec, seed, ns.decisions, ns.customers, window, ns.control_share, world
+                    )
                 except Exception as exc:  # one bad configuration must not lose the others
                     r = None
                     print(f"{spec.name}/{seed} failed: {exc}", file=sys.stderr)
@@ -553,7 +567,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=ns.jobs, mp_context=ctx) as pool:
         futures = {
             pool.submit(
-                run_policy, spec, seed, ns.decisions, ns.customers, window, ns.control_share
+                run_policy,
+                spec,
+                seed,
+                ns.decisions,
+                ns.customers,
+                window,
+                ns.control_share,
+                world,
             ): (spec.name, seed)
             for spec, seed in tasks
         }
@@ -568,6 +589,22 @@ def main(argv: Sequence[str] | None = None) -> int:
                 _collect(r, results, ns, bar)
     report(results, names, ns, started)
     return 0
+
+
+def _world_settings(
+    items: Sequence[str], parser: argparse.ArgumentParser
+) -> tuple[tuple[str, float], ...]:
+    fields = set(WorldConfig.__dataclass_fields__) - {"n_customers", "start_time"}
+    out = []
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or name not in fields:
+            parser.error(f"--world wants FIELD=VALUE with FIELD one of {sorted(fields)}")
+        try:
+            out.append((name, float(value)))
+        except ValueError:
+            parser.error(f"--world {name}: {value!r} is not a number")
+    return tuple(out)
 
 
 def _collect(
@@ -592,7 +629,8 @@ def report(
     rows = summarise(results, names)
     print(
         f"\n{decisions} decisions, seeds {seeds}, {ns.customers} customers, "
-        f"{ns.window_hours:g} h attribution window, control share {ns.control_share}; "
+        f"{ns.window_hours:g} h attribution window, control share {ns.control_share}"
+        f"{'; world ' + ' '.join(ns.world) if ns.world else ''}; "
         f"{time.perf_counter() - started:.0f} s\n"
     )
     print(table(rows))

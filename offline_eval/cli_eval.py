@@ -67,7 +67,8 @@ def build_parser() -> argparse.ArgumentParser:
         "run per policy).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="policies: logged, uniform, control, fixed:OFFER@CHANNEL, rules:FILE.json, "
-        "model:PATH_OR_URI, vw:'VW ARGS' (vw:logged replays the logging settings)",
+        "model:PATH_OR_URI, uplift:'OPTIONS' (the uplift policy replayed), vw:'VW ARGS' "
+        "(vw:logged replays the logging settings)",
     )
     p.add_argument("--log", required=True, help="data folder or decisions.sqlite")
     p.add_argument(

@@ -62,7 +62,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from bandit.checkpoint import Checkpoint, read_checkpoint
-from bandit.learner import VWPolicy
+from bandit.learner import UPLIFT, VWPolicy
 from bandit.types import CONTROL, TreatmentRef
 from bandit.vwformat import CUSTOMER_NS, TRIGGER_NS, action_lines, encode_feature, escape
 from offline_eval.logs import CUSTOMER_PREFIX, TRIGGER_PREFIX, LoggedBandit
@@ -645,7 +645,7 @@ def predict_pmf(
 
 @dataclass(frozen=True, slots=True)
 class SavedModel:
-    """A trained VW model, predict-only: a checkpoint file or an MLflow model URI.
+    """A trained model (VW or uplift), predict-only: a checkpoint file or an MLflow model URI.
 
     ``control_share`` mixes in control as the service would (0 scores the model alone).
     """
@@ -679,8 +679,15 @@ class SavedModel:
     def target(self, lb: LoggedBandit, *, progress: bool = False) -> PolicyTarget:
         start = time.perf_counter()
         ckpt = self.checkpoint()
-        policy = VWPolicy(ckpt.vw_args, ckpt.model)
-        pmf = predict_pmf(policy, lb, progress=progress, desc=f"scoring {self.source}")
+        if ckpt.vw_args and ckpt.vw_args[0] == UPLIFT:
+            from bandit.uplift import UpliftPolicy
+            from offline_eval.uplift_replay import uplift_pmf
+
+            uplift = UpliftPolicy.from_args(ckpt.vw_args, ckpt.model)
+            pmf, _ = uplift_pmf(uplift, lb, progress=progress, desc=f"scoring {self.source}")
+        else:
+            policy = VWPolicy(ckpt.vw_args, ckpt.model)
+            pmf = predict_pmf(policy, lb, progress=progress, desc=f"scoring {self.source}")
         pmf = mix_control_share(pmf, control_columns(lb), self.control_share)
         return PolicyTarget(
             pmf,

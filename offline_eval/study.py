@@ -168,7 +168,9 @@ def parse_policy(
     """A policy from its command-line spec.
 
     ``logged``, ``uniform``, ``control``, ``fixed:OFFER@CHANNEL``, ``rules:FILE.json``,
-    ``model:PATH_OR_URI``, ``vw:"VW ARGS"`` (``vw:logged`` replays the logging settings).
+    ``model:PATH_OR_URI``, ``uplift:"OPTIONS"`` (the uplift policy replayed with these
+    options; ``uplift:`` for the defaults), ``vw:"VW ARGS"`` (``vw:logged`` replays the
+    logging settings).
 
     >>> parse_policy("fixed:discount_10@sms").name
     'fixed:discount_10@sms'
@@ -192,6 +194,10 @@ def parse_policy(
         return RuleTable.from_file(arg)
     elif kind == "model":
         return SavedModel(arg, tracking_uri=tracking_uri, control_share=control_share)
+    elif kind == "uplift":
+        from offline_eval.uplift_replay import UpliftReplay
+
+        return UpliftReplay.parse(arg, seed=seed, control_share=control_share)
     elif kind == "vw":
         if arg.strip() == "logged":
             if lb is None:
@@ -200,7 +206,7 @@ def parse_policy(
         return VWReplay.parse(arg, seed=seed, control_share=control_share)
     raise ValueError(
         f"unknown policy {spec!r}; use logged, uniform, control, fixed:OFFER@CHANNEL, "
-        "rules:FILE, model:PATH_OR_URI or vw:'VW ARGS'"
+        "rules:FILE, model:PATH_OR_URI, uplift:'OPTIONS' or vw:'VW ARGS'"
     )
 
 

@@ -56,10 +56,13 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", type=Path, default=Path("demo-data"),
                    help="a fresh run folder is made inside")  # fmt: skip
     p.add_argument("--report", type=Path, help="default: <run folder>/report.json")
+    p.add_argument("--policy", choices=["uplift", "vw"], default="uplift",
+                   help="the live policy's kind (the service's default: uplift)")  # fmt: skip
+    p.add_argument("--uplift-options", default="", help="uplift policy options")
     p.add_argument(
         "--exploration",
         default=DEFAULT_EXPLORATION,
-        help='VW exploration; write it with "=": --exploration="--squarecb"',
+        help='VW exploration (--policy vw); write it with "=": --exploration="--squarecb"',
     )
     p.add_argument("--interactions", default=",".join(DEFAULT_INTERACTIONS))
     p.add_argument("--control-share", type=float, default=0.05)
@@ -92,6 +95,8 @@ def main(argv: Sequence[str]) -> int:
         port=0,
         data_dir=run_dir / "server",
         seed=ns.seed,
+        policy=ns.policy,
+        uplift_options=ns.uplift_options,
         exploration=ns.exploration,
         interactions=interactions,
         control_share=ns.control_share,
@@ -111,6 +116,8 @@ def main(argv: Sequence[str]) -> int:
     try:
         sim = replace(sim, target=running.address)
         extra = {
+            "policy": ns.policy,
+            "uplift_options": ns.uplift_options,
             "exploration": ns.exploration,
             "interactions": interactions,
             "control_share": ns.control_share,

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     seed: int = 0
     """Server seed: with the event id it determines each decision's sampling."""
 
-    policy: Literal["uplift", "vw"] = "vw"
+    policy: Literal["uplift", "vw"] = "uplift"
     """The live policy's kind: "uplift" (a conservative uplift model: control unless a
     treatment is confidently better) or "vw" (a VW --cb_explore_adf policy configured by
     exploration, interactions and vw_extra). A checkpoint's own kind wins over this."""

@@ -224,10 +224,17 @@ def parser() -> argparse.ArgumentParser:
         help="outcomes name the event id, or only the customer (last touch)",
     )
     pol = p.add_argument_group("policy (in process; a running server uses its own settings)")
+    pol.add_argument("--policy", choices=["uplift", "vw"], default="uplift",
+                     help="the live policy's kind (the service's default: uplift)")  # fmt: skip
+    pol.add_argument(
+        "--uplift-options",
+        default="",
+        help='uplift policy options; write them with "=": --uplift-options="--kappa 1.5"',
+    )
     pol.add_argument(
         "--exploration",
         default=DEFAULT_EXPLORATION,
-        help='VW exploration; write it with "=": --exploration="--squarecb"',
+        help='VW exploration (--policy vw); write it with "=": --exploration="--squarecb"',
     )
     pol.add_argument(
         "--interactions",
@@ -260,7 +267,9 @@ def main(argv: Sequence[str]) -> int:
     interactions = tuple(x.strip() for x in ns.interactions.split(",") if x.strip())
     window = ns.window_hours * 3600.0
     if ns.target:
-        policy_flags = ("--exploration", "--interactions", "--control-share")
+        policy_flags = (
+            "--policy", "--uplift-options", "--exploration", "--interactions", "--control-share"
+        )  # fmt: skip
         if any(a.split("=")[0] in policy_flags for a in argv):
             print("note: a running server uses its own policy settings; ignoring "
                   + ", ".join(policy_flags), file=sys.stderr)  # fmt: skip
@@ -290,6 +299,8 @@ def main(argv: Sequence[str]) -> int:
             seed=ns.seed,
             customers=ns.customers,
             decisions=ns.decisions,
+            policy=ns.policy,
+            uplift_options=ns.uplift_options,
             exploration=ns.exploration,
             interactions=interactions,
             control_share=ns.control_share,

@@ -585,6 +585,10 @@ class SimulationConfig:
     seed: int = 0
     customers: int = 5000
     decisions: int = 10_000
+    policy: str = "uplift"
+    """``uplift`` (the service's default) or ``vw`` (configured by ``exploration`` and
+    ``interactions``)."""
+    uplift_options: str = ""
     exploration: str = DEFAULT_EXPLORATION
     interactions: tuple[str, ...] = DEFAULT_INTERACTIONS
     control_share: float = 0.05
@@ -621,6 +625,8 @@ def _simulate_in(world: World, config: SimulationConfig, data_dir: Path) -> Simu
         ServiceConfig(
             data_dir=data_dir,
             seed=config.seed,
+            policy=config.policy,
+            uplift_options=config.uplift_options,
             exploration=config.exploration,
             interactions=config.interactions,
             control_share=config.control_share,

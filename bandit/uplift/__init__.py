@@ -12,8 +12,16 @@ from bandit.uplift.policy import (
     UPLIFT,
     UpliftPolicy,
     UpliftSettings,
+    is_uplift_model,
     parse_settings,
     uplift_arguments,
 )
 
-__all__ = ["UPLIFT", "UpliftPolicy", "UpliftSettings", "parse_settings", "uplift_arguments"]
+__all__ = [
+    "UPLIFT",
+    "UpliftPolicy",
+    "UpliftSettings",
+    "is_uplift_model",
+    "parse_settings",
+    "uplift_arguments",
+]

@@ -10,7 +10,9 @@ crosses them the way VW's ``-q`` namespaces do.
   features, the channel id, contact cost and features. Each is crossed with every context
   token (bias included), so an offer's effect is pooled across every channel it goes
   through, a channel's across every offer, and contacting at all across both.
-* **Pair tokens**: the (offer, channel) pair itself, uncrossed.
+* **Pair tokens**: the (offer, channel) pair itself, crossed only with the bias and the
+  trigger type (a channel reaches people differently per trigger, an offer lifts them
+  differently: their product is the pair's own).
 
 Control has no effect tokens: it is the reference every treatment is measured against.
 
@@ -25,7 +27,7 @@ contribute nothing. Capacities bound the number of tokens and parameters.
 >>> ctx = Context(Customer("c", {"vip": True, "ltv": 2.0}), Trigger("t"))
 >>> ids, vals = idx.context(ctx, add=True)
 >>> [round(v, 3) for v in vals.tolist()]
-[1.0, 1.0, 1.099, 1.0]
+[1.0, 1.0, 1.0, 1.099]
 >>> idx.n_params
 5
 """
@@ -81,14 +83,30 @@ def feature_tokens(ns: str, features: Mapping[str, FeatureValue]) -> Iterator[tu
                 yield (ns, name, str(tag)), 1.0
 
 
-def context_tokens(context: Context) -> dict[Token, float]:
+def number_bin(value: float) -> int:
+    """A number's half-octave bin, ``±round(2·log2(1 + |v|))``: with ``bins`` on, a context
+    number also sets an indicator of its bin, so responses need not be linear in it.
+
+    >>> number_bin(0.0), number_bin(30.0), number_bin(45.0), number_bin(-3.0)
+    (0, 10, 11, -4)
+    """
+    v = float(value)
+    if not math.isfinite(v):
+        return 0
+    return int(math.copysign(round(2.0 * math.log2(1.0 + abs(v))), v))
+
+
+def context_tokens(context: Context, bins: bool = False) -> dict[Token, float]:
     """The context's tokens (bias first); a token named twice adds up."""
     out: dict[Token, float] = {BIAS: 1.0}
-    for tok, v in feature_tokens("c", context.customer.features):
-        out[tok] = out.get(tok, 0.0) + v
     out[("t", "@type", context.trigger.type)] = 1.0
-    for tok, v in feature_tokens("t", context.trigger.features):
-        out[tok] = out.get(tok, 0.0) + v
+    for ns, features in (("c", context.customer.features), ("t", context.trigger.features)):
+        for tok, v in feature_tokens(ns, features):
+            out[tok] = out.get(tok, 0.0) + v
+            if bins and len(tok) == 2:
+                value = features[tok[1]]
+                b = (ns, tok[1], "~", number_bin(cast(float, value)))
+                out[b] = out.get(b, 0.0) + 1.0
     return out
 
 
@@ -109,32 +127,43 @@ def effect_tokens(t: Treatment) -> dict[Token, float]:
         out[("h", "@contact_cost")] = squash(h.contact_cost)
     for tok, v in feature_tokens("h", h.features):
         out[tok] = out.get(tok, 0.0) + v
+    out[("oh", o.id, h.id)] = 1.0
     return out
 
 
-def pair_token(t: Treatment) -> Token | None:
-    if t.offer is None or t.channel is None:
-        return None
-    return ("oh", t.offer.id, t.channel.id)
+def _is_pair(tok: Token) -> bool:
+    return bool(tok[0] == "oh")
+
+
+def _is_type(tok: Token) -> bool:
+    return tok[0] == "t" and len(tok) == 3 and tok[1] == "@type"
 
 
 class FeatureIndex:
     """Token ids and parameter ids. Parameter 0 is a fixed zero (nothing learned yet).
 
     Parameters: ``base[k]`` for context token ``k``; ``cross[j, k]`` for effect token ``j``
-    × context token ``k``; ``pairs[token]`` for a pair. Grows only through ``add=True``
-    (learning); reading never changes it.
+    × context token ``k`` (for pair tokens only the bias and trigger types). Grows only
+    through ``add=True`` (learning); reading never changes it.
     """
 
     def __init__(
-        self, max_params: int, max_context_tokens: int = 512, max_effect_tokens: int = 128
+        self,
+        max_params: int,
+        max_context_tokens: int = 512,
+        max_effect_tokens: int = 128,
+        bins: bool = False,
     ) -> None:
+        self.bins = bins
         self.max_params = max_params
         self.max_context = max_context_tokens
         self.max_effect = max_effect_tokens
         self.ctx_ids: dict[Token, int] = {}
         self.eff_ids: dict[Token, int] = {}
-        self.pair_ids: dict[Token, int] = {}
+        self.pair_eff = np.zeros(8, dtype=np.bool_)
+        """Per effect token: a pair token (crossed with the bias and trigger types only)."""
+        self.type_ctx = np.zeros(16, dtype=np.bool_)
+        """Per context token: the bias or a trigger type."""
         self.base = np.zeros(16, dtype=np.intp)
         self.cross = np.zeros((8, 16), dtype=np.intp)
         self.n_params = 1
@@ -166,10 +195,12 @@ class FeatureIndex:
             self.ctx_ids[tok] = k
             if k >= len(self.base):
                 self.base = np.concatenate([self.base, np.zeros_like(self.base)])
+                self.type_ctx = np.concatenate([self.type_ctx, np.zeros_like(self.type_ctx)])
                 grown = np.zeros((self.cross.shape[0], len(self.base)), dtype=np.intp)
                 grown[:, : self.cross.shape[1]] = self.cross
                 self.cross = grown
             self.base[k] = self._new_params(1)[0]
+            self.type_ctx[k] = tok == BIAS or _is_type(tok)
         return k
 
     def _eff_id(self, tok: Token, add: bool) -> int:
@@ -183,6 +214,8 @@ class FeatureIndex:
                 grown = np.zeros((2 * self.cross.shape[0], self.cross.shape[1]), dtype=np.intp)
                 grown[: self.cross.shape[0]] = self.cross
                 self.cross = grown
+                self.pair_eff = np.concatenate([self.pair_eff, np.zeros_like(self.pair_eff)])
+            self.pair_eff[j] = _is_pair(tok)
         return j
 
     # ---- reading ------------------------------------------------------------------------------
@@ -193,7 +226,7 @@ class FeatureIndex:
             return self._read_context(context)
         ids: list[int] = []
         vals: list[float] = []
-        for tok, v in context_tokens(context).items():
+        for tok, v in context_tokens(context, self.bins).items():
             k = self._ctx_id(tok, add)
             if k >= 0:
                 ids.append(k)
@@ -222,6 +255,10 @@ class FeatureIndex:
                         if v != v or v in (math.inf, -math.inf):
                             v = 0.0
                         found[k] = found.get(k, 0.0) + math.copysign(math.log1p(abs(v)), v)
+                    if self.bins:
+                        k = get((ns, name, "~", number_bin(cast(float, value))))
+                        if k is not None:
+                            found[k] = found.get(k, 0.0) + 1.0
                 elif cls is str or cls is bool:
                     k = get((ns, name, value))
                     if k is not None:
@@ -245,20 +282,6 @@ class FeatureIndex:
                 vals.append(v)
         return np.array(ids, dtype=np.intp), np.array(vals, dtype=np.float64)
 
-    def pair(self, t: Treatment, add: bool = False) -> int:
-        tok = pair_token(t)
-        if tok is None:
-            return 0
-        p = self.pair_ids.get(tok)
-        if p is None:
-            if not add:
-                return 0
-            p = int(self._new_params(1)[0])
-            if p == 0:
-                return 0
-            self.pair_ids[tok] = p
-        return p
-
     def design(self, context: Context, t: Treatment) -> tuple[IntArray, FloatArray]:
         """The learned decision's sparse design row (parameter ids, values); adds ids."""
         ck, cv = self.context(context, add=True)
@@ -267,17 +290,14 @@ class FeatureIndex:
         ej, ev = self.effects(t, add=True)
         if len(ej):
             block = self.cross[np.ix_(ej, ck)]
-            missing = block == 0
+            allowed = ~self.pair_eff[ej][:, None] | self.type_ctx[ck][None, :]
+            missing = (block == 0) & allowed
             if missing.any():
                 is_cross = np.broadcast_to(ck != 0, block.shape)[missing]  # 0: the bias
                 block[missing] = self._new_params(int(missing.sum()), is_cross)
                 self.cross[np.ix_(ej, ck)] = block
             idx.append(block.ravel())
             val.append(np.outer(ev, cv).ravel())
-        p = self.pair(t, add=True)
-        if p:
-            idx.append(np.array([p], dtype=np.intp))
-            val.append(np.ones(1))
         ids = np.concatenate(idx)
         vals = np.concatenate(val)
         keep = ids > 0
@@ -291,10 +311,10 @@ class FeatureIndex:
             "max_params": self.max_params,
             "max_context": self.max_context,
             "max_effect": self.max_effect,
+            "bins": self.bins,
             "n_params": self.n_params,
             "ctx": [list(t) for t in self.ctx_ids],
             "eff": [list(t) for t in self.eff_ids],
-            "pairs": [[list(t), p] for t, p in self.pair_ids.items()],
         }
 
     def prior_precision(self, main: float, cross: float) -> FloatArray:
@@ -305,10 +325,15 @@ class FeatureIndex:
     def from_state(
         cls, s: Mapping[str, Any], base: IntArray, cross: IntArray, crossed: NDArray[np.bool_]
     ) -> FeatureIndex:
-        idx = cls(int(s["max_params"]), int(s["max_context"]), int(s["max_effect"]))
+        idx = cls(
+            int(s["max_params"]), int(s["max_context"]), int(s["max_effect"]), bool(s["bins"])
+        )
         idx.ctx_ids = {tuple(t): i for i, t in enumerate(s["ctx"])}
         idx.eff_ids = {tuple(t): i for i, t in enumerate(s["eff"])}
-        idx.pair_ids = {tuple(t): int(p) for t, p in s["pairs"]}
+        idx.pair_eff = np.array([_is_pair(t) for t in idx.eff_ids] + [False], dtype=np.bool_)
+        idx.type_ctx = np.array(
+            [t == BIAS or _is_type(t) for t in idx.ctx_ids] + [False], dtype=np.bool_
+        )
         idx.n_params = int(s["n_params"])
         idx.base = np.array(base, dtype=np.intp)
         idx.cross = np.array(cross, dtype=np.intp)

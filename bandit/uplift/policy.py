@@ -54,7 +54,7 @@ FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
 _REVENUE, _PURCHASE = 0, 1
-RIDGE_GRID = (3.0, 10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0)
+RIDGE_GRID = (10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0, 100000.0)
 """Candidate prior precisions of the crosses when ``ridge_cross`` is ``auto``."""
 
 
@@ -72,13 +72,17 @@ class UpliftSettings:
     """Prior precision λ of the main effects (baseline, offer, channel, pair; relative to the
     noise)."""
     ridge_cross: float = 0.0
-    """Prior precision of effect × context crosses (heterogeneity is believed only with
-    evidence). 0 (``auto``, the default): chosen at every publication from
-    :data:`RIDGE_GRID` by the marginal likelihood of everything learned."""
+    """Prior precision of effect × context crosses: heterogeneity is believed only with
+    evidence (a cross needs about this many informative decisions to reach half its
+    least-squares value). 0 (``auto``, the default): chosen at every publication from
+    :data:`RIDGE_GRID` by the marginal likelihood of everything learned, so it weakens as
+    strong heterogeneity shows in the data."""
     max_revenue: float = 1000.0
     """Attributed revenue above this is learned as this (the log keeps the raw value)."""
     max_params: int = 4096
     """At most this many weights; later tokens are not learned from."""
+    bins: bool = False
+    """Context numbers also set an indicator of their half-octave bin."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -105,6 +109,7 @@ class UpliftSettings:
             "--ridge-cross", f"{self.ridge_cross:g}" if self.ridge_cross else "auto",
             "--max-revenue", f"{self.max_revenue:g}",
             "--max-params", str(self.max_params),
+            "--bins", "on" if self.bins else "off",
             "--seed", str(self.seed),
         ]  # fmt: skip
 
@@ -119,6 +124,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--ridge-cross", type=_ridge, default=d.ridge_cross)
     p.add_argument("--max-revenue", type=float, default=d.max_revenue)
     p.add_argument("--max-params", type=int, default=d.max_params)
+    p.add_argument("--bins", choices=("on", "off"), default="on" if d.bins else "off")
     p.add_argument("--seed", type=int, default=None)
     return p
 
@@ -151,6 +157,7 @@ def parse_settings(args: Sequence[str], seed: int = 0) -> UpliftSettings:
         ridge_cross=ns.ridge_cross,
         max_revenue=ns.max_revenue,
         max_params=ns.max_params,
+        bins=ns.bins == "on",
         seed=seed if ns.seed is None else ns.seed,
     )
 
@@ -172,7 +179,6 @@ class _Catalogue:
     """Effect token ids present in the catalogue."""
     coef: FloatArray
     """``[K, len(eff)]`` token values per treatment."""
-    pairs: IntArray
     discount: FloatArray
     fixed: FloatArray
     contact: FloatArray
@@ -190,7 +196,7 @@ class UpliftPolicy:
         self.learned = 0
         self.ridge_cross = settings.ridge_cross
         """The crosses' prior precision of the last publication."""
-        self.index = FeatureIndex(settings.max_params)
+        self.index = FeatureIndex(settings.max_params, bins=settings.bins)
         self._stats: LinearStats | None = LinearStats(targets=2)
         self._lazy_stats: dict[str, FloatArray] | None = None
         self.posterior = Posterior.empty(2, settings.samples)
@@ -223,7 +229,6 @@ class UpliftPolicy:
         cat = _Catalogue(
             eff=eff.astype(np.intp),
             coef=coef,
-            pairs=np.array([self.index.pair(t) for t in treatments], dtype=np.intp),
             discount=np.array([t.offer.discount_rate if t.offer else 0.0 for t in treatments]),
             fixed=np.array([t.offer.fixed_cost if t.offer else 0.0 for t in treatments]),
             contact=np.array([t.channel.contact_cost if t.channel else 0.0 for t in treatments]),
@@ -247,11 +252,10 @@ class UpliftPolicy:
         cross = self.index.cross[cat.eff[:, None], ck[None, :]]
         base[base >= dim] = 0
         cross[cross >= dim] = 0
-        pairs = np.where(cat.pairs < dim, cat.pairs, 0)
         x = cv.astype(np.float32)
         # One gather for both targets, means and draws: columns [mean_r, mean_p, draws_r, draws_p].
         b = x @ table[base]
-        e = cat.coef @ np.matmul(x, table[cross]) + table[pairs]
+        e = cat.coef @ np.matmul(x, table[cross])
         n = self.settings.samples
         d, f = cat.discount, cat.fixed
         d_ = d[:, None]
@@ -388,6 +392,16 @@ class UpliftPolicy:
             raise ValueError(f"cannot read the uplift model: {exc}") from exc
         self.learned = int(meta["learned"])
         self._generation += 1
+
+
+def is_uplift_model(model: bytes) -> bool:
+    """Whether ``model`` holds an uplift policy's bytes (:meth:`UpliftPolicy.serialize`).
+
+    >>> is_uplift_model(b'{"format": 1}\\n...'), is_uplift_model(b"\\x06\\x00vw")
+    (True, False)
+    """
+    head = model[:64]
+    return head.startswith(b'{"format": 1')
 
 
 def _pack(post: Posterior) -> NDArray[np.float32]:

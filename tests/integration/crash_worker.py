@@ -20,6 +20,7 @@ def config(data_dir: Path, background: bool) -> ServiceConfig:
     return ServiceConfig(
         data_dir=data_dir,
         background=background,
+        policy="vw",  # the reference model below is a VW workspace
         control_share=0.1,
         checkpoint_every_learns=CHECKPOINT_EVERY,
         checkpoint_every_seconds=3600.0,

@@ -34,7 +34,7 @@ def test_choose_answers_a_full_pmf_and_logs_it(client: OfferBanditClient) -> Non
     assert len(chosen) == 1
     assert chosen[0].probability == answer.propensity > 0
     assert answer.model_version == "v0"
-    assert answer.policy.startswith("vw:")
+    assert answer.policy.startswith("uplift:")  # the default live policy
 
     logged = client.get_decision(answer.event_id)
     assert logged.event_id == answer.event_id
@@ -83,7 +83,7 @@ def test_retry_with_request_id_returns_the_same_decision_logged_once(
 
 
 def test_control_share_is_a_floor_inside_the_logged_pmf(make_server: ServerFactory) -> None:
-    running = make_server(control_share=0.3, exploration="--epsilon 0.05")
+    running = make_server(control_share=0.3, policy="vw", exploration="--epsilon 0.05")
     n = 300
     with OfferBanditClient(running.address) as c:
         controls = 0

@@ -27,7 +27,8 @@ def test_live_policy_puts_most_mass_on_each_segments_best_treatment(
         close_interval_seconds=0.05,
         checkpoint_every_learns=200,
         checkpoint_every_seconds=0.5,
-        exploration="--squarecb --gamma_scale 1000",  # the default; see below
+        policy="vw",
+        exploration="--squarecb --gamma_scale 1000",  # VW's default; see below
     )
     # Offer features (@id, cat) are shared by both segments, so the segment-specific signal
     # lives only in the customer × offer interaction. With --epsilon 0.1 a segment's greedy

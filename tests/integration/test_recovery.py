@@ -30,6 +30,7 @@ def _start(data: Path, clock: ManualClock) -> RunningServer:
         checkpoint_every_seconds=0.05,
         max_learned_revenue=1e6,  # a permissive clip: this poison gets through
         control_share=0.05,
+        policy="vw",  # VW learns the poison at once; the uplift policy clips it at 1,000
     )
     return start_server(settings, clock)
 

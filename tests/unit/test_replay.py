@@ -22,7 +22,9 @@ SCALE = 0.01
 @pytest.fixture(scope="module")
 def lb(tmp_path_factory: pytest.TempPathFactory) -> LoggedBandit:
     data = tmp_path_factory.mktemp("sim")
-    config = SimulationConfig(seed=9, customers=400, decisions=1500, exploration="--epsilon 0.2")
+    config = SimulationConfig(
+        seed=9, customers=400, decisions=1500, policy="vw", exploration="--epsilon 0.2"
+    )
     simulate_in_process(config, data_dir=data)
     return load_sqlite(data, progress=False)
 
