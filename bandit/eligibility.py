@@ -159,8 +159,11 @@ def consented(customer: Customer, channel_id: str) -> bool:
     return customer.features.get(f"consent_{channel_id}", True) is not False
 
 
-def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
-    """Validate ``req`` and return its candidates, control first."""
+def build_candidates(req: ChooseInput, limits: Limits, *, consent: bool = True) -> Candidates:
+    """Validate ``req`` and return its candidates, control first.
+
+    ``consent=False``: keep the channels the customer has not consented to (a later step
+    removes them with :func:`without_channels`)."""
     if req.customer is None:
         raise InvalidRequest("customer", "is required")
     _check_id(req.customer.id, "customer.id", limits)
@@ -195,16 +198,37 @@ def build_candidates(req: ChooseInput, limits: Limits) -> Candidates:
                 f"{n_offers} offers × {n_channels} channels make {n} treatments; "
                 f"the limit is {limits.max_treatments}",
             )
-        allowed: Sequence[Channel] = [c for c in req.channels if consented(req.customer, c.id)]
-        if len(allowed) == len(req.channels):
-            allowed = req.channels  # the server's interned tuple: the crossing is keyed by it
-        # (a filtered list is keyed by its elements: a new tuple per call would miss)
+        allowed: Sequence[Channel] = req.channels
+        if consent:
+            allowed = [c for c in req.channels if consented(req.customer, c.id)]
+            if len(allowed) == len(req.channels):
+                allowed = req.channels  # the server's interned tuple: the crossing is keyed by it
+            # (a filtered list is keyed by its elements: a new tuple per call would miss)
         treatments = _cross(req.offers, allowed)
     else:
         offers = {o.id: o for o in req.offers}
         channels = {c.id: c for c in req.channels}
-        treatments = _filtered(req, offers, channels, limits)
+        treatments = _filtered(req, offers, channels, limits, consent)
     return Candidates(context=Context(req.customer, req.trigger), treatments=treatments)
+
+
+def without_channels(
+    req: ChooseInput, treatments: tuple[Treatment, ...], channel_ids: Sequence[str]
+) -> tuple[Treatment, ...]:
+    """``req``'s candidates ``treatments`` without those through ``channel_ids`` (control
+    stays): what :func:`build_candidates` with ``consent=True`` gives when those are the
+    channels the customer has not consented to.
+
+    >>> req = ChooseInput(Customer("c", {}), Trigger("t"), [Offer("o")],
+    ...                   [Channel("sms"), Channel("email")])
+    >>> cands = build_candidates(req, Limits()).treatments
+    >>> [t.ref.channel_id for t in without_channels(req, cands, ["sms"])]
+    ['', 'email']
+    """
+    drop = set(channel_ids)
+    if not req.treatments and not req.excluded:  # the catalogue's crossing, cached by element
+        return _cross(req.offers, [c for c in req.channels if c.id not in drop])
+    return tuple(t for t in treatments if t.ref.is_control or t.ref.channel_id not in drop)
 
 
 # Catalogues (offer and channel lists) that passed their checks under some limits, by the
@@ -269,6 +293,7 @@ def _filtered(
     offers: Mapping[str, Offer],
     channels: Mapping[str, Channel],
     limits: Limits,
+    consent: bool = True,
 ) -> tuple[Treatment, ...]:
     """Candidates from an explicit list and/or exclusions."""
     assert req.customer is not None
@@ -318,7 +343,7 @@ def _filtered(
         if ref in excluded:
             continue
         any_left = True
-        if consented(req.customer, ref.channel_id):
+        if not consent or consented(req.customer, ref.channel_id):
             kept.append(t)
     if not any_left and seen:
         raise InvalidRequest("excluded", "every treatment is excluded")

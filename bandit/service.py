@@ -1,10 +1,10 @@
 """The decision service object: what every transport calls (gRPC today, in-process in the
 simulator). It owns the decision log, the decider, the learner and their background tasks.
 
-Roles are separate objects with narrow interfaces (DESIGN.md §4):
+Roles are separate objects with narrow interfaces (docs/architecture.md):
 
-* the **decider** scores and samples (:meth:`DecisionService.choose`), with its own VW
-  workspace behind a lock;
+* the **decider** (:class:`~bandit.choose.Decider`) holds the live policy the Choose
+  pipeline (:mod:`bandit.choose`) scores with, behind a lock;
 * the **log** (:class:`~bandit.store.DecisionLog`) makes decisions and outcomes durable and
   joins outcomes to decisions;
 * the **closer** closes attribution windows on schedule, fixing rewards;
@@ -14,9 +14,6 @@ Roles are separate objects with narrow interfaces (DESIGN.md §4):
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import json
 import logging
 import threading
 import time
@@ -24,10 +21,23 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
 
 from bandit.checkpoint import Checkpoint, CheckpointStore
-from bandit.eligibility import ChooseInput, Limits, build_candidates
+from bandit.choose import (
+    FALLBACK_POLICY,
+    HOLDOUT_POLICY,
+    Clock,
+    ControlFloorStep,
+    Decider,
+    EventIds,
+    Pipeline,
+    call_on_done,
+    in_holdout,
+    request_fingerprint,
+    standard_steps,
+)
+from bandit.commit import Commit, OnDone
+from bandit.eligibility import ChooseInput, Limits
 from bandit.errors import InvalidRequest, NotReady, OfferBanditError, TooLarge
 from bandit.learner import (
     DEFAULT_EXPLORATION,
@@ -39,32 +49,15 @@ from bandit.learner import (
 )
 from bandit.numbers import check_number, check_time, finite_float32
 from bandit.ratelog import RateLimitedLog
+from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.rewards import RewardRule
-from bandit.sampling import derive_seed, floored_pmf, sample_index, uniform_from_seed
-from bandit.store import (
-    DecisionLog,
-    LogStats,
-    Notify,
-    OutcomeInput,
-    OutcomeResult,
-    Pending,
-    StoredDecision,
-    Windows,
-)
-from bandit.types import Decision, Features
+from bandit.sampling import derive_seed, sample_index, uniform_from_seed
+from bandit.store import DecisionLog
+from bandit.types import Decision
 from bandit.uplift import is_uplift_model
 
 log = logging.getLogger(__name__)
 _rate_log = RateLimitedLog(log, interval=10.0)
-
-FALLBACK_POLICY = "fallback:uniform"
-"""The policy id of a decision whose model scores were unusable (non-finite, or no mass): its
-pmf is uniform over the candidates with the control floor mixed in, logged as such."""
-
-
-class Clock(Protocol):
-    def now(self) -> float:
-        """Seconds since the epoch."""
 
 
 class SystemClock:
@@ -200,47 +193,6 @@ def learnable(reward: float, revenue: float, propensity: float, rule: RewardRule
     )
 
 
-def _canonical(features: Features) -> list[Any]:
-    return sorted([k, list(v) if isinstance(v, tuple) else v] for k, v in features.items())
-
-
-def request_fingerprint(req: ChooseInput) -> str:
-    """A hash of what a Choose request asks, independent of map ordering on the wire."""
-    body = {
-        "customer": [req.customer.id, _canonical(req.customer.features)] if req.customer else None,
-        "trigger": [req.trigger.type, _canonical(req.trigger.features)] if req.trigger else None,
-        "offers": [
-            [o.id, _canonical(o.features), o.fixed_cost, o.discount_rate] for o in req.offers
-        ],
-        "channels": [[c.id, _canonical(c.features), c.contact_cost] for c in req.channels],
-        "treatments": [[t.offer_id, t.channel_id] for t in req.treatments],
-        "excluded": sorted([t.offer_id, t.channel_id] for t in req.excluded),
-        "defer": req.defer_activation,
-    }
-    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
-
-
-HOLDOUT_POLICY = "holdout"
-
-
-def in_holdout(customer_id: str, share: float, key: str) -> bool:
-    """Whether a customer is in the persistent holdout: a keyed hash of the id below ``share``.
-
-    The same customer is always in or always out (for a given key), across restarts and
-    replicas.
-
-    >>> in_holdout("c1", 0.0, "k"), in_holdout("c1", 1.0, "k")
-    (False, True)
-    >>> sum(in_holdout(f"c{i}", 0.1, "k") for i in range(10_000))
-    1003
-    """
-    if share <= 0.0:
-        return False
-    h = hashlib.blake2b(customer_id.encode(), key=key.encode()[:64], digest_size=8)
-    return int.from_bytes(h.digest(), "big") / float(1 << 64) < share
-
-
 class DecisionService:
     """The service. Build it, :meth:`start` it, call it from any thread, :meth:`stop` it."""
 
@@ -250,7 +202,6 @@ class DecisionService:
         self._ready = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._decider_lock = threading.Lock()
         self._learn_lock = threading.Lock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.log = DecisionLog(
@@ -299,24 +250,32 @@ class DecisionService:
         self.policy_id = describe_policy(args)
         self._learner = make_policy(args, model)
         self._learner.learned = learned
-        self._decider = make_policy(args, model)
-        self._model_version = f"v{self._version}"
+        self.decider = Decider(make_policy(args, model), f"v{self._version}", self.policy_id)
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
         self._duplicates = 0
-        self._score_fallbacks = 0
         self._learn_skipped = 0
-        # Event ids: a random 64-bit prefix per process start, then a counter (32 hex digits,
-        # unique across restarts without a system call per decision).
-        prefix = config.event_id_prefix
-        if prefix and not (len(prefix) == 16 and all(ch in "0123456789abcdef" for ch in prefix)):
-            raise ValueError(f"event_id_prefix must be 16 lowercase hex digits, not {prefix!r}")
-        self._event_prefix = prefix or uuid.uuid4().hex[:16]
-        self._event_counter = itertools.count(1)
         self._counter_lock = threading.Lock()
+        # Event ids: a random 64-bit prefix per process start (unless configured), then a
+        # counter.
+        event_ids = EventIds(config.event_id_prefix or uuid.uuid4().hex[:16])
+        self._control_floor = ControlFloorStep(config.control_share)
+        steps = standard_steps(
+            limits=config.limits,
+            log=self.log,
+            decider=self.decider,
+            event_ids=event_ids,
+            server_seed=config.seed,
+            holdout_share=config.holdout_share,
+            holdout_key=config.holdout_key,
+            control_floor=self._control_floor,
+            clock=self.clock,
+        )
+        self.choose_pipeline = Pipeline(steps)
+        """The Choose path's steps (:mod:`bandit.choose`)."""
         log.info(
             "decision service ready: model %s, learned up to log position %d, policy %s",
-            self._model_version,
+            self.decider.version,
             self._position,
             self.policy_id,
         )
@@ -359,111 +318,31 @@ class DecisionService:
 
     @property
     def model_version(self) -> str:
-        return self._model_version
+        return self.decider.version
 
     def choose(self, req: ChooseInput) -> Decision:
         """Decide, log durably, answer. A retried ``request_id`` returns the logged decision."""
-        decision, item = self.submit_choice(req)
-        if item is None:
-            return decision
-        self.log.wait(item)
-        return self.finish_choice(decision, item)
+        decision, commit = self.submit_choice(req)
+        return decision if commit is None else commit.wait()
 
     def submit_choice(
-        self,
-        req: ChooseInput,
-        notify: Notify | None = None,
-        token: Any = None,
-        wake: bool = True,
-    ) -> tuple[Decision, Pending | None]:
+        self, req: ChooseInput, on_done: OnDone | None = None, hold: bool = False
+    ) -> tuple[Decision, Commit[Decision] | None]:
         """Decide and queue the decision's log write; nothing waits for it here.
 
-        Returns the decision and its queued write, or (for a retried ``request_id`` already
-        logged) the logged decision and ``None``. Once the write is committed — by
-        :meth:`DecisionLog.wait`, or by the log's writer when ``notify`` is given —
-        :meth:`finish_choice` gives the answer. ``wake``: see :meth:`DecisionLog.submit`.
+        Returns the decision and the handle of its queued write, or (for a retried
+        ``request_id`` already logged) the logged decision and ``None``. The handle's answer
+        is the decision, or the one logged before it under the same ``request_id`` (a
+        concurrent retry); it raises what the write raised.
+
+        ``on_done``: nobody will :meth:`~bandit.commit.Commit.wait`; the log's writer commits
+        the write and calls it once durable. ``hold``: do not wake the writer; the caller
+        will say who commits (:meth:`~bandit.commit.Commit.commit_here` or
+        :meth:`~bandit.commit.Commit.hand_off`).
         """
         if not self._ready:
             raise NotReady("the decision service is not serving")
-        cands = build_candidates(req, self.config.limits)
-        fingerprint = ""
-        if req.request_id:
-            fingerprint = request_fingerprint(req)
-            found = self.log.find_request(req.request_id, fingerprint)
-            if found is not None:
-                return found.decision, None
-        event_id = f"{self._event_prefix}{next(self._event_counter):016x}"
-        seed = derive_seed(self.config.seed, event_id)
-        ctx = cands.context
-        holdout = in_holdout(ctx.customer.id, self.config.holdout_share, self.config.holdout_key)
-        if holdout:
-            pmf = (1.0,) + (0.0,) * (len(cands.treatments) - 1)
-            version = self._model_version
-            policy = HOLDOUT_POLICY
-        else:
-            with self._decider_lock:
-                scores = self._decider.scores(ctx, cands.treatments)
-                version = self._model_version
-            pmf, usable = self._pmf(scores, len(cands.treatments))
-            policy = self.policy_id if usable else FALLBACK_POLICY
-        chosen = sample_index(pmf, uniform_from_seed(seed))
-        decision = Decision(
-            event_id=event_id,
-            context=cands.context,
-            treatments=cands.treatments,
-            pmf=pmf,
-            chosen=chosen,
-            model_version=version,
-            policy=policy,
-            decided_at=self.clock.now(),
-            request_id=req.request_id,
-            deferred=req.defer_activation,
-            seed=seed,
-            holdout=holdout,
-        )
-        return decision, self.log.submit_decision(decision, fingerprint, notify, token, wake)
-
-    def _pmf(self, scores: Sequence[float], n: int) -> tuple[tuple[float, ...], bool]:
-        """The floored pmf of the model's scores; the uniform fallback when they are unusable.
-
-        A score that is NaN, infinite or negative, or scores without mass, never reach the
-        pmf: the decision is then uniform over its candidates with the control floor (its
-        propensities stay exact), counted in :attr:`Stats.score_fallbacks` and logged
-        (rate-limited)."""
-        total = 0.0
-        usable = len(scores) == n
-        for x in scores:
-            if not (0.0 <= x <= 1e300):  # NaN, negative, infinite
-                usable = False
-                break
-            total += x
-        if usable and total > 0.0:
-            return floored_pmf(scores, 0, self.config.control_share), True
-        with self._counter_lock:
-            self._score_fallbacks += 1
-        _rate_log.warning(
-            "scores",
-            "model %s gave unusable scores (non-finite or no mass) for %d candidates; "
-            "deciding with the uniform fallback",
-            self._model_version,
-            n,
-        )
-        return floored_pmf([1.0] * n, 0, self.config.control_share), False
-
-    def commit_queued(self) -> bool:
-        """Commit queued writes on this thread now (:meth:`DecisionLog.commit_queued`)."""
-        return self.log.commit_queued()
-
-    def wake_writer(self) -> None:
-        """Leave queued writes to the log's writer thread (:meth:`DecisionLog.wake_writer`)."""
-        self.log.wake_writer()
-
-    @staticmethod
-    def finish_choice(decision: Decision, item: Pending) -> Decision:
-        """The answer once ``item`` is committed: the decision, or the one logged before it
-        under the same ``request_id`` (a concurrent retry); raises what the write raised."""
-        existing: StoredDecision | None = item.result()
-        return decision if existing is None else existing.decision
+        return self.choose_pipeline.run(req, on_done, hold)
 
     def get_decision(self, event_id: str) -> StoredDecision:
         if not event_id:
@@ -502,32 +381,29 @@ class DecisionService:
             check_time(o.occurred_at, "occurred_at")
 
     def record_outcome(self, o: OutcomeInput) -> OutcomeResult:
-        item = self.submit_outcome(o)
-        self.log.wait(item)
-        return self.outcome_result(item)
+        return self.submit_outcome(o).wait()
 
     def submit_outcome(
         self,
         o: OutcomeInput,
-        notify: Notify | None = None,
-        token: Any = None,
+        on_done: OnDone | None = None,
+        hold: bool = False,
         now: float | None = None,
-        wake: bool = True,
-    ) -> Pending:
+    ) -> Commit[OutcomeResult]:
         """Check ``o`` (raising what is wrong with it) and queue its write; see
-        :meth:`submit_choice` for ``notify`` and ``wake``, :meth:`outcome_result` for the
-        answer."""
+        :meth:`submit_choice` for ``on_done`` and ``hold``. The handle's answer is the
+        outcome's result; it raises what the write raised."""
         if not self._ready:
             raise NotReady("the decision service is not serving")
         self.check_outcome(o)
         job = self.log.outcome_job(
             o, self.clock.now() if now is None else now, self.config.max_future_skew_seconds
         )
-        return self.log.submit(job, notify=notify, token=token, wake=wake)
+        notify = None if on_done is None else call_on_done
+        item = self.log.submit(job, notify=notify, token=on_done, wake=not hold)
+        return Commit(self.log, item, self._outcome_answer)
 
-    def outcome_result(self, item: Pending) -> OutcomeResult:
-        """The committed outcome's result; raises what its write raised."""
-        result: OutcomeResult = item.result()
+    def _outcome_answer(self, result: OutcomeResult) -> OutcomeResult:
         self._count([result])
         return result
 
@@ -548,35 +424,23 @@ class DecisionService:
                 "outcomes",
                 f"a stream may carry at most {self.config.max_stream_outcomes} outcomes",
             )
+        now = self.clock.now()  # all received at one time
+        queued: list[Commit[OutcomeResult] | OfferBanditError] = []
+        for o in outcomes:
+            try:
+                queued.append(self.submit_outcome(o, now=now))
+            except OfferBanditError as exc:  # a bad outcome never stops the others
+                queued.append(exc)
         out: list[OutcomeResult | OfferBanditError] = []
-        for it in self.submit_outcomes(outcomes):
+        for it in queued:
             if isinstance(it, OfferBanditError):
                 out.append(it)
                 continue
             try:
-                out.append(self.log.wait(it))
+                out.append(it.wait())
             except OfferBanditError as exc:
                 out.append(exc)
-        self._count(out)
         return out
-
-    def submit_outcomes(
-        self,
-        outcomes: Sequence[OutcomeInput],
-        notify: Notify | None = None,
-        tokens: Sequence[Any] | None = None,
-    ) -> list[Pending | OfferBanditError]:
-        """:meth:`submit_outcome` for each, all received at one time: a bad outcome comes
-        back as its error and never stops the others. ``tokens``: one per outcome."""
-        now = self.clock.now()
-        items: list[Pending | OfferBanditError] = []
-        for i, o in enumerate(outcomes):
-            try:
-                token = None if tokens is None else tokens[i]
-                items.append(self.submit_outcome(o, notify, token, now=now))
-            except OfferBanditError as exc:
-                items.append(exc)
-        return items
 
     def activate(self, event_id: str, at: float | None = None) -> float:
         if not self._ready:
@@ -657,10 +521,7 @@ class DecisionService:
         self._version = ckpt.version
         self._since_checkpoint = 0
         self._last_checkpoint = time.monotonic()
-        fresh = make_policy(self.vw_args, model)
-        with self._decider_lock:
-            self._decider = fresh
-            self._model_version = ckpt.model_version
+        self.decider.publish(make_policy(self.vw_args, model), ckpt.model_version)
         log.info(
             "checkpoint %s: learned %d decisions, log position %d",
             ckpt.model_version,
@@ -703,21 +564,23 @@ class DecisionService:
         return Stats(
             log=self.log.stats(self.clock.now(), recent_seconds),
             learned=self.learned,
-            model_version=self._model_version,
+            model_version=self.decider.version,
             duplicates=self._duplicates,
-            score_fallbacks=self._score_fallbacks,
+            score_fallbacks=self._control_floor.fallbacks,
             learn_skipped=self._learn_skipped,
         )
 
 
 __all__ = [
     "FALLBACK_POLICY",
+    "HOLDOUT_POLICY",
     "Clock",
     "DecisionService",
     "ManualClock",
     "ServiceConfig",
     "Stats",
     "SystemClock",
+    "in_holdout",
     "learnable",
     "request_fingerprint",
 ]

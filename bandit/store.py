@@ -16,15 +16,11 @@ checkpoint stores the last ``closed_seq`` it has learned.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
-import math
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,6 +45,16 @@ from bandit.logcodec import (
     pack_pmf,
 )
 from bandit.ratelog import RateLimitedLog
+from bandit.records import (
+    ClosedDecision,
+    Incremental,
+    LogStats,
+    OutcomeInput,
+    OutcomeResult,
+    OutcomeStatus,
+    StoredDecision,
+    Windows,
+)
 from bandit.rewards import RewardRule
 from bandit.types import Decision, RewardMode, Treatment, TreatmentRef
 
@@ -122,135 +128,6 @@ CREATE INDEX IF NOT EXISTS outcomes_event ON outcomes (event_id);
 """
 
 
-class OutcomeStatus(StrEnum):
-    ATTRIBUTED = "attributed"
-    UNATTRIBUTED = "unattributed"
-    LATE = "late"
-    DUPLICATE = "duplicate"
-
-
-class DecisionState(StrEnum):
-    PENDING_ACTIVATION = "pending_activation"
-    OPEN = "open"
-    CLOSED = "closed"
-
-
-@dataclass(frozen=True, slots=True)
-class StoredDecision:
-    """A logged decision with its attribution and learning state."""
-
-    decision: Decision
-    seq: int
-    activated_at: float | None
-    window_closes_at: float | None
-    closed_seq: int | None
-    reward: float | None
-    n_outcomes: int
-    revenue: float
-
-    @property
-    def state(self) -> DecisionState:
-        if self.closed_seq is not None:
-            return DecisionState.CLOSED
-        if self.activated_at is None:
-            return DecisionState.PENDING_ACTIVATION
-        return DecisionState.OPEN
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeInput:
-    """An outcome as reported, in domain terms. ``occurred_at`` None means now."""
-
-    outcome_id: str
-    event_id: str
-    customer_id: str
-    type: str
-    revenue: float
-    occurred_at: float | None
-
-    def payload_hash(self) -> str:
-        raw = "\x1f".join(
-            [
-                self.event_id,
-                self.customer_id,
-                self.type,
-                repr(float(self.revenue)),
-                "" if self.occurred_at is None else repr(float(self.occurred_at)),
-            ]
-        )
-        return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
-
-
-@dataclass(frozen=True, slots=True)
-class OutcomeResult:
-    outcome_id: str
-    status: OutcomeStatus
-    event_id: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ClosedDecision:
-    """What the learner needs: the decision as logged, its final reward, and what the reward
-    was computed from (the attributed revenue and how many outcomes carried it)."""
-
-    closed_seq: int
-    decision: Decision
-    reward: float
-    revenue: float = 0.0
-    n_outcomes: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class Incremental:
-    """The live policy's incremental net value per decision against all-control.
-
-    Per closed, non-holdout decision ``i`` with reward ``r_i``: ``ψ_i = r_i − 1{control}·r_i /
-    μ_i(control)``, whose mean is an unbiased estimate of V(logged policy) − V(all control)
-    (the control share keeps ``μ(control)`` ≥ the floor, so the weights stay bounded). The
-    interval is the normal one at level 95%.
-    """
-
-    decisions: int
-    per_decision: float
-    ci_low: float
-    ci_high: float
-
-    @property
-    def total(self) -> float:
-        return self.per_decision * self.decisions
-
-    @staticmethod
-    def from_sums(n: int, s1: float, s2: float, z: float = 1.959963984540054) -> Incremental:
-        """From the count, sum and sum of squares of the per-row scores.
-
-        >>> e = Incremental.from_sums(4, 8.0, 20.0)
-        >>> e.per_decision, round(e.ci_low, 3), round(e.ci_high, 3)
-        (2.0, 0.868, 3.132)
-        """
-        if n == 0:
-            return Incremental(0, math.nan, math.nan, math.nan)
-        mean = s1 / n
-        if n < 2:
-            return Incremental(n, mean, math.nan, math.nan)
-        var = max(s2 - n * mean * mean, 0.0) / (n - 1)
-        half = z * math.sqrt(var / n)
-        return Incremental(n, mean, mean - half, mean + half)
-
-
-@dataclass(frozen=True, slots=True)
-class LogStats:
-    decisions: int
-    activations: int
-    pending_activation: int
-    outcomes: dict[str, int]
-    attributed_revenue: float
-    pending_windows: int
-    closed: int
-    recent: list[tuple[TreatmentRef, int, float]]
-    """(treatment, closed decisions, mean reward) over the recent period, best first."""
-    incremental: Incremental
-
-
 class AttributionRule(Protocol):
     """Finds the decision a customer-only outcome belongs to (a replaceable strategy)."""
 
@@ -275,20 +152,6 @@ class LastTouch:
             (customer_id, occurred_at, occurred_at),
         ).fetchone()
         return None if row is None else int(row[0])
-
-
-@dataclass(frozen=True, slots=True)
-class Windows:
-    """Attribution windows in seconds, per channel id, with a default (also used for control)."""
-
-    default: float = 7 * 24 * 3600.0
-    per_channel: tuple[tuple[str, float], ...] = ()
-
-    def for_channel(self, channel_id: str) -> float:
-        for cid, seconds in self.per_channel:
-            if cid == channel_id:
-                return seconds
-        return self.default
 
 
 _Job = Callable[[sqlite3.Connection], Any]
@@ -392,7 +255,7 @@ class DecisionLog:
         self._conn = self._connect()
         self._migrate()
         # WAL checkpoints run on their own thread and connection, never inside a commit on
-        # a request thread (they stall for 10+ ms when they do: PERF-NOTES).
+        # a request thread (they stall for 10+ ms when they do, measured).
         self._conn.execute("PRAGMA wal_autocheckpoint=0")
         self._checkpoint_interval = checkpoint_interval
         self._checkpointer = threading.Thread(

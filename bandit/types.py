@@ -1,6 +1,6 @@
 """Domain types of offerbandit: frozen, slotted dataclasses that check their invariants once.
 
-The words follow DESIGN.md: a *customer* is decided for when a *trigger* fires; a *treatment*
+The words are the README's: a *customer* is decided for when a *trigger* fires; a *treatment*
 is one *offer* through one *channel*, or *control* (do nothing, cost 0); a *decision* is the
 logged answer of one Choose call with its full probability distribution (pmf).
 

@@ -21,8 +21,8 @@ from pathlib import Path
 import vowpal_wabbit_next as vw
 
 from bandit.eligibility import ChooseInput
+from bandit.records import OutcomeInput
 from bandit.service import DecisionService, ManualClock, ServiceConfig
-from bandit.store import OutcomeInput
 from bandit.types import Customer, Trigger
 from bandit.vwformat import candidate_lines, label_prefix, reward_to_cost, shared_line
 from server.bench import catalogue, drive, start_server

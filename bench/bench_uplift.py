@@ -210,7 +210,8 @@ def write_sqlite_log(
 ) -> None:
     """Write a decision log through :class:`bandit.store.DecisionLog` (decisions, outcomes
     by event id, closed windows) for ``events`` with treatments drawn from ``pmf``."""
-    from bandit.store import DecisionLog, OutcomeInput
+    from bandit.records import OutcomeInput
+    from bandit.store import DecisionLog
 
     rng = np.random.default_rng(seed)
     treatments = world.treatments()

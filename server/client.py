@@ -17,7 +17,7 @@ from types import TracebackType
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bandit.store import OutcomeInput
+from bandit.records import OutcomeInput
 from bandit.types import Channel, Customer, Offer, TreatmentRef, Trigger
 from server import converters as cv
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb

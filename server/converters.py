@@ -18,8 +18,8 @@ from bandit.eligibility import ChooseInput
 from bandit.errors import InvalidRequest, quote
 from bandit.logcodec import pack_pmf
 from bandit.numbers import MAX_TIME, MIN_TIME, flush
+from bandit.records import DecisionState, OutcomeInput, OutcomeResult, OutcomeStatus, StoredDecision
 from bandit.service import Stats
-from bandit.store import DecisionState, OutcomeInput, OutcomeResult, OutcomeStatus, StoredDecision
 from bandit.types import (
     Channel,
     Customer,

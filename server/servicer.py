@@ -4,15 +4,16 @@ No business logic and no try/except here: :func:`server.errors.mapped` maps erro
 
 The server is a ``grpc.aio`` server: every handler runs on one event loop thread, so no two
 requests fight over the GIL, and nothing on that thread waits for the disk. Writes are queued
-on the decision log with a *notify* hook; the log's writer thread commits them (one fsync for
-everything queued meanwhile) and the hook resolves the handlers' futures on the loop
-(:class:`Commits`). Calls that read or write the database synchronously (GetDecision, Activate,
+on the decision log with an *on-done* callback; the log's writer thread commits them (one
+fsync for everything queued meanwhile) and the callback resolves the handlers' futures on the
+loop (:class:`Commits`). Calls that read or write the database synchronously (GetDecision, Activate,
 GetStats) run on a small thread pool.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -22,10 +23,11 @@ from typing import Any, TypeVar
 
 import grpc
 
+from bandit.commit import Commit, OnDone
 from bandit.errors import NotReady, OfferBanditError, TooLarge
 from bandit.logcodec import SCHEMA_VERSION
+from bandit.records import OutcomeResult
 from bandit.service import DecisionService
-from bandit.store import OutcomeResult, Pending
 from server import converters as cv
 from server.errors import check_parsed, code_name, mapped, safe_deserializer, short_message
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
@@ -40,13 +42,14 @@ T = TypeVar("T")
 class Commits:
     """Log commits → asyncio futures on one loop, and who commits.
 
-    The log's writer thread calls :meth:`notify` once per committed batch; a single
-    ``call_soon_threadsafe`` then resolves every handler waiting on that batch.
+    Each write is submitted with an ``on_done`` callback (:meth:`on_done`) that the
+    committing thread calls once it is durable; a ``call_soon_threadsafe`` then resolves the
+    handler's future on the loop (at once when the loop itself committed).
 
     When a call is alone — nothing else in flight, none for a while — it commits its own
-    write on the loop (:meth:`call` says so, :meth:`settled` does it), which saves two thread
-    hand-offs; the loop has nothing else to do meanwhile. A call that finds company, or that
-    starts right after the previous one ended (it was queued behind it: committing on the
+    write on the loop (:meth:`call` says so, :meth:`Call.settled` does it), which saves two
+    thread hand-offs; the loop has nothing else to do meanwhile. A call that finds company, or
+    that starts right after the previous one ended (it was queued behind it: committing on the
     loop would hide concurrency), leaves the commit to the writer thread. Any call in flight
     beside another during the last ``WINDOW`` seconds keeps every call on the writer's path.
     """
@@ -58,9 +61,8 @@ class Commits:
     turnaround (answer received → next call's handler) takes ≥ 0.5 ms here; a call queued
     behind the previous one starts 0.05–0.15 ms after it (measured)."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, service: DecisionService) -> None:
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
-        self._service = service
         self._loop_thread: int | None = None
         self.in_flight = 0
         self._peak = 0
@@ -71,36 +73,31 @@ class Commits:
     def future(self) -> asyncio.Future[None]:
         return self.loop.create_future()
 
-    def notify(self, items: list[Pending]) -> None:
+    def on_done(self, done: asyncio.Future[None]) -> OnDone:
+        """The callback that resolves ``done`` on the loop once its write is committed."""
+        return functools.partial(self._committed, done)
+
+    def _committed(self, done: asyncio.Future[None]) -> None:
         if threading.get_ident() == self._loop_thread:
-            _resolve(items)  # committed on the loop itself: resolve at once
+            _resolve(done)  # committed on the loop itself: resolve at once
         else:
-            self.loop.call_soon_threadsafe(_resolve, items)
+            self.loop.call_soon_threadsafe(_resolve, done)
 
     @contextmanager
-    def call(self) -> Iterator[bool]:
-        """Around a call that writes (on the loop): yields True when it should commit itself."""
-        alone = self._enter()
+    def call(self) -> Iterator[Call]:
+        """Around a call that writes (on the loop); :attr:`Call.alone` says whether it should
+        commit its write itself."""
+        call = Call(self, self._enter())
         try:
-            yield alone
+            yield call
         except BaseException:
-            if alone:  # failed or cancelled after queueing a write without waking the writer
-                self._service.wake_writer()
+            if call.alone and call.commit is not None:
+                # failed or cancelled after queueing a write without waking the writer
+                call.commit.hand_off()
             raise
         finally:
             self.in_flight -= 1
             self._last_exit = time.perf_counter()
-
-    async def settled(self, done: asyncio.Future[None], alone: bool) -> None:
-        """Until ``done``. A call alone commits in place, after one turn of the loop lets a
-        call queued behind it show up (then the writer commits both)."""
-        if alone:
-            await asyncio.sleep(0)
-            if self.in_flight == 1:
-                self._service.commit_queued()
-            else:
-                self._service.wake_writer()
-        await done
 
     def _enter(self) -> bool:
         self._loop_thread = threading.get_ident()
@@ -119,11 +116,33 @@ class Commits:
         )
 
 
-def _resolve(items: list[Pending]) -> None:
-    for it in items:
-        fut: asyncio.Future[None] = it.token
-        if not fut.done():  # a cancelled call's future stays cancelled
-            fut.set_result(None)
+class Call:
+    """One RPC's write: whether it runs alone, and the commit it holds."""
+
+    __slots__ = ("_commits", "alone", "commit")
+
+    def __init__(self, commits: Commits, alone: bool) -> None:
+        self._commits = commits
+        self.alone = alone
+        """Submit with ``hold=True``: this call commits its write itself (:meth:`settled`)."""
+        self.commit: Commit[Any] | None = None
+        """The write this call holds (set right after submitting it)."""
+
+    async def settled(self, done: asyncio.Future[None]) -> None:
+        """Until ``done``. A call alone commits in place, after one turn of the loop lets a
+        call queued behind it show up (then the writer commits both)."""
+        if self.alone and self.commit is not None:
+            await asyncio.sleep(0)
+            if self._commits.in_flight == 1:
+                self.commit.commit_here()
+            else:
+                self.commit.hand_off()
+        await done
+
+
+def _resolve(done: asyncio.Future[None]) -> None:
+    if not done.done():  # a cancelled call's future stays cancelled
+        done.set_result(None)
 
 
 class DecisionServicer:
@@ -131,7 +150,7 @@ class DecisionServicer:
         self, service: DecisionService, loop: asyncio.AbstractEventLoop, blocking_threads: int
     ) -> None:
         self.svc = service
-        self.commits = Commits(loop, service)
+        self.commits = Commits(loop)
         self._pool = ThreadPoolExecutor(blocking_threads, thread_name_prefix="rpc-blocking")
 
     def close(self) -> None:
@@ -144,16 +163,16 @@ class DecisionServicer:
     async def Choose(self, request: bytes, context: Context) -> bytes:
         """Takes the serialized ChooseRequest and answers a serialized ChooseResponse (see
         :func:`server.converters.choose_from_wire`); :func:`add_to_server` registers it so."""
-        with self.commits.call() as alone:
+        with self.commits.call() as call:
             done = self.commits.future()
-            decision, item = self.svc.submit_choice(
-                cv.choose_from_wire(request), self.commits.notify, done, wake=not alone
+            decision, call.commit = self.svc.submit_choice(
+                cv.choose_from_wire(request), self.commits.on_done(done), hold=call.alone
             )
             response = cv.choose_to_wire(decision)  # built while the log's fsync runs
-            if item is None:  # a retry of a logged request
+            if call.commit is None:  # a retry of a logged request
                 return response
-            await self.commits.settled(done, alone)
-            answer = self.svc.finish_choice(decision, item)
+            await call.settled(done)
+            answer = call.commit.result()
             return response if answer is decision else cv.choose_to_wire(answer)
 
     @mapped
@@ -165,13 +184,13 @@ class DecisionServicer:
     async def RecordOutcome(
         self, request: pb.Outcome, context: Context
     ) -> pb.RecordOutcomeResponse:
-        with self.commits.call() as alone:
+        with self.commits.call() as call:
             done = self.commits.future()
-            item = self.svc.submit_outcome(
-                cv.outcome_from_pb(request), self.commits.notify, done, wake=not alone
+            commit = call.commit = self.svc.submit_outcome(
+                cv.outcome_from_pb(request), self.commits.on_done(done), hold=call.alone
             )
-            await self.commits.settled(done, alone)
-            return cv.outcome_result_to_pb(self.svc.outcome_result(item))
+            await call.settled(done)
+            return cv.outcome_result_to_pb(commit.result())
 
     @mapped
     async def RecordOutcomes(
@@ -188,7 +207,7 @@ class DecisionServicer:
         limit = self.svc.config.max_stream_outcomes
         max_id = self.svc.config.limits.max_id_length
         response = pb.RecordOutcomesResponse()
-        group: list[tuple[str, Pending | OfferBanditError, asyncio.Future[None]]] = []
+        group: list[tuple[str, Commit[OutcomeResult] | OfferBanditError, asyncio.Future[None]]] = []
         with self.commits.call():  # in flight beside others; its writes go to the writer
             async for o in request_iterator:
                 if len(response.results) + len(group) >= limit:
@@ -199,13 +218,13 @@ class DecisionServicer:
                         "were recorded (resending them is safe), the rest were not",
                     )
                 done = self.commits.future()
-                queued: Pending | OfferBanditError
+                queued: Commit[OutcomeResult] | OfferBanditError
                 outcome_id = ""
                 try:
                     check_parsed(o)
                     outcome_id = o.outcome_id if len(o.outcome_id) <= max_id else ""
                     queued = self.svc.submit_outcome(
-                        cv.outcome_from_pb(o), self.commits.notify, done
+                        cv.outcome_from_pb(o), self.commits.on_done(done)
                     )
                 except OfferBanditError as exc:
                     queued = exc
@@ -217,7 +236,7 @@ class DecisionServicer:
 
     async def _settle_outcomes(
         self,
-        group: list[tuple[str, Pending | OfferBanditError, asyncio.Future[None]]],
+        group: list[tuple[str, Commit[OutcomeResult] | OfferBanditError, asyncio.Future[None]]],
         response: pb.RecordOutcomesResponse,
     ) -> None:
         """Wait for a group's writes and append their results (in stream order)."""
@@ -229,7 +248,7 @@ class DecisionServicer:
             else:
                 await done
                 try:
-                    result = self.svc.outcome_result(queued)
+                    result = queued.result()
                 except OfferBanditError as exc:
                     result = exc
             if isinstance(result, OfferBanditError):

@@ -18,9 +18,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from bandit.checkpoint import Checkpoint
 from bandit.eligibility import Limits
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
+from bandit.records import Windows
 from bandit.rewards import RewardRule
 from bandit.service import ServiceConfig
-from bandit.store import Windows
 from bandit.types import RewardMode
 
 

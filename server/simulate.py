@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
+from bandit.records import OutcomeInput
 from bandit.sim import World, WorldConfig
 from bandit.sim.driver import (
     DEFAULT_WINDOW_SECONDS,
@@ -41,7 +42,6 @@ from bandit.sim.driver import (
     simulate_in_process,
 )
 from bandit.sim.world import ChooseInputs
-from bandit.store import OutcomeInput
 from bandit.types import TreatmentRef
 from server.client import OfferBanditClient
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb

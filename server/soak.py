@@ -22,7 +22,7 @@ from pathlib import Path
 
 import grpc
 
-from bandit.store import OutcomeInput
+from bandit.records import OutcomeInput
 from bandit.types import Channel, Customer, Offer, Trigger
 from server.bench import start_server
 from server.client import OfferBanditClient, choose_request

@@ -41,9 +41,9 @@ from tqdm import tqdm
 
 from bandit.eligibility import ChooseInput
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
+from bandit.records import OutcomeInput, OutcomeResult, Windows
 from bandit.service import DecisionService, ManualClock, ServiceConfig
 from bandit.sim.world import ChooseInputs, World, WorldConfig, WorldEvent
-from bandit.store import OutcomeInput, OutcomeResult, Windows
 from bandit.types import Customer, TreatmentRef
 
 HOUR = 3600.0

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from bandit.commit import Commit
 from bandit.eligibility import ChooseInput
-from bandit.store import Pending
+from bandit.types import Decision
 from server.app import RunningServer, _Loop
 from server.client import OfferBanditClient
 from tests.conftest import CHANNELS, OFFERS, ServerFactory, customer, trigger
@@ -92,23 +93,25 @@ def test_a_call_alone_that_fails_after_queueing_leaves_its_write_to_the_writer(
     commits = server.servicer.commits
     req = ChooseInput(customer("lonely"), trigger(), OFFERS, CHANNELS)
 
-    queued: list[Pending] = []
+    queued: list[Commit[Decision]] = []
+    decided: list[Decision] = []
 
     async def fail_after_queueing() -> None:
-        with commits.call() as alone:
-            assert alone
-            _, item = server.service.submit_choice(
-                req, commits.notify, commits.future(), wake=False
+        with commits.call() as call:
+            assert call.alone
+            decision, call.commit = server.service.submit_choice(
+                req, commits.on_done(commits.future()), hold=True
             )
-            assert item is not None
-            queued.append(item)
+            assert call.commit is not None
+            queued.append(call.commit)
+            decided.append(decision)
             raise RuntimeError("after queueing")
 
     with pytest.raises(RuntimeError, match="after queueing"):
         _Loop.run(fail_after_queueing())
-    (item,) = queued
+    (commit,) = queued
     deadline = time.monotonic() + 5
-    while not item.done and time.monotonic() < deadline:
+    while not commit.done and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert item.done
-    assert item.result() is None  # committed: a new decision
+    assert commit.done
+    assert commit.result() is decided[0]  # committed: a new decision

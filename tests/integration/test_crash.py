@@ -19,8 +19,8 @@ import pytest
 from bandit.checkpoint import CheckpointStore
 from bandit.eligibility import ChooseInput
 from bandit.learner import VWPolicy
+from bandit.records import OutcomeInput
 from bandit.service import DecisionService, ManualClock
-from bandit.store import OutcomeInput
 from bandit.types import Channel, Customer, Offer, Trigger
 from server.client import OfferBanditClient
 from tests.integration.crash_worker import config

@@ -16,7 +16,7 @@ import pytest
 from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
-from bandit.store import OutcomeInput
+from bandit.records import OutcomeInput
 from server.client import OfferBanditClient, choose_request
 from server.converters import outcome_to_pb
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb

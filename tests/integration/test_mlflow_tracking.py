@@ -19,10 +19,10 @@ from mlflow import MlflowClient
 
 from bandit.checkpoint import Checkpoint, CheckpointStore, read_checkpoint
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS, VWPolicy, vw_arguments
+from bandit.records import Windows
 from bandit.service import DecisionService, ManualClock, ServiceConfig
 from bandit.sim import World, WorldConfig
 from bandit.sim.driver import DriveOptions, InProcessBackend, drive
-from bandit.store import Windows
 from bandit.types import Treatment
 from bandit.vwformat import action_lines, shared_line
 from offline_eval import cli_eval

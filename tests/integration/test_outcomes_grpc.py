@@ -7,7 +7,7 @@ import time
 import grpc
 import pytest
 
-from bandit.store import OutcomeInput
+from bandit.records import OutcomeInput
 from server.client import OfferBanditClient
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 from tests.conftest import CHANNELS, OFFERS, ServerFactory, customer, trigger

@@ -1,13 +1,101 @@
-"""Imports flow one way: bandit and offline_eval never import grpc, protobuf, mlflow or server."""
+"""Imports flow one way (docs/architecture.md): ``server → bandit``, ``offline_eval → bandit``.
+
+Every module of ``bandit`` and ``offline_eval`` is read for what it imports — at the top or
+inside a function — and checked against the rules; a few entry modules are also imported in
+a fresh interpreter, which catches what a static read cannot (an import under another name).
+"""
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
-FORBIDDEN = ("grpc", "google.protobuf", "mlflow", "server")
+ROOT = Path(__file__).resolve().parents[2]
+TRANSPORT_AND_TRACKING = ("grpc", "grpc_health", "grpc_reflection", "grpc_status", "google")
+
+
+def _modules(package: str) -> list[Path]:
+    return sorted(p for p in (ROOT / package).rglob("*.py") if "__pycache__" not in p.parts)
+
+
+def _imports(path: Path, root: Path = ROOT) -> set[str]:
+    """Every module ``path`` imports, absolute (relative imports resolved)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = ".".join(path.relative_to(root).with_suffix("").parts[:-1])
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            found.add(base)
+            found.update(f"{base}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _is(module: str, *prefixes: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def _id(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+BANDIT = _modules("bandit")
+OFFLINE = _modules("offline_eval")
+SIMULATOR = ("bandit.sim",)
+
+
+def test_every_module_is_read() -> None:
+    assert len(BANDIT) > 20
+    assert len(OFFLINE) > 15
+    assert ROOT / "bandit" / "service.py" in BANDIT
+
+
+@pytest.mark.parametrize("path", BANDIT, ids=_id)
+def test_bandit_imports_no_transport_tracking_or_adapter(path: Path) -> None:
+    bad = {
+        m
+        for m in _imports(path)
+        if _is(m, *TRANSPORT_AND_TRACKING, "mlflow", "server", "offline_eval")
+    }
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", [p for p in BANDIT if "sim" not in p.parts], ids=_id)
+def test_the_core_never_imports_the_simulator(path: Path) -> None:
+    bad = {m for m in _imports(path) if _is(m, *SIMULATOR)}
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", OFFLINE, ids=_id)
+def test_offline_eval_never_imports_the_adapter_or_transport(path: Path) -> None:
+    bad = {m for m in _imports(path) if _is(m, "server", *TRANSPORT_AND_TRACKING)}
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
+def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
+    """The checker itself: a lazy, a relative and an aliased import are all seen."""
+    pkg = tmp_path / "bandit" / "inner"
+    pkg.mkdir(parents=True)
+    mod = pkg / "m.py"
+    mod.write_text(
+        "import os\n"
+        "def f():\n"
+        "    import grpc as g\n"
+        "    from ..sim import world\n"
+        "    from server.pb import x\n",
+        encoding="utf-8",
+    )
+    found = _imports(mod, root=tmp_path)
+    assert {"grpc", "bandit.sim", "bandit.sim.world", "server.pb"} <= found
 
 
 @pytest.mark.parametrize(

@@ -19,7 +19,7 @@ from bandit.errors import (
     UnknownEvent,
 )
 from bandit.numbers import flush
-from bandit.store import OutcomeInput
+from bandit.records import OutcomeInput
 from bandit.types import (
     CONTROL_TREATMENT,
     Channel,

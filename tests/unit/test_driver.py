@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from bandit.records import OutcomeInput
 from bandit.sim import World, WorldConfig
 from bandit.sim.driver import (
     Choice,
@@ -23,7 +24,6 @@ from bandit.sim.driver import (
     simulate_in_process,
 )
 from bandit.sim.world import ChooseInputs, WorldEvent
-from bandit.store import OutcomeInput
 from bandit.types import TreatmentRef
 
 SMALL = WorldConfig(n_customers=300)

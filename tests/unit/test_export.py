@@ -22,8 +22,8 @@ from hypothesis import strategies as st
 from bandit.eligibility import ChooseInput
 from bandit.learner import decision_lines
 from bandit.logcodec import decode_catalogue, decode_head
+from bandit.records import OutcomeInput
 from bandit.service import DecisionService, ManualClock, ServiceConfig
-from bandit.store import OutcomeInput
 from bandit.types import Channel, Customer, Offer, Trigger
 from bandit.vwformat import label_prefix, reward_to_cost
 from offline_eval.cli_export import main

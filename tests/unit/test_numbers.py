@@ -14,9 +14,9 @@ from bandit.eligibility import ChooseInput, Limits, check_features
 from bandit.errors import InvalidRequest
 from bandit.learner import VWPolicy, vw_arguments
 from bandit.numbers import MAX_MAGNITUDE, TINY, check_number, flush, in_range
+from bandit.records import OutcomeInput, Windows
 from bandit.rewards import RewardRule
 from bandit.service import FALLBACK_POLICY, DecisionService, ManualClock, ServiceConfig, learnable
-from bandit.store import OutcomeInput, Windows
 from bandit.types import Channel, Context, Customer, Offer, Treatment, Trigger
 from bandit.vwformat import format_number
 
@@ -98,7 +98,7 @@ def test_unusable_scores_never_reach_the_pmf(tmp_path: Path, value: float) -> No
     svc = DecisionService(cfg, ManualClock())
     svc.start()
     try:
-        svc._decider = _Broken(value)  # type: ignore[assignment]
+        svc.decider.publish(_Broken(value), svc.model_version)  # type: ignore[arg-type]
         req = ChooseInput(
             Customer("c1", {"ltv": 1.0}),
             Trigger("login"),

@@ -13,9 +13,9 @@ import pytest
 
 from bandit.eligibility import ChooseInput
 from bandit.errors import Conflict, InvalidRequest, InvalidState, TooLarge, UnknownEvent
+from bandit.records import DecisionState, OutcomeInput, OutcomeStatus, Windows
 from bandit.rewards import RewardRule
 from bandit.service import DecisionService, ManualClock, ServiceConfig
-from bandit.store import DecisionState, OutcomeInput, OutcomeStatus, Windows
 from bandit.types import Channel, Customer, Offer, RewardMode, TreatmentRef, Trigger
 
 OFFER = Offer("d10", discount_rate=0.1, fixed_cost=1.0)

@@ -6,8 +6,8 @@ from pathlib import Path
 
 from bandit.checkpoint import Checkpoint, CheckpointStore
 from bandit.eligibility import ChooseInput
+from bandit.records import Windows
 from bandit.service import DecisionService, ManualClock, ServiceConfig
-from bandit.store import Windows
 from bandit.types import Channel, Customer, Offer, Trigger
 
 

@@ -1,0 +1,170 @@
+"""The decision log's records in domain terms: what a transport hands in, what the log gives back.
+
+They carry no storage detail, so the service, the adapter and offline readers share them
+without importing the log's implementation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+from bandit.types import Decision, TreatmentRef
+
+
+class OutcomeStatus(StrEnum):
+    ATTRIBUTED = "attributed"
+    UNATTRIBUTED = "unattributed"
+    LATE = "late"
+    DUPLICATE = "duplicate"
+
+
+class DecisionState(StrEnum):
+    PENDING_ACTIVATION = "pending_activation"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDecision:
+    """A logged decision with its attribution and learning state."""
+
+    decision: Decision
+    seq: int
+    activated_at: float | None
+    window_closes_at: float | None
+    closed_seq: int | None
+    reward: float | None
+    n_outcomes: int
+    revenue: float
+
+    @property
+    def state(self) -> DecisionState:
+        if self.closed_seq is not None:
+            return DecisionState.CLOSED
+        if self.activated_at is None:
+            return DecisionState.PENDING_ACTIVATION
+        return DecisionState.OPEN
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeInput:
+    """An outcome as reported, in domain terms. ``occurred_at`` None means now."""
+
+    outcome_id: str
+    event_id: str
+    customer_id: str
+    type: str
+    revenue: float
+    occurred_at: float | None
+
+    def payload_hash(self) -> str:
+        raw = "\x1f".join(
+            [
+                self.event_id,
+                self.customer_id,
+                self.type,
+                repr(float(self.revenue)),
+                "" if self.occurred_at is None else repr(float(self.occurred_at)),
+            ]
+        )
+        return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeResult:
+    outcome_id: str
+    status: OutcomeStatus
+    event_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedDecision:
+    """What the learner needs: the decision as logged, its final reward, and what the reward
+    was computed from (the attributed revenue and how many outcomes carried it)."""
+
+    closed_seq: int
+    decision: Decision
+    reward: float
+    revenue: float = 0.0
+    n_outcomes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Incremental:
+    """The live policy's incremental net value per decision against all-control.
+
+    Per closed, non-holdout decision ``i`` with reward ``r_i``: ``ψ_i = r_i − 1{control}·r_i /
+    μ_i(control)``, whose mean is an unbiased estimate of V(logged policy) − V(all control)
+    (the control share keeps ``μ(control)`` ≥ the floor, so the weights stay bounded). The
+    interval is the normal one at level 95%.
+    """
+
+    decisions: int
+    per_decision: float
+    ci_low: float
+    ci_high: float
+
+    @property
+    def total(self) -> float:
+        return self.per_decision * self.decisions
+
+    @staticmethod
+    def from_sums(n: int, s1: float, s2: float, z: float = 1.959963984540054) -> Incremental:
+        """From the count, sum and sum of squares of the per-row scores.
+
+        >>> e = Incremental.from_sums(4, 8.0, 20.0)
+        >>> e.per_decision, round(e.ci_low, 3), round(e.ci_high, 3)
+        (2.0, 0.868, 3.132)
+        """
+        if n == 0:
+            return Incremental(0, math.nan, math.nan, math.nan)
+        mean = s1 / n
+        if n < 2:
+            return Incremental(n, mean, math.nan, math.nan)
+        var = max(s2 - n * mean * mean, 0.0) / (n - 1)
+        half = z * math.sqrt(var / n)
+        return Incremental(n, mean, mean - half, mean + half)
+
+
+@dataclass(frozen=True, slots=True)
+class LogStats:
+    decisions: int
+    activations: int
+    pending_activation: int
+    outcomes: dict[str, int]
+    attributed_revenue: float
+    pending_windows: int
+    closed: int
+    recent: list[tuple[TreatmentRef, int, float]]
+    """(treatment, closed decisions, mean reward) over the recent period, best first."""
+    incremental: Incremental
+
+
+@dataclass(frozen=True, slots=True)
+class Windows:
+    """Attribution windows in seconds, per channel id, with a default (also used for control)."""
+
+    default: float = 7 * 24 * 3600.0
+    per_channel: tuple[tuple[str, float], ...] = ()
+
+    def for_channel(self, channel_id: str) -> float:
+        for cid, seconds in self.per_channel:
+            if cid == channel_id:
+                return seconds
+        return self.default
+
+
+__all__ = [
+    "ClosedDecision",
+    "DecisionState",
+    "Incremental",
+    "LogStats",
+    "OutcomeInput",
+    "OutcomeResult",
+    "OutcomeStatus",
+    "StoredDecision",
+    "Windows",
+]
