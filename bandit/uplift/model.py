@@ -80,6 +80,11 @@ class LinearStats:
         xty[:, :cap] = self.xty
         self.xtx, self.xty = xtx, xty
 
+    def reserve(self, dim: int) -> None:
+        """Widen to ``dim`` parameters (unseen ones: no data, prior only)."""
+        self._grow(dim)
+        self.dim = max(self.dim, dim)
+
     def add(self, idx: IntArray, val: FloatArray, ys: Sequence[float]) -> None:
         """Learn one row: distinct parameter ids ``idx`` (> 0) with values ``val``."""
         if len(idx):

@@ -83,6 +83,10 @@ class UpliftSettings:
     """At most this many weights; later tokens are not learned from."""
     bins: bool = False
     """Context numbers also set an indicator of their half-octave bin."""
+    form: str = "product"
+    """``product``: expected revenue = P(purchase) × basket (a purchase model on every
+    decision, a basket model on the decisions with a purchase), so an effect on purchases is
+    worth more for bigger baskets; ``additive``: one linear model of revenue."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -96,6 +100,8 @@ class UpliftSettings:
             raise ValueError(f"ridges must be > 0 (or auto), not {self.ridge}, {self.ridge_cross}")
         if not self.max_revenue > 0.0:
             raise ValueError(f"max_revenue must be > 0, not {self.max_revenue}")
+        if self.form not in ("product", "additive"):
+            raise ValueError(f"form must be 'product' or 'additive', not {self.form!r}")
         if not 16 <= self.max_params <= 16384:
             raise ValueError(f"max_params must be within [16, 16384], not {self.max_params}")
 
@@ -110,6 +116,7 @@ class UpliftSettings:
             "--max-revenue", f"{self.max_revenue:g}",
             "--max-params", str(self.max_params),
             "--bins", "on" if self.bins else "off",
+            "--form", self.form,
             "--seed", str(self.seed),
         ]  # fmt: skip
 
@@ -125,6 +132,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-revenue", type=float, default=d.max_revenue)
     p.add_argument("--max-params", type=int, default=d.max_params)
     p.add_argument("--bins", choices=("on", "off"), default="on" if d.bins else "off")
+    p.add_argument("--form", choices=("product", "additive"), default=d.form)
     p.add_argument("--seed", type=int, default=None)
     return p
 
@@ -158,6 +166,7 @@ def parse_settings(args: Sequence[str], seed: int = 0) -> UpliftSettings:
         max_revenue=ns.max_revenue,
         max_params=ns.max_params,
         bins=ns.bins == "on",
+        form=ns.form,
         seed=seed if ns.seed is None else ns.seed,
     )
 
@@ -194,11 +203,17 @@ class UpliftPolicy:
         self.settings = settings
         self.args = settings.args()
         self.learned = 0
-        self.ridge_cross = settings.ridge_cross
+        self.ridge_cross = settings.ridge_cross or RIDGE_GRID[-1]
         """The crosses' prior precision of the last publication."""
+        self._tuned_at = 0
+        """How many decisions had been learned when ``ridge_cross`` was last chosen."""
         self.index = FeatureIndex(settings.max_params, bins=settings.bins)
         self._stats: LinearStats | None = LinearStats(targets=2)
+        """All learned decisions: revenue and purchase."""
+        self._basket = LinearStats(targets=1)
+        """Decisions with a purchase: the basket (revenue given a purchase)."""
         self._lazy_stats: dict[str, FloatArray] | None = None
+        self._lazy_basket: dict[str, FloatArray] | None = None
         self.posterior = Posterior.empty(2, settings.samples)
         self._table = _pack(self.posterior)
         self._catalogues: dict[int, tuple[tuple[Treatment, ...], int, _Catalogue]] = {}
@@ -258,6 +273,8 @@ class UpliftPolicy:
         e = cat.coef @ np.matmul(x, table[cross])
         n = self.settings.samples
         d, f = cat.discount, cat.fixed
+        if self.settings.form == "product":
+            return self._product_uplift(cat, b, e, n)
         d_ = d[:, None]
         f_ = f[:, None]
         mean = (1.0 - d) * e[:, 0] - d * b[0] - f * (b[1] + e[:, 1]) - cat.contact
@@ -269,6 +286,28 @@ class UpliftPolicy:
         mean[cat.control] = 0.0
         dev[cat.control] = 0.0
         return mean, dev
+
+    @staticmethod
+    def _product_uplift(
+        cat: _Catalogue, b: NDArray[np.float32], e: NDArray[np.float32], n: int
+    ) -> tuple[FloatArray, NDArray[np.float64]]:
+        """``U = (1 − d)·P·B − f·P − c − P₀·B₀`` with purchase ``P`` and basket ``B``
+        (per draw, and from the means)."""
+        d, f, c = cat.discount[:, None], cat.fixed[:, None], cat.contact[:, None]
+        p_mean = np.clip(b[0] + e[:, :1], 0.0, 1.0)
+        b_mean = np.maximum(b[1] + e[:, 1:2], 0.0)
+        p0 = min(max(float(b[0]), 0.0), 1.0)
+        b0 = max(float(b[1]), 0.0)
+        mean = ((1.0 - d) * p_mean * b_mean - f * p_mean - c)[:, 0] - p0 * b0
+        p_draw = np.clip(b[0] + e[:, :1] + b[None, 2 : 2 + n] + e[:, 2 : 2 + n], 0.0, 1.0)
+        b_draw = np.maximum(b[1] + e[:, 1:2] + b[None, 2 + n :] + e[:, 2 + n :], 0.0)
+        p0_draw = np.clip(b[0] + b[2 : 2 + n], 0.0, 1.0)
+        b0_draw = np.maximum(b[1] + b[2 + n :], 0.0)
+        draws = (1.0 - d) * p_draw * b_draw - f * p_draw - c - (p0_draw * b0_draw)[None, :]
+        dev = draws.astype(np.float64) - mean[:, None]
+        mean[cat.control] = 0.0
+        dev[cat.control] = 0.0
+        return mean.astype(np.float64), dev
 
     def scores(self, context: Context, treatments: tuple[Treatment, ...]) -> list[float]:
         """The pmf over ``treatments`` (see the module docstring)."""
@@ -298,7 +337,9 @@ class UpliftPolicy:
         if self._stats is None:
             assert self._lazy_stats is not None
             self._stats = LinearStats.from_state(2, self._lazy_stats)
-            self._lazy_stats = None
+            assert self._lazy_basket is not None
+            self._basket = LinearStats.from_state(1, self._lazy_basket)
+            self._lazy_stats = self._lazy_basket = None
         return self._stats
 
     def learn(
@@ -311,6 +352,8 @@ class UpliftPolicy:
         if not np.isfinite(r):
             r = 0.0
         stats.add(idx, val, (r, 1.0 if purchased else 0.0))
+        if purchased:
+            self._basket.add(idx, val, (r,))
         self.learned += 1
 
     def learn_closed(
@@ -327,10 +370,29 @@ class UpliftPolicy:
         """Fit the posterior from everything learned; :meth:`scores` uses it from now on."""
         s = self.settings
         stats = self._ensure_stats()
-        cross = s.ridge_cross or self._tuned_ridge(stats)
-        self.ridge_cross = cross
+        cross = s.ridge_cross
+        if not cross:
+            # Re-chosen each time the data have doubled since the last choice: the evidence
+            # moves slowly, and each candidate costs a factorisation.
+            if self._tuned_at == 0 or stats.n >= 2 * self._tuned_at:
+                self.ridge_cross = self._tuned_ridge(stats)
+                self._tuned_at = max(stats.n, 1)
+            cross = self.ridge_cross
+        else:
+            self.ridge_cross = cross
         prior = self.index.prior_precision(s.ridge, cross)
-        self.posterior = stats.fit(prior[: stats.dim], s.samples, s.seed)
+        post = stats.fit(prior[: stats.dim], s.samples, s.seed)
+        if s.form == "product":
+            basket = self._basket
+            basket.reserve(stats.dim)
+            b = basket.fit(prior[: basket.dim], s.samples, s.seed + 1)
+            post = Posterior(
+                (post.means[_PURCHASE], b.means[0]),
+                (post.samples[_PURCHASE], b.samples[0]),
+                (post.noise[_PURCHASE], b.noise[0]),
+                post.n,
+            )
+        self.posterior = post
         self._table = _pack(self.posterior)
         self._generation += 1
         return self.posterior
@@ -354,17 +416,19 @@ class UpliftPolicy:
         post = self.publish()
         stats = self._ensure_stats()
         header = {"format": 1, "args": self.args, "learned": self.learned,
+                  "ridge_cross": self.ridge_cross, "tuned_at": self._tuned_at,
                   "index": self.index.state(), "noise": list(post.noise), "n": post.n}  # fmt: skip
         arrays: dict[str, Any] = {
             "base": self.index.base,
             "cross": self.index.cross,
             "crossed": self.index.crossed,
-            "mean_r": post.means[_REVENUE],
-            "mean_p": post.means[_PURCHASE],
-            "draws_r": post.samples[_REVENUE],
-            "draws_p": post.samples[_PURCHASE],
+            "mean_0": post.means[0],
+            "mean_1": post.means[1],
+            "draws_0": post.samples[0],
+            "draws_1": post.samples[1],
         }
         arrays.update({f"stats_{k}": v for k, v in stats.state().items()})
+        arrays.update({f"basket_{k}": v for k, v in self._basket.state().items()})
         buf = io.BytesIO()
         np.savez(buf, **arrays)
         return json.dumps(header).encode() + b"\n" + buf.getvalue()
@@ -380,17 +444,21 @@ class UpliftPolicy:
                 meta["index"], data["base"], data["cross"], data["crossed"]
             )
             self.posterior = Posterior(
-                (data["mean_r"], data["mean_p"]),
-                (data["draws_r"], data["draws_p"]),
+                (data["mean_0"], data["mean_1"]),
+                (data["draws_0"], data["draws_1"]),
                 tuple(float(x) for x in meta["noise"]),
                 int(meta["n"]),
             )
             self._table = _pack(self.posterior)
             self._stats = None
-            self._lazy_stats = {k: data[f"stats_{k}"] for k in ("xtx", "xty", "yty", "n_dim")}
+            keys = ("xtx", "xty", "yty", "n_dim")
+            self._lazy_stats = {k: data[f"stats_{k}"] for k in keys}
+            self._lazy_basket = {k: data[f"basket_{k}"] for k in keys}
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise ValueError(f"cannot read the uplift model: {exc}") from exc
         self.learned = int(meta["learned"])
+        self.ridge_cross = float(meta["ridge_cross"])
+        self._tuned_at = int(meta["tuned_at"])
         self._generation += 1
 
 
@@ -405,9 +473,17 @@ def is_uplift_model(model: bytes) -> bool:
 
 
 def _pack(post: Posterior) -> NDArray[np.float32]:
-    """``[D, 2 + 2S]``: revenue mean, purchase mean, revenue draws, purchase draws."""
-    r, p = post.means[_REVENUE], post.means[_PURCHASE]
-    return np.ascontiguousarray(
-        np.column_stack([r, p, post.samples[_REVENUE], post.samples[_PURCHASE]]),
-        dtype=np.float32,
-    )
+    """``[D, 2 + 2S]``: both targets' means, then both targets' draws (revenue and purchase
+    in the additive form; purchase and basket in the product form)."""
+    d = max(len(post.means[0]), len(post.means[1]))
+    cols = [_pad(post.means[0], d), _pad(post.means[1], d)]
+    cols += [_pad(post.samples[0], d), _pad(post.samples[1], d)]
+    return np.ascontiguousarray(np.column_stack(cols), dtype=np.float32)
+
+
+def _pad(a: NDArray[Any], d: int) -> NDArray[Any]:
+    if len(a) >= d:
+        return a
+    out = np.zeros((d, *a.shape[1:]), dtype=a.dtype)
+    out[: len(a)] = a
+    return out

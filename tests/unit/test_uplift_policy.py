@@ -94,9 +94,12 @@ def test_the_pmf_is_the_stated_mixture_of_the_confident_choice_and_posterior_vot
         assert p.scores(_ctx(segment), TREATMENTS) == list(pmf)  # a function of the model
 
 
-def test_it_learns_to_treat_the_positive_cell_and_to_leave_the_negative_cell_alone() -> None:
+@pytest.mark.parametrize("form", ["product", "additive"])
+def test_it_learns_to_treat_the_positive_cell_and_to_leave_the_negative_cell_alone(
+    form: str,
+) -> None:
     n = 6000
-    p = UpliftPolicy.from_args(uplift_arguments("--explore 0.1", seed=0))
+    p = UpliftPolicy.from_args(uplift_arguments(f"--explore 0.1 --form {form}", seed=0))
     _train(p, n, seed=2)
     p.publish()
     # Per cell about n/6 decisions per treatment; a purchase indicator times 50 EUR has a
@@ -114,8 +117,11 @@ def test_it_learns_to_treat_the_positive_cell_and_to_leave_the_negative_cell_alo
     assert treat_b[1] + treat_b[2] <= 0.1
 
 
-def test_a_restart_from_the_serialized_model_neither_loses_nor_repeats_learning() -> None:
-    args = uplift_arguments("--samples 8", seed=4)
+@pytest.mark.parametrize("form", ["product", "additive"])
+def test_a_restart_from_the_serialized_model_neither_loses_nor_repeats_learning(
+    form: str,
+) -> None:
+    args = uplift_arguments(f"--samples 8 --form {form}", seed=4)
     whole = UpliftPolicy.from_args(args)
     _train(whole, 900, seed=3)
     first = UpliftPolicy.from_args(args)
