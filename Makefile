@@ -30,12 +30,12 @@ test: $(STAMP)  ## run the whole test suite
 	$(BIN)/pytest
 
 fmt: $(STAMP)
-	$(BIN)/ruff format bandit server offline_eval tests bench scripts
-	$(BIN)/ruff check --fix bandit server offline_eval tests bench scripts
+	$(BIN)/ruff format bandit server offline_eval offerbandit tests bench scripts
+	$(BIN)/ruff check --fix bandit server offline_eval offerbandit tests bench scripts
 
 lint: $(STAMP)
-	$(BIN)/ruff format --check bandit server offline_eval tests bench scripts
-	$(BIN)/ruff check bandit server offline_eval tests bench scripts
+	$(BIN)/ruff format --check bandit server offline_eval offerbandit tests bench scripts
+	$(BIN)/ruff check bandit server offline_eval offerbandit tests bench scripts
 
 types: $(STAMP)
 	$(BIN)/mypy

@@ -25,7 +25,7 @@ from bandit.records import OutcomeInput
 from bandit.service import DecisionService, ManualClock, ServiceConfig
 from bandit.types import Customer, Trigger
 from bandit.vwformat import candidate_lines, label_prefix, reward_to_cost, shared_line
-from server.bench import catalogue, drive, start_server
+from offerbandit.bench import catalogue, drive, start_server
 from server.client import OfferBanditClient
 
 STAGES = ["new", "active", "at_risk", "lapsed", "vip"]

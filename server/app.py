@@ -6,7 +6,7 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -85,23 +85,40 @@ class RunningServer:
         self.service.stop()
 
 
-def load_initial_model(spec: str) -> Checkpoint | None:
-    """A checkpoint file, or an MLflow model URI (``models:/name@alias``, ``runs:/…``)."""
+ModelRegistry = Callable[[str], Checkpoint]
+"""Loads the checkpoint behind a model registry URI (``models:/name@alias``, ``runs:/…``);
+the ``offerbandit`` command passes :func:`offline_eval.registry.load_checkpoint` (MLflow)."""
+
+
+def is_registry_uri(spec: str) -> bool:
+    """Whether ``settings.model`` names a registered model rather than a checkpoint file.
+
+    >>> is_registry_uri("models:/offerbandit@champion"), is_registry_uri("data/v3.ckpt")
+    (True, False)
+    """
+    return "://" in spec or spec.startswith(("models:/", "runs:/"))
+
+
+def load_initial_model(spec: str, registry: ModelRegistry | None = None) -> Checkpoint | None:
+    """A checkpoint file, or a model registry URI loaded by ``registry``."""
     if not spec:
         return None
-    if "://" in spec or spec.startswith(("models:/", "runs:/")):
-        from offline_eval.registry import load_checkpoint  # MLflow lives in offline_eval
-
-        return load_checkpoint(spec)
+    if is_registry_uri(spec):
+        if registry is None:
+            raise ValueError(f"the model {spec!r} is a registry URI, and no registry was given")
+        return registry(spec)
     return read_checkpoint(Path(spec))
 
 
-def start_server(settings: Settings, clock: Clock | None = None) -> RunningServer:
+def start_server(
+    settings: Settings, clock: Clock | None = None, registry: ModelRegistry | None = None
+) -> RunningServer:
     """Build the service and serve it on ``settings.host:settings.port`` (0 = any free port).
 
     The server runs on the process's gRPC loop thread; this returns once it is SERVING.
+    ``registry`` loads ``settings.model`` when it names a registered model.
     """
-    initial = load_initial_model(settings.model)
+    initial = load_initial_model(settings.model, registry)
     service = DecisionService(settings.service_config(initial), clock)
     try:
         return _Loop.run(_start(settings, service))
@@ -165,9 +182,9 @@ async def _watch_health(
                 await health_servicer.set(name, status)
 
 
-def serve(settings: Settings) -> None:
+def serve(settings: Settings, registry: ModelRegistry | None = None) -> None:
     """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    running = start_server(settings)
+    running = start_server(settings, registry=registry)
     log.info(
         "offerbandit serving on %s:%d (data in %s, model %s)",
         settings.host,

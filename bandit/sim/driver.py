@@ -3,7 +3,7 @@
 One event loop serves two transports. A :class:`Backend` is what the loop talks to: the
 in-process :class:`InProcessBackend` here (a :class:`~bandit.service.DecisionService` on a
 :class:`~bandit.service.ManualClock`, no threads, no fsync: simulated time is free), or the
-gRPC backend of ``server/simulate.py`` (a running server, real seconds, time compressed).
+gRPC backend of ``offerbandit/simulate.py`` (a running server, real seconds, time compressed).
 
 For every world event the loop calls Choose (optionally deferred, then Activate), applies the
 chosen treatment to the world, and schedules the sampled purchase as an outcome at its

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from server.bench import main
+from offerbandit.bench import main
 
 
 def test_bench_prints_rates_and_ratios_for_every_measurement(

@@ -122,7 +122,7 @@ def test_sigkill_while_learning_neither_loses_nor_repeats(tmp_path: Path) -> Non
 def _serve(data_dir: Path) -> tuple[subprocess.Popen[str], str]:
     proc = subprocess.Popen(
         [
-            sys.executable, "-m", "server.cli", "serve", "--port", "0",
+            sys.executable, "-m", "offerbandit.cli", "serve", "--port", "0",
             "--data-dir", str(data_dir),
         ],
         stdout=subprocess.PIPE,

@@ -26,7 +26,7 @@ from bandit.sim.driver import DriveOptions, InProcessBackend, drive
 from bandit.types import Treatment
 from bandit.vwformat import action_lines, shared_line
 from offline_eval import cli_eval
-from offline_eval.registry import load_model_bytes
+from offline_eval.registry import load_checkpoint, load_model_bytes
 from server.app import start_server
 from server.client import OfferBanditClient
 from server.settings import Settings
@@ -216,7 +216,7 @@ def test_the_promoted_model_is_registered_and_served(
         data_dir=Path(setup["root"]) / "served",
         model=f"models:/{MODEL}@champion",
     )
-    running = start_server(settings)
+    running = start_server(settings, registry=load_checkpoint)
     try:
         assert running.service.config.initial_model == promoted.model
         assert running.service.vw_args == list(promoted.vw_args)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bandit.service import ManualClock
 from bandit.types import TreatmentRef
-from server.admin import rollback_main, void_main
+from offerbandit.admin import rollback_main, void_main
 from server.app import RunningServer, start_server
 from server.client import OfferBanditClient, choose_request
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from bandit.sim import World, WorldConfig
-from server import simulate
+from offerbandit import simulate
+from offerbandit.demo import run_offline_comparison
+from offerbandit.simulate import GrpcSimulation, simulate_grpc
 from server.client import OfferBanditClient
-from server.demo import run_offline_comparison
-from server.simulate import GrpcSimulation, simulate_grpc
 from tests.conftest import ServerFactory
 
 

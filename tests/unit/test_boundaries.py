@@ -1,4 +1,5 @@
-"""Imports flow one way (docs/architecture.md): ``server → bandit``, ``offline_eval → bandit``.
+"""Imports flow one way (docs/architecture.md): ``offerbandit → server → bandit`` and
+``offerbandit → offline_eval → bandit``.
 
 Every module of ``bandit`` and ``offline_eval`` is read for what it imports — at the top or
 inside a function — and checked against the rules; a few entry modules are also imported in
@@ -50,6 +51,7 @@ def _id(path: Path) -> str:
 
 BANDIT = _modules("bandit")
 OFFLINE = _modules("offline_eval")
+SERVER = [p for p in _modules("server") if "pb" not in p.parts]
 SIMULATOR = ("bandit.sim",)
 
 
@@ -57,6 +59,7 @@ def test_every_module_is_read() -> None:
     assert len(BANDIT) > 20
     assert len(OFFLINE) > 15
     assert ROOT / "bandit" / "service.py" in BANDIT
+    assert ROOT / "server" / "servicer.py" in SERVER
 
 
 @pytest.mark.parametrize("path", BANDIT, ids=_id)
@@ -64,7 +67,7 @@ def test_bandit_imports_no_transport_tracking_or_adapter(path: Path) -> None:
     bad = {
         m
         for m in _imports(path)
-        if _is(m, *TRANSPORT_AND_TRACKING, "mlflow", "server", "offline_eval")
+        if _is(m, *TRANSPORT_AND_TRACKING, "mlflow", "server", "offline_eval", "offerbandit")
     }
     assert not bad, f"{_id(path)} imports {sorted(bad)}"
 
@@ -77,7 +80,13 @@ def test_the_core_never_imports_the_simulator(path: Path) -> None:
 
 @pytest.mark.parametrize("path", OFFLINE, ids=_id)
 def test_offline_eval_never_imports_the_adapter_or_transport(path: Path) -> None:
-    bad = {m for m in _imports(path) if _is(m, "server", *TRANSPORT_AND_TRACKING)}
+    bad = {m for m in _imports(path) if _is(m, "server", "offerbandit", *TRANSPORT_AND_TRACKING)}
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", SERVER, ids=_id)
+def test_the_adapter_imports_neither_the_tools_nor_offline_eval(path: Path) -> None:
+    bad = {m for m in _imports(path) if _is(m, "offerbandit", "offline_eval", "mlflow", *SIMULATOR)}
     assert not bad, f"{_id(path)} imports {sorted(bad)}"
 
 
@@ -105,13 +114,19 @@ def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
         "bandit.sim",
         "offline_eval.estimators",
         "offline_eval.logs",
+        "server.app",
     ],
 )
 def test_core_packages_do_not_import_transport_or_tracking(module: str) -> None:
+    """At run time: the core pulls in no transport, tracking or adapter; the adapter no
+    tracking, offline package or tool."""
+    adapter = module.startswith("server.")
+    banned = {"mlflow", "offline_eval", "offerbandit"} | (set() if adapter else {"grpc", "server"})
+    banned.discard(module.split(".")[0])
+    protobuf = "" if adapter else " or m.startswith('google.protobuf')"
     code = (
         f"import sys, {module}\n"
-        f"bad = [m for m in sys.modules if m.split('.')[0] in {{'grpc', 'mlflow', 'server'}}"
-        f" or m.startswith('google.protobuf')]\n"
+        f"bad = [m for m in sys.modules if m.split('.')[0] in {sorted(banned)}{protobuf}]\n"
         f"print(','.join(sorted(bad)))"
     )
     out = subprocess.run(

@@ -181,7 +181,16 @@ def drive(
 def start_server(data_dir: Path, durability: str) -> tuple[subprocess.Popen[str], str]:
     env = dict(os.environ, OFFERBANDIT_LOG_LEVEL="WARNING", OFFERBANDIT_DURABILITY=durability)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--port", "0", "--data-dir", str(data_dir)],
+        [
+            sys.executable,
+            "-m",
+            "offerbandit.cli",
+            "serve",
+            "--port",
+            "0",
+            "--data-dir",
+            str(data_dir),
+        ],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

@@ -28,9 +28,9 @@ from typing import Any
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
 from bandit.sim import World, WorldConfig
 from bandit.sim.driver import DEFAULT_WINDOW_SECONDS
+from offerbandit.simulate import GrpcSimulation, simulate_grpc
 from server.app import start_server
 from server.settings import Settings
-from server.simulate import GrpcSimulation, simulate_grpc
 
 log = logging.getLogger(__name__)
 

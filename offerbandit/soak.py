@@ -24,7 +24,7 @@ import grpc
 
 from bandit.records import OutcomeInput
 from bandit.types import Channel, Customer, Offer, Trigger
-from server.bench import start_server
+from offerbandit.bench import start_server
 from server.client import OfferBanditClient, choose_request
 from server.converters import outcome_to_pb
 

@@ -19,6 +19,7 @@ def _setup_logging(level: str) -> None:
 
 
 def _serve(ns: argparse.Namespace) -> int:
+    from offline_eval.registry import load_checkpoint  # MLflow, imported only when used
     from server.app import serve
     from server.settings import Settings
 
@@ -37,24 +38,24 @@ def _serve(ns: argparse.Namespace) -> int:
     }
     settings = Settings.load(ns.config, **overrides)
     _setup_logging(settings.log_level)
-    serve(settings)
+    serve(settings, registry=load_checkpoint)
     return 0
 
 
 def _bench(ns: argparse.Namespace) -> int:
-    from server.bench import main as bench_main
+    from offerbandit.bench import main as bench_main
 
     return int(bench_main(ns.rest))
 
 
 def _simulate(ns: argparse.Namespace) -> int:
-    from server.simulate import main as simulate_main
+    from offerbandit.simulate import main as simulate_main
 
     return int(simulate_main(ns.rest))
 
 
 def _demo(ns: argparse.Namespace) -> int:
-    from server.demo import main as demo_main
+    from offerbandit.demo import main as demo_main
 
     return int(demo_main(ns.rest))
 
@@ -71,9 +72,9 @@ _PASS_THROUGH: dict[str, Callable[[argparse.Namespace], int]] = {
     "bench": _bench,
     "simulate": _simulate,
     "demo": _demo,
-    "soak": _offline("server.soak"),
-    "void": _offline("server.admin", "void_main"),
-    "rollback": _offline("server.admin", "rollback_main"),
+    "soak": _offline("offerbandit.soak"),
+    "void": _offline("offerbandit.admin", "void_main"),
+    "rollback": _offline("offerbandit.admin", "rollback_main"),
     "export": _offline("offline_eval.cli_export"),
     "eval": _offline("offline_eval.cli_eval"),
     "uplift": _offline("offline_eval.cli_uplift"),
