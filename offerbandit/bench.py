@@ -141,13 +141,15 @@ def drive(
     """Run ``call`` from ``concurrency`` threads for ``seconds`` (or ``max_calls``); with
     ``server_pid``, also what CPU that process spent meanwhile."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
-    deadline = time.perf_counter() + seconds
-    per_thread = max_calls // concurrency
+    per_thread = max(1, max_calls // concurrency)
+    deadline = 0.0  # set once the warm-up is over
 
     def worker(k: int) -> None:
         lat = latencies[k]
         i = k
-        while len(lat) < per_thread and time.perf_counter() < deadline:
+        # At least one measured call per thread, however slow the machine (a warm-up that
+        # outlasted ``seconds`` left nothing to measure).
+        while not lat or (len(lat) < per_thread and time.perf_counter() < deadline):
             t0 = time.perf_counter()
             call(i)
             lat.append(time.perf_counter() - t0)
@@ -159,6 +161,7 @@ def drive(
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(concurrency)]
     cpu0 = None if server_pid is None else process_cpu_seconds(server_pid)
     t0 = time.perf_counter()
+    deadline = t0 + seconds
     for t in threads:
         t.start()
     for t in threads:
