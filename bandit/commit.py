@@ -21,7 +21,7 @@ and must not block."""
 
 
 class Scheduler(Protocol):
-    """What a log offers its handles (:class:`bandit.store.DecisionLog` is one)."""
+    """What a log offers its handles (every :class:`bandit.log.DecisionLog` does)."""
 
     def wait(self, item: Any) -> Any:
         """Until ``item`` is committed; its value, or raises what its write raised."""

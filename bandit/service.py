@@ -5,8 +5,8 @@ Roles are separate objects with narrow interfaces (docs/architecture.md):
 
 * the **decider** (:class:`~bandit.choose.Decider`) holds the live policy the Choose
   pipeline (:mod:`bandit.choose`) scores with, behind a lock;
-* the **log** (:class:`~bandit.store.DecisionLog`) makes decisions and outcomes durable and
-  joins outcomes to decisions;
+* the **log** (the port :class:`~bandit.log.DecisionLog`; SQLite by default) makes decisions
+  and outcomes durable and joins outcomes to decisions;
 * the **closer** closes attribution windows on schedule, fixing rewards;
 * the **learner** learns closed decisions in log order with its own workspace, checkpoints
   model + position atomically, and publishes the new weights to the decider.
@@ -47,12 +47,13 @@ from bandit.learner import (
     make_policy,
     vw_arguments,
 )
+from bandit.log import DecisionLog
+from bandit.log.sqlite import SqliteDecisionLog
 from bandit.numbers import check_number, check_time, finite_float32
 from bandit.ratelog import RateLimitedLog
 from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.rewards import RewardRule
 from bandit.sampling import derive_seed, sample_index, uniform_from_seed
-from bandit.store import DecisionLog
 from bandit.types import Decision
 from bandit.uplift import is_uplift_model
 
@@ -196,7 +197,14 @@ def learnable(reward: float, revenue: float, propensity: float, rule: RewardRule
 class DecisionService:
     """The service. Build it, :meth:`start` it, call it from any thread, :meth:`stop` it."""
 
-    def __init__(self, config: ServiceConfig, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        config: ServiceConfig,
+        clock: Clock | None = None,
+        decision_log: DecisionLog | None = None,
+    ) -> None:
+        """``decision_log``: the decision log to use (by default the SQLite log at
+        ``config.log_path``); the service closes it when it stops."""
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self._ready = False
@@ -204,7 +212,7 @@ class DecisionService:
         self._threads: list[threading.Thread] = []
         self._learn_lock = threading.Lock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log = DecisionLog(
+        self.log: DecisionLog = decision_log or SqliteDecisionLog(
             config.log_path,
             windows=config.windows,
             reward_rule=config.reward_rule,
@@ -396,11 +404,15 @@ class DecisionService:
         if not self._ready:
             raise NotReady("the decision service is not serving")
         self.check_outcome(o)
-        job = self.log.outcome_job(
-            o, self.clock.now() if now is None else now, self.config.max_future_skew_seconds
-        )
         notify = None if on_done is None else call_on_done
-        item = self.log.submit(job, notify=notify, token=on_done, wake=not hold)
+        item = self.log.submit_outcome(
+            o,
+            self.clock.now() if now is None else now,
+            self.config.max_future_skew_seconds,
+            notify,
+            on_done,
+            not hold,
+        )
         return Commit(self.log, item, self._outcome_answer)
 
     def _outcome_answer(self, result: OutcomeResult) -> OutcomeResult:

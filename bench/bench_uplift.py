@@ -5,7 +5,8 @@ straight from the simulated world (events drawn once, then re-used with fresh ac
 outcomes; arrays built directly, no SQLite), then times the full uplift report: every single
 slice (stage, trigger, offer, channel) and one pair (stage × offer), with peak memory
 (tracemalloc for Python allocations, ru_maxrss for the process). Also writes a
-``--sqlite-rows`` (default 100,000) log through :class:`bandit.store.DecisionLog` and times
+``--sqlite-rows`` (default 100,000) log through
+:class:`bandit.log.sqlite.SqliteDecisionLog` and times
 :func:`offline_eval.logs.load_sqlite` on it. Targets: report ≤ 60 s and ≤ 2 GB.
 
 Usage: ``python bench/bench_uplift.py [--rows 1000000] [--sqlite-rows 100000]``
@@ -208,10 +209,10 @@ def resample(
 def write_sqlite_log(
     path: Path, world: World, events: Sequence[WorldEvent], pmf: FloatArray, seed: int = 0
 ) -> None:
-    """Write a decision log through :class:`bandit.store.DecisionLog` (decisions, outcomes
-    by event id, closed windows) for ``events`` with treatments drawn from ``pmf``."""
+    """Write a decision log through :class:`bandit.log.sqlite.SqliteDecisionLog` (decisions,
+    outcomes by event id, closed windows) for ``events`` with treatments drawn from ``pmf``."""
+    from bandit.log.sqlite import SqliteDecisionLog
     from bandit.records import OutcomeInput
-    from bandit.store import DecisionLog
 
     rng = np.random.default_rng(seed)
     treatments = world.treatments()
@@ -219,7 +220,7 @@ def write_sqlite_log(
     u = rng.random(n)
     chosen = np.minimum((pmf.cumsum(axis=1) < u[:, None]).sum(axis=1), pmf.shape[1] - 1)
     outcome = world.sample_outcomes(events, chosen, rng)
-    store = DecisionLog(path, synchronous="OFF")
+    store = SqliteDecisionLog(path, synchronous="OFF")
     try:
         pending = []
         for i, e in enumerate(events):

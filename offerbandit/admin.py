@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from bandit.checkpoint import CheckpointStore
-from bandit.store import DecisionLog
+from bandit.log.sqlite import SqliteDecisionLog
 from server.settings import Settings
 
 
@@ -70,7 +70,7 @@ def void_main(argv: Sequence[str]) -> int:
         p.error("name something to void")
     settings = _settings(ns)
     config = settings.service_config()
-    log = DecisionLog(config.log_path, windows=config.windows, reward_rule=config.reward_rule)
+    log = SqliteDecisionLog(config.log_path, windows=config.windows, reward_rule=config.reward_rule)
     now = time.time()
     try:
         outcomes = log.void_outcomes(

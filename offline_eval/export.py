@@ -42,9 +42,9 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from bandit.log.sqlite import schema_version_of
 from bandit.logcodec import decode_catalogue
 from bandit.rewards import RewardRule
-from bandit.store import schema_version_of
 from bandit.types import CONTROL_TREATMENT, Channel, FeatureValue, Offer, Treatment
 from bandit.vwformat import reward_to_cost
 from offline_eval.dsjson import DSJsonRow, catalogue_multi, dsjson_line, parse_dsjson_line

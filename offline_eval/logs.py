@@ -27,8 +27,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from bandit.log.sqlite import schema_version_of
 from bandit.logcodec import PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION, decode_catalogue
-from bandit.store import schema_version_of
 from bandit.types import Treatment, TreatmentRef
 from offline_eval.estimators import BanditData
 

@@ -364,7 +364,7 @@ def test_health_is_not_serving_while_the_log_cannot_write(make_server: ServerFac
 def test_the_wal_stays_bounded_under_steady_writes(tmp_path: Any) -> None:
     # Four writers that never pause: the case where a PASSIVE checkpoint never catches up
     # and, without the locked second pass, the WAL grows by every page written (~64 MB here).
-    from bandit.store import DecisionLog
+    from bandit.log.sqlite import SqliteDecisionLog as DecisionLog
 
     log = DecisionLog(tmp_path / "log.sqlite", checkpoint_interval=0.05, wal_frames_limit=64)
     wal = tmp_path / "log.sqlite-wal"

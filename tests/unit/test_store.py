@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from bandit.errors import StorageError
+from bandit.log.sqlite import Pending
+from bandit.log.sqlite import SqliteDecisionLog as DecisionLog
 from bandit.logcodec import _dumps, _head, decode_head
-from bandit.store import DecisionLog, Pending
 from bandit.types import (
     CONTROL_TREATMENT,
     Channel,

@@ -1,4 +1,4 @@
-"""The decision log: SQLite in WAL mode, one writing connection, group commit.
+"""The decision log on SQLite: WAL mode, one writing connection, group commit.
 
 Every write (a decision, an outcome, an activation, closing windows) is a *job*. Jobs queue
 up; the first waiting caller to take the commit lock runs every queued job, each inside its
@@ -34,6 +34,7 @@ from bandit.errors import (
     UnknownEvent,
     quote,
 )
+from bandit.log.sqlite.schema import SCHEMA, add_void_columns, migrate_from_1, schema_version_of
 from bandit.logcodec import (
     PMF_IN_HEAD_SCHEMA,
     SCHEMA_VERSION,
@@ -43,6 +44,18 @@ from bandit.logcodec import (
     decode_head,
     encode_head,
     pack_pmf,
+)
+from bandit.outcomes import (
+    Costs,
+    DecisionWindow,
+    PriorOutcome,
+    attribution_status,
+    check_named_decision,
+    closes_at_outcome,
+    closing_reward,
+    duplicate_of,
+    outcome_time,
+    recomputed_reward,
 )
 from bandit.ratelog import RateLimitedLog
 from bandit.records import (
@@ -56,76 +69,13 @@ from bandit.records import (
     Windows,
 )
 from bandit.rewards import RewardRule
-from bandit.types import Decision, RewardMode, Treatment, TreatmentRef
+from bandit.types import Decision, Treatment, TreatmentRef
 
 log = logging.getLogger(__name__)
 _rate_log = RateLimitedLog(log, interval=10.0)
 
 _WAL_SIZE_LIMIT = 16 * 1024 * 1024
 """Bytes the WAL file is truncated to when it restarts."""
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS catalogues (
-    id INTEGER PRIMARY KEY,
-    digest TEXT NOT NULL UNIQUE,
-    body TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS decisions (
-    seq INTEGER PRIMARY KEY,
-    event_id TEXT NOT NULL UNIQUE,
-    request_id TEXT,
-    request_hash TEXT,
-    customer_id TEXT NOT NULL,
-    decided_at REAL NOT NULL,
-    deferred INTEGER NOT NULL,
-    activated_at REAL,
-    window_closes_at REAL,
-    chosen_offer TEXT NOT NULL,
-    chosen_channel TEXT NOT NULL,
-    is_control INTEGER NOT NULL,
-    holdout INTEGER NOT NULL DEFAULT 0,
-    propensity REAL NOT NULL,
-    fixed_cost REAL NOT NULL,
-    discount_rate REAL NOT NULL,
-    contact_cost REAL NOT NULL,
-    model_version TEXT NOT NULL,
-    policy TEXT NOT NULL,
-    catalogue_id INTEGER NOT NULL REFERENCES catalogues (id),
-    record TEXT NOT NULL,
-    n_outcomes INTEGER NOT NULL DEFAULT 0,
-    revenue REAL NOT NULL DEFAULT 0,
-    closed_seq INTEGER,
-    closed_at REAL,
-    reward REAL,
-    pmf BLOB,
-    voided_at REAL
-);
-CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, activated_at);
-CREATE INDEX IF NOT EXISTS decisions_open ON decisions (window_closes_at)
-    WHERE closed_seq IS NULL AND window_closes_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS decisions_closed_at ON decisions (closed_at)
-    WHERE closed_at IS NOT NULL;
--- Partial indexes: a decision is inserted with no request id (usually), no closed_seq and no
--- closed_at, and then costs no index writes for them.
-CREATE UNIQUE INDEX IF NOT EXISTS decisions_request ON decisions (request_id)
-    WHERE request_id IS NOT NULL;
-CREATE UNIQUE INDEX IF NOT EXISTS decisions_closed_seq ON decisions (closed_seq)
-    WHERE closed_seq IS NOT NULL;
-CREATE TABLE IF NOT EXISTS outcomes (
-    outcome_id TEXT PRIMARY KEY,
-    event_id TEXT,
-    customer_id TEXT,
-    type TEXT NOT NULL,
-    revenue REAL NOT NULL,
-    occurred_at REAL NOT NULL,
-    received_at REAL NOT NULL,
-    status TEXT NOT NULL,
-    payload_hash TEXT NOT NULL,
-    voided_at REAL
-);
-CREATE INDEX IF NOT EXISTS outcomes_event ON outcomes (event_id);
-"""
 
 
 class AttributionRule(Protocol):
@@ -136,7 +86,8 @@ class AttributionRule(Protocol):
 
 
 class LastTouch:
-    """The customer's most recent *activated* decision whose window is open at ``occurred_at``.
+    """:func:`bandit.outcomes.last_touch` in SQL: the customer's most recent *activated*
+    decision whose window is open at ``occurred_at``.
 
     "Open at occurred_at" means ``activated_at <= occurred_at < window_closes_at``. Control
     decisions count too: an outcome after a control decision is control's revenue, which is
@@ -213,8 +164,9 @@ Notify = Callable[[list[Pending]], None]
 """Called on the writer's thread with committed jobs; must be quick and must not block."""
 
 
-class DecisionLog:
-    """The SQLite decision log. One instance per process owns the writer thread."""
+class SqliteDecisionLog:
+    """The SQLite decision log (:class:`bandit.log.DecisionLog`). One instance per process owns
+    the writer thread."""
 
     def __init__(
         self,
@@ -359,49 +311,21 @@ class DecisionLog:
             if has_meta:
                 found = schema_version_of(conn)
                 if found == PMF_IN_HEAD_SCHEMA:
-                    self._migrate_from_1(conn)
+                    migrate_from_1(conn, self.path)
                 elif found != SCHEMA_VERSION:
                     raise StorageError(
                         f"the decision log at {self.path} has schema version {found}; this "
                         f"offerbandit reads version {SCHEMA_VERSION} and has no migration from "
                         f"it. Export it with the offerbandit version that wrote it."
                     )
-                self._add_void_columns(conn)
+                add_void_columns(conn)
                 return
-            conn.executescript("BEGIN;" + _SCHEMA + "COMMIT;")
+            conn.executescript("BEGIN;" + SCHEMA + "COMMIT;")
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
         except sqlite3.Error as exc:
             raise StorageError(f"cannot initialise the decision log at {self.path}: {exc}") from exc
-
-    @staticmethod
-    def _add_void_columns(conn: sqlite3.Connection) -> None:
-        """``voided_at`` on decisions and outcomes (nullable, additive: readers that do not
-        know it are unaffected, so the schema version stays)."""
-        for table in ("decisions", "outcomes"):
-            columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-            if "voided_at" not in columns:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN voided_at REAL")
-
-    def _migrate_from_1(self, conn: sqlite3.Connection) -> None:
-        """Version 1 kept each pmf inside the JSON head; version 2 packs new ones into a
-        column. Old rows keep theirs (readers take the head's when the column is NULL)."""
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if schema_version_of(conn) != PMF_IN_HEAD_SCHEMA:  # migrated meanwhile
-                conn.execute("COMMIT")
-                return
-            conn.execute("ALTER TABLE decisions ADD COLUMN pmf BLOB")
-            conn.execute(
-                "UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),)
-            )
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        log.info("decision log %s migrated from schema version 1 to %d", self.path, SCHEMA_VERSION)
 
     # ---- the writer ----------------------------------------------------------------------
 
@@ -804,6 +728,19 @@ class DecisionLog:
 
     # ---- outcomes ------------------------------------------------------------------------
 
+    def submit_outcome(
+        self,
+        outcome: OutcomeInput,
+        now: float,
+        max_future_skew: float,
+        notify: Notify | None = None,
+        token: Any = None,
+        wake: bool = True,
+    ) -> Pending:
+        """Queue ``outcome``'s write (see :meth:`submit`); its value is the outcome's result."""
+        job = self.outcome_job(outcome, now, max_future_skew)
+        return self.submit(job, notify=notify, token=token, wake=wake)
+
     def outcome_job(self, outcome: OutcomeInput, now: float, max_future_skew: float) -> _Job:
         """A writer job that validates, deduplicates, attributes and stores one outcome."""
 
@@ -815,55 +752,39 @@ class DecisionLog:
     def _record_outcome(
         self, conn: sqlite3.Connection, o: OutcomeInput, now: float, max_future_skew: float
     ) -> OutcomeResult:
+        """Read what the outcome concerns, apply the rules (:mod:`bandit.outcomes`), write."""
         payload = o.payload_hash()
         prev = conn.execute(
             "SELECT payload_hash, event_id FROM outcomes WHERE outcome_id = ?", (o.outcome_id,)
         ).fetchone()
-        if prev is not None:
-            if prev[0] != payload:
-                raise Conflict(
-                    "outcome_id",
-                    f"{quote(o.outcome_id)} was recorded before with a different payload",
-                )
-            return OutcomeResult(o.outcome_id, OutcomeStatus.DUPLICATE, prev[1] or "")
-        occurred = now if o.occurred_at is None else o.occurred_at
-        if occurred > now + max_future_skew:
-            raise InvalidRequest(
-                "occurred_at",
-                f"is {occurred - now:.0f} s in the future (allowed skew {max_future_skew:.0f} s)",
-            )
+        prior = None if prev is None else PriorOutcome(prev[0], prev[1] or "")
+        duplicate = duplicate_of(o, payload, prior)
+        if duplicate is not None:
+            return duplicate
+        occurred = outcome_time(o, now, max_future_skew)
         status = OutcomeStatus.UNATTRIBUTED
-        row = None
+        target: DecisionWindow | None = None
         if o.event_id:
             row = conn.execute(_DECISION_FOR_OUTCOME + "event_id = ?", (o.event_id,)).fetchone()
-            if row is None:
-                raise UnknownEvent(o.event_id)
-            if occurred < row[1]:
-                raise InvalidRequest("occurred_at", "is before the decision it names was made")
+            target = None if row is None else _window(row)
+            check_named_decision(o.event_id, target, occurred)
         elif o.customer_id:
             seq = self.attribution.find(conn, o.customer_id, occurred)
             if seq is not None:
                 row = conn.execute(_DECISION_FOR_OUTCOME + "seq = ?", (seq,)).fetchone()
+                target = None if row is None else _window(row)
         event_id = ""
-        if row is not None:
-            seq, _decided, event_id, activated_at, closes, closed_seq, customer_id = row
-            if o.customer_id and o.customer_id != customer_id:
-                raise InvalidRequest(
-                    "customer_id", f"does not match the customer of decision {quote(event_id)}"
-                )
-            if activated_at is None or occurred < activated_at:
-                status = OutcomeStatus.UNATTRIBUTED  # never shown (yet): not its effect
-            elif closed_seq is not None or occurred >= closes:
-                status = OutcomeStatus.LATE
-            else:
-                status = OutcomeStatus.ATTRIBUTED
+        if target is not None:
+            event_id = target.event_id
+            status = attribution_status(target, o.customer_id, occurred)
+            if status is OutcomeStatus.ATTRIBUTED:
                 conn.execute(
                     "UPDATE decisions SET n_outcomes = n_outcomes + 1, revenue = revenue + ?"
                     " WHERE seq = ?",
-                    (o.revenue, seq),
+                    (o.revenue, target.seq),
                 )
-                if self.reward_rule.mode is RewardMode.FIRST_OUTCOME:
-                    self._close(conn, [seq], now)
+                if closes_at_outcome(self.reward_rule, status):
+                    self._close(conn, [target.seq], now)
         conn.execute(
             "INSERT INTO outcomes (outcome_id, event_id, customer_id, type, revenue, occurred_at,"
             " received_at, status, payload_hash) VALUES (?,?,?,?,?,?,?,?,?)",
@@ -910,14 +831,7 @@ class DecisionLog:
                 " FROM decisions WHERE seq = ?",
                 (seq,),
             ).fetchone()
-            reward = rule.reward(
-                revenue=revenue,
-                n_outcomes=n,
-                is_control=bool(is_control),
-                fixed_cost=fixed,
-                discount_rate=rate,
-                contact_cost=contact,
-            )
+            reward = closing_reward(rule, revenue, n, Costs(bool(is_control), fixed, rate, contact))
             last += 1
             conn.execute(
                 "UPDATE decisions SET closed_seq = ?, closed_at = ?, reward = ? WHERE seq = ?",
@@ -1037,15 +951,8 @@ class DecisionLog:
         if row is None or row[6] is None:
             return
         revenue, n, is_control, fixed, rate, contact, _ = row
-        if n == 0:
-            revenue = 0.0  # whatever rounding left of the removed sums
-        reward = self.reward_rule.reward(
-            revenue=revenue,
-            n_outcomes=n,
-            is_control=bool(is_control),
-            fixed_cost=fixed,
-            discount_rate=rate,
-            contact_cost=contact,
+        reward, revenue = recomputed_reward(
+            self.reward_rule, revenue, n, Costs(bool(is_control), fixed, rate, contact)
         )
         conn.execute(
             "UPDATE decisions SET reward = ?, revenue = ? WHERE event_id = ?",
@@ -1127,6 +1034,12 @@ _DECISION_FOR_OUTCOME = (
     " FROM decisions WHERE "
 )
 
+
+def _window(row: Sequence[Any]) -> DecisionWindow:
+    seq, decided, event_id, activated_at, closes, closed_seq, customer_id = row
+    return DecisionWindow(seq, event_id, customer_id, decided, activated_at, closes, closed_seq)
+
+
 _COLUMNS = (
     "record, seq, activated_at, window_closes_at, closed_seq, reward, n_outcomes, revenue,"
     " catalogue_id, pmf"
@@ -1142,12 +1055,6 @@ _DECISION_COLUMNS = (
     " fixed_cost, discount_rate, contact_cost, model_version, policy, record, pmf,"
     " catalogue_id"
 )
-
-
-def schema_version_of(conn: sqlite3.Connection) -> int:
-    """The schema version a decision log records in its ``meta`` table (0 if none)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
-    return int(row[0]) if row else 0
 
 
 @functools.cache
