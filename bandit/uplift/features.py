@@ -268,9 +268,8 @@ class FeatureIndex:
                         k = get(tok)
                         if k is not None:
                             found[k] = found.get(k, 0.0) + x
-        return np.fromiter(found, np.intp, len(found)), np.fromiter(
-            found.values(), np.float64, len(found)
-        )
+        n = len(found)
+        return np.fromiter(found, np.intp, n), np.fromiter(found.values(), np.float64, n)
 
     def effects(self, t: Treatment, add: bool = False) -> tuple[IntArray, FloatArray]:
         ids: list[int] = []

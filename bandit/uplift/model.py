@@ -98,7 +98,7 @@ class LinearStats:
         self.yty += np.square(np.asarray(ys, dtype=np.float64))
         self.n += 1
 
-    def log_evidence(self, lam: FloatArray) -> float:
+    def log_evidence(self, lam: FloatArray, targets: Sequence[int] | None = None) -> float:
         """The log marginal likelihood of both targets under prior precisions ``lam``, each
         target's noise variance profiled out (up to a constant): ``Σ_t −n/2·log σ̂²_t −
         ½(log|A| − log|Λ|)`` with ``σ̂²_t = (yᵀy − bᵀA⁻¹b)/n`` (Bishop §3.5, with the prior
@@ -110,7 +110,7 @@ class LinearStats:
         logdet = 2.0 * float(np.sum(np.log(np.diag(factor[0])))) - float(np.sum(np.log(lam[:d])))
         n = max(self.n, 1)
         total = 0.0
-        for t in range(self.targets):
+        for t in range(self.targets) if targets is None else targets:
             b = self.xty[t, :d]
             fit = float(b @ cho_solve(factor, b, check_finite=False))
             var = max((float(self.yty[t]) - fit) / n, MIN_NOISE_VARIANCE)

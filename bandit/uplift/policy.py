@@ -71,7 +71,7 @@ class UpliftSettings:
     ridge: float = 1.0
     """Prior precision λ of the main effects (baseline, offer, channel, pair; relative to the
     noise)."""
-    ridge_cross: float = 0.0
+    ridge_cross: float = 1000.0
     """Prior precision of effect × context crosses: heterogeneity is believed only with
     evidence (a cross needs about this many informative decisions to reach half its
     least-squares value). 0 (``auto``, the default): chosen at every publication from
@@ -189,6 +189,8 @@ class _Catalogue:
     coef: FloatArray
     """``[K, len(eff)]`` token values per treatment."""
     discount: FloatArray
+    keep: FloatArray
+    """``1 − discount``: the share of the basket the business keeps."""
     fixed: FloatArray
     contact: FloatArray
     control: NDArray[np.bool_]
@@ -245,6 +247,7 @@ class UpliftPolicy:
             eff=eff.astype(np.intp),
             coef=coef,
             discount=np.array([t.offer.discount_rate if t.offer else 0.0 for t in treatments]),
+            keep=np.array([1.0 - t.offer.discount_rate if t.offer else 1.0 for t in treatments]),
             fixed=np.array([t.offer.fixed_cost if t.offer else 0.0 for t in treatments]),
             contact=np.array([t.channel.contact_cost if t.channel else 0.0 for t in treatments]),
             control=np.array([t.is_control for t in treatments], dtype=np.bool_),
@@ -265,8 +268,9 @@ class UpliftPolicy:
         ck, cv = self.index.context(context)
         base = self.index.base[ck]
         cross = self.index.cross[cat.eff[:, None], ck[None, :]]
-        base[base >= dim] = 0
-        cross[cross >= dim] = 0
+        if self.index.n_params > dim:  # learned from since the last publication
+            base[base >= dim] = 0
+            cross[cross >= dim] = 0
         x = cv.astype(np.float32)
         # One gather for both targets, means and draws: columns [mean_r, mean_p, draws_r, draws_p].
         b = x @ table[base]
@@ -293,21 +297,24 @@ class UpliftPolicy:
     ) -> tuple[FloatArray, NDArray[np.float64]]:
         """``U = (1 − d)·P·B − f·P − c − P₀·B₀`` with purchase ``P`` and basket ``B``
         (per draw, and from the means)."""
-        d, f, c = cat.discount[:, None], cat.fixed[:, None], cat.contact[:, None]
-        p_mean = np.clip(b[0] + e[:, :1], 0.0, 1.0)
-        b_mean = np.maximum(b[1] + e[:, 1:2], 0.0)
-        p0 = min(max(float(b[0]), 0.0), 1.0)
-        b0 = max(float(b[1]), 0.0)
-        mean = ((1.0 - d) * p_mean * b_mean - f * p_mean - c)[:, 0] - p0 * b0
-        p_draw = np.clip(b[0] + e[:, :1] + b[None, 2 : 2 + n] + e[:, 2 : 2 + n], 0.0, 1.0)
-        b_draw = np.maximum(b[1] + e[:, 1:2] + b[None, 2 + n :] + e[:, 2 + n :], 0.0)
-        p0_draw = np.clip(b[0] + b[2 : 2 + n], 0.0, 1.0)
-        b0_draw = np.maximum(b[1] + b[2 + n :], 0.0)
-        draws = (1.0 - d) * p_draw * b_draw - f * p_draw - c - (p0_draw * b0_draw)[None, :]
-        dev = draws.astype(np.float64) - mean[:, None]
-        mean[cat.control] = 0.0
-        dev[cat.control] = 0.0
-        return mean.astype(np.float64), dev
+        # Columns of b (base) and e (effects per treatment): mean P, mean B, then the draws'
+        # deviations from them. Column 0 of the results is the mean, 1… the draws.
+        t = e + b
+        t[:, 2 : 2 + n] += t[:, :1]
+        t[:, 2 + n :] += t[:, 1:2]
+        b0 = b.copy()
+        b0[2 : 2 + n] += b0[0]
+        b0[2 + n :] += b0[1]
+        p = np.clip(np.concatenate((t[:, :1], t[:, 2 : 2 + n]), axis=1), 0.0, 1.0)
+        q = np.concatenate((t[:, 1:2], t[:, 2 + n :]), axis=1)
+        np.maximum(q, 0.0, out=q)
+        p0 = np.clip(np.concatenate((b0[:1], b0[2 : 2 + n])), 0.0, 1.0)
+        q0 = np.maximum(np.concatenate((b0[1:2], b0[2 + n :])), 0.0)
+        values = p * (cat.keep[:, None] * q - cat.fixed[:, None]) - cat.contact[:, None]
+        values -= p0 * q0
+        values[cat.control] = 0.0
+        mean = values[:, 0].astype(np.float64)
+        return mean, values[:, 1:] - mean[:, None]
 
     def scores(self, context: Context, treatments: tuple[Treatment, ...]) -> list[float]:
         """The pmf over ``treatments`` (see the module docstring)."""
@@ -404,7 +411,10 @@ class UpliftPolicy:
             return RIDGE_GRID[-1]
         best, best_value = RIDGE_GRID[-1], -np.inf
         for lam in reversed(RIDGE_GRID):
-            value = stats.log_evidence(self.index.prior_precision(self.settings.ridge, lam))
+            prior = self.index.prior_precision(self.settings.ridge, lam)
+            # The product form's decisions rest on the purchase model: its evidence decides.
+            targets = (_PURCHASE,) if self.settings.form == "product" else None
+            value = stats.log_evidence(prior, targets)
             if value > best_value + 1e-9:
                 best, best_value = lam, value
         return best
