@@ -249,7 +249,7 @@ def test_weak_evidence_is_not_promoted(setup: dict[str, Path | str], evaluated: 
                 "--estimators",
                 "dr",
                 "--study",
-                STUDY,
+                f"{STUDY}-weak",  # its own experiment: STUDY keeps one comparison, in any order
                 "--tracking-uri",
                 str(setup["uri"]),
                 "--register",
