@@ -73,6 +73,7 @@ from offline_eval.policies import (
 )
 from offline_eval.replay import VWReplay, settings_grid
 from offline_eval.reward_model import cross_fit_q_hat
+from offline_eval.uplift_replay import UpliftReplay
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -195,8 +196,6 @@ def parse_policy(
     elif kind == "model":
         return SavedModel(arg, tracking_uri=tracking_uri, control_share=control_share)
     elif kind == "uplift":
-        from offline_eval.uplift_replay import UpliftReplay
-
         return UpliftReplay.parse(arg, seed=seed, control_share=control_share)
     elif kind == "vw":
         if arg.strip() == "logged":
@@ -922,6 +921,7 @@ def run_offline_comparison(log_path: str | Path, report: Mapping[str, Any]) -> s
         [
             Uniform(),
             AllControl(),
+            UpliftReplay(),
             VWReplay(DEFAULT_EXPLORATION, interactions),
             VWReplay("--epsilon 0.05", interactions),
         ]
