@@ -329,12 +329,13 @@ class FeatureIndex:
         )
         idx.ctx_ids = {tuple(t): i for i, t in enumerate(s["ctx"])}
         idx.eff_ids = {tuple(t): i for i, t in enumerate(s["eff"])}
-        idx.pair_eff = np.array([_is_pair(t) for t in idx.eff_ids] + [False], dtype=np.bool_)
-        idx.type_ctx = np.array(
-            [t == BIAS or _is_type(t) for t in idx.ctx_ids] + [False], dtype=np.bool_
-        )
         idx.n_params = int(s["n_params"])
         idx.base = np.array(base, dtype=np.intp)
         idx.cross = np.array(cross, dtype=np.intp)
         idx.crossed = np.array(crossed, dtype=np.bool_)
+        # Sized like the tables they flag (the next token gets the next row or column).
+        idx.pair_eff = np.zeros(idx.cross.shape[0], dtype=np.bool_)
+        idx.pair_eff[: len(idx.eff_ids)] = [_is_pair(t) for t in idx.eff_ids]
+        idx.type_ctx = np.zeros(len(idx.base), dtype=np.bool_)
+        idx.type_ctx[: len(idx.ctx_ids)] = [t == BIAS or _is_type(t) for t in idx.ctx_ids]
         return idx

@@ -91,5 +91,5 @@ def test_the_demos_offline_comparison_lands_in_mlflow(tmp_path: Path) -> None:
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
     assert [r.info.run_name for r in parents] == ["demo comparison"]
-    assert len(children) == 5  # logged, uniform, control, two VW replays
+    assert len(children) == 6  # logged, uniform, control, the uplift replay, two VW replays
     assert all(any(k.startswith("DR") for k in r.data.metrics) for r in children)

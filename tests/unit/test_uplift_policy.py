@@ -216,3 +216,17 @@ def test_arguments_round_trip_and_name_the_policy() -> None:
     args = uplift_arguments("--kappa 1.5", seed=9)
     assert parse_settings(args[1:]).args() == args
     assert describe_policy(args).startswith("uplift:--kappa 1.5 --explore 0.1")
+
+
+def test_a_reloaded_model_learns_tokens_it_has_never_seen() -> None:
+    """After a reload, new offers, channels and context tokens get parameters (the flags
+    that mark pair tokens and trigger types were sized to the tokens, not to the tables)."""
+    p = UpliftPolicy.from_args(uplift_arguments(""))
+    _train(p, 50, seed=6)
+    q = UpliftPolicy.from_args(p.args, p.serialize())
+    fresh = Treatment(Offer("new", {"kind": "gift"}), Channel("push", {"rich": True}))
+    for i in range(30):
+        ctx = Context(Customer(f"n{i}", {f"f{i}": "x"}), Trigger(f"t{i}"))
+        q.learn(ctx, fresh, 10.0, True)
+    q.publish()
+    assert math.fsum(q.scores(_ctx("a"), (*TREATMENTS, fresh))) == pytest.approx(1.0)
