@@ -51,7 +51,15 @@ def test_a_call_alone_commits_its_own_write_before_answering(
     assert log.commits_in_place - before == 40  # every call committed its own write
 
 
-def test_concurrent_calls_leave_commits_to_the_writer(server: RunningServer) -> None:
+def test_concurrent_calls_leave_commits_to_the_writer(
+    make_server: ServerFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = make_server()
+    # Whether two calls overlap is a matter of timing; a long window and gap make every call
+    # after the first sighting of concurrency count as queued, whatever the machine's speed
+    # (with the defaults, ~12% committed in place here, but up to 155 of 200 in a slow run).
+    monkeypatch.setattr(server.servicer.commits, "WINDOW", 3600.0)
+    monkeypatch.setattr(server.servicer.commits, "QUIET_GAP", 3600.0)
     log = server.service.log
     n_threads, per_thread = 8, 25
     start = threading.Barrier(n_threads)
@@ -78,9 +86,9 @@ def test_concurrent_calls_leave_commits_to_the_writer(server: RunningServer) -> 
         t.join()
     assert not errors, errors
     assert len(set(answered)) == n_threads * per_thread
-    # Once calls overlap, the writer commits them (in groups); only calls that happened to
-    # run alone commit in place (measured here: ~12% of them).
-    assert log.commits_in_place - before < n_threads * per_thread // 2
+    # Once calls overlap, the writer commits them (in groups); at most the calls that started
+    # before any other was seen commit in place.
+    assert log.commits_in_place - before <= n_threads
 
 
 def test_a_call_alone_that_fails_after_queueing_leaves_its_write_to_the_writer(

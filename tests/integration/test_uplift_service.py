@@ -39,7 +39,9 @@ def test_the_uplift_policy_treats_each_segment_with_its_best_offer_and_restarts_
 ) -> None:
     settings = {
         "policy": "uplift",
-        "uplift_options": "--explore 0.2",
+        # The default prior on crosses (λ = 1000) believes a segment-specific effect after a
+        # few thousand decisions per cell; this loop has ~300, so it uses a weaker one.
+        "uplift_options": "--explore 0.2 --ridge-cross 30",
         "attribution_window_seconds": 0.3,
         "close_interval_seconds": 0.05,
         "checkpoint_every_learns": 200,
