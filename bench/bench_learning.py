@@ -6,7 +6,7 @@ it saw: value per decision over the last 20 % of decisions, its share of the ora
 those events, and cumulative regret against that oracle.
 
 VW policies are driven through the public APIs the service itself uses — ``VWPolicy``,
-``mix_control`` + ``sample_index`` and ``RewardRule`` — without SQLite, for speed. Feedback is
+``floored_pmf`` + ``sample_index`` and ``RewardRule`` — without SQLite, for speed. Feedback is
 realistically delayed: a decision is learned when its attribution window (2 simulated days by
 default) closes, with the purchases that happened inside it; later purchases are lost, as on
 the server. The frontend excludes unreachable channels (no consent, no app), as the driver
@@ -52,7 +52,7 @@ from tqdm import tqdm
 
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS, VWPolicy, vw_arguments
 from bandit.rewards import RewardRule
-from bandit.sampling import mix_control, normalise, sample_index
+from bandit.sampling import floored_pmf, sample_index
 from bandit.sim import World, WorldConfig, WorldEvent
 from bandit.sim.driver import DEFAULT_WINDOW_SECONDS, LAST_SHARE, eligible_mask
 from bandit.types import Treatment
@@ -224,7 +224,7 @@ def run_policy(
             )
             actions = [lines[c] for c in cols]
             scores = policy.predict(shared, actions)
-            pmf = normalise(mix_control(normalise(scores), 0, control_share))
+            pmf = floored_pmf(scores, 0, control_share)
             k = sample_index(pmf, float(rng.random()))
             col = int(cols[k])
         elif uplift is not None:
@@ -239,8 +239,7 @@ def run_policy(
             cand = candidates.get(key)
             if cand is None:
                 cand = candidates[key] = tuple(treatments[c] for c in cols)
-            pmf = normalise(mix_control(normalise(uplift.scores(event.context, cand)), 0,
-                                        control_share))  # fmt: skip
+            pmf = floored_pmf(uplift.scores(event.context, cand), 0, control_share)
             k = sample_index(pmf, float(rng.random()))
             col = int(cols[k])
         elif spec.kind == "uniform":

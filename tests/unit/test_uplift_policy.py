@@ -55,15 +55,17 @@ def _true_uplift(segment: str, t: Treatment) -> float:
     return value - t.channel.contact_cost - BASE_RATE * BASKET
 
 
-def _train(policy: UpliftPolicy, n: int, seed: int) -> None:
-    """Uniformly logged decisions with purchases drawn from the small world above."""
+def _train(policy: UpliftPolicy, n: int, seed: int, start: int = 0) -> None:
+    """Uniformly logged decisions with purchases drawn from the small world above; the
+    first ``start`` are drawn (the stream stays the same) but not learned."""
     rng = np.random.default_rng(seed)
     for i in range(n):
         segment = "a" if rng.random() < 0.5 else "b"
         t = TREATMENTS[int(rng.integers(3))]
         p = BASE_RATE + (LIFT[(segment, t.offer.id)] if t.offer else 0.0)
         bought = bool(rng.random() < p)
-        policy.learn(_ctx(segment, i), t, BASKET if bought else 0.0, bought)
+        if i >= start:
+            policy.learn(_ctx(segment, i), t, BASKET if bought else 0.0, bought)
 
 
 def test_an_empty_policy_explores_evenly_and_otherwise_does_nothing() -> None:
@@ -128,25 +130,14 @@ def test_a_restart_from_the_serialized_model_neither_loses_nor_repeats_learning(
     whole = UpliftPolicy.from_args(args)
     _train(whole, 900, seed=3)
     first = UpliftPolicy.from_args(args)
-    _train_range(first, 0, 400)
+    _train(first, 400, seed=3)
     resumed = UpliftPolicy.from_args(args, first.serialize())
     assert resumed.learned == 400
-    _train_range(resumed, 400, 900)
+    _train(resumed, 900, seed=3, start=400)
     a, b = whole.publish(), resumed.publish()
     for x, y in zip(a.means + a.samples, b.means + b.samples, strict=True):
         np.testing.assert_array_equal(x, y)
     assert whole.scores(_ctx("a"), TREATMENTS) == resumed.scores(_ctx("a"), TREATMENTS)
-
-
-def _train_range(policy: UpliftPolicy, start: int, stop: int) -> None:
-    rng = np.random.default_rng(3)
-    for i in range(stop):
-        segment = "a" if rng.random() < 0.5 else "b"
-        t = TREATMENTS[int(rng.integers(3))]
-        p = BASE_RATE + (LIFT[(segment, t.offer.id)] if t.offer else 0.0)
-        bought = bool(rng.random() < p)
-        if i >= start:
-            policy.learn(_ctx(segment, i), t, BASKET if bought else 0.0, bought)
 
 
 def test_a_decider_built_from_the_bytes_scores_like_the_publisher() -> None:
