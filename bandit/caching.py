@@ -1,5 +1,12 @@
-"""Caches for the hot path: by object identity (immutable domain objects), and by value
-(features that repeat from call to call)."""
+"""Memos for the hot path: by object identity (immutable domain objects), and by value
+(features that repeat from call to call).
+
+Memos only: an answer never depends on whether they hit. An :class:`IdentityCache` holds
+the object it remembers a value for, so an object it has not seen is computed afresh. What
+makes them hit on the Choose path is explicit: a request's candidate tuples belong to its
+interned :class:`~bandit.catalogue.Catalogue`, one tuple per catalogue (and per set of
+declined channels), so the VW action text, the log's catalogue JSON and the response
+pieces are computed once per catalogue."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from bandit.catalogue import Catalogue, Catalogues
 from bandit.commit import Commit, OnDone
 from bandit.eligibility import ChooseInput, Limits, build_candidates, without_channels
 from bandit.learner import Learner
@@ -68,6 +69,7 @@ class Draft:
     __slots__ = (
         "answered",
         "candidates",
+        "catalogue",
         "chosen",
         "commit",
         "context",
@@ -89,6 +91,8 @@ class Draft:
         self.on_done = on_done
         self.hold = hold
         self.context: Context | None = None
+        self.catalogue: Catalogue | None = None
+        """The request's offers and channels, interned (:mod:`bandit.catalogue`)."""
         self.candidates: tuple[Treatment, ...] = ()
         """Control first; steps may only remove treatments (never control) or keep them."""
         self.fingerprint = ""
@@ -225,15 +229,22 @@ def in_holdout(customer_id: str, share: float, key: str) -> bool:
 
 class CandidatesStep:
     """Validate the request and list what it asks for: every offer × channel (or its explicit
-    treatments), minus its exclusions, control first. Raises what is wrong with it."""
+    treatments), minus its exclusions, control first. Raises what is wrong with it.
 
-    __slots__ = ("limits",)
+    The request's catalogue comes from ``catalogues`` (the request's own when the adapter
+    interned it, else its lists interned by value): checked and crossed once."""
 
-    def __init__(self, limits: Limits) -> None:
+    __slots__ = ("catalogues", "limits")
+
+    def __init__(self, limits: Limits, catalogues: Catalogues) -> None:
         self.limits = limits
+        self.catalogues = catalogues
 
     def __call__(self, draft: Draft) -> None:
-        cands = build_candidates(draft.request, self.limits, consent=False)
+        req = draft.request
+        cat = req.catalogue or self.catalogues.of(req.offers, req.channels)
+        draft.catalogue = cat
+        cands = build_candidates(req, self.limits, consent=False, catalogue=cat)
         draft.context = cands.context
         draft.candidates = cands.treatments
 
@@ -254,7 +265,9 @@ class ConsentStep:
             c.id for c in draft.request.channels if features.get(f"consent_{c.id}", True) is False
         ]
         if declined:
-            draft.candidates = without_channels(draft.request, draft.candidates, declined)
+            draft.candidates = without_channels(
+                draft.request, draft.candidates, declined, draft.catalogue
+            )
 
 
 class RetryStep:
@@ -426,6 +439,7 @@ def _choice_answer(decision: Decision, existing: StoredDecision | None) -> Decis
 def standard_steps(
     *,
     limits: Limits,
+    catalogues: Catalogues,
     log: ChoiceLog,
     decider: Decider,
     event_ids: EventIds,
@@ -437,7 +451,7 @@ def standard_steps(
 ) -> list[Step]:
     """The service's Choose steps, in order."""
     return [
-        CandidatesStep(limits),
+        CandidatesStep(limits, catalogues),
         ConsentStep(),
         RetryStep(log),
         HoldoutStep(

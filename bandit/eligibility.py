@@ -14,9 +14,10 @@ anything is written.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
+from bandit.catalogue import Catalogue
 from bandit.errors import InvalidRequest, TooLarge, quote
 from bandit.numbers import check_number
 from bandit.types import (
@@ -59,6 +60,19 @@ class ChooseInput:
     excluded: Sequence[TreatmentRef] = ()
     defer_activation: bool = False
     request_id: str = ""
+    catalogue: Catalogue | None = field(default=None, compare=False, repr=False)
+    """The offers and channels as an interned :class:`~bandit.catalogue.Catalogue` (the
+    adapter's, from :class:`~bandit.catalogue.Catalogues`); ``offers`` and ``channels`` are
+    then its own (left empty, they are filled from it). Without one, the Choose path
+    interns the lists by their values."""
+
+    def __post_init__(self) -> None:
+        cat = self.catalogue
+        if cat is not None and (self.offers is not cat.offers or self.channels is not cat.channels):
+            if self.offers or self.channels:
+                raise ValueError("a ChooseInput with a catalogue takes its offers and channels")
+            object.__setattr__(self, "offers", cat.offers)
+            object.__setattr__(self, "channels", cat.channels)
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,11 +173,19 @@ def consented(customer: Customer, channel_id: str) -> bool:
     return customer.features.get(f"consent_{channel_id}", True) is not False
 
 
-def build_candidates(req: ChooseInput, limits: Limits, *, consent: bool = True) -> Candidates:
+def build_candidates(
+    req: ChooseInput,
+    limits: Limits,
+    *,
+    consent: bool = True,
+    catalogue: Catalogue | None = None,
+) -> Candidates:
     """Validate ``req`` and return its candidates, control first.
 
-    ``consent=False``: keep the channels the customer has not consented to (a later step
-    removes them with :func:`without_channels`)."""
+    ``catalogue``: ``req``'s offers and channels, interned (by default ``req.catalogue``,
+    or a catalogue of its own made here): checked once under the same limits, and crossed
+    once. ``consent=False``: keep the channels the customer has not consented to (a later
+    step removes them with :func:`without_channels`)."""
     if req.customer is None:
         raise InvalidRequest("customer", "is required")
     _check_id(req.customer.id, "customer.id", limits)
@@ -180,9 +202,10 @@ def build_candidates(req: ChooseInput, limits: Limits, *, consent: bool = True) 
         raise TooLarge(
             "channels", f"has {len(req.channels)} channels; the limit is {limits.max_channels}"
         )
-    _check_catalogue(req.offers, req.channels, limits)
+    cat = catalogue or req.catalogue or Catalogue(req.offers, req.channels)
+    check_catalogue(cat, limits)
     if not req.treatments and not req.excluded:
-        n_offers, n_channels = len(req.offers), len(req.channels)
+        n_offers, n_channels = len(cat.offers), len(cat.channels)
         if not n_offers:
             raise InvalidRequest(
                 "offers", "at least one offer is required (or explicit treatments)"
@@ -198,26 +221,28 @@ def build_candidates(req: ChooseInput, limits: Limits, *, consent: bool = True) 
                 f"{n_offers} offers × {n_channels} channels make {n} treatments; "
                 f"the limit is {limits.max_treatments}",
             )
-        allowed: Sequence[Channel] = req.channels
+        treatments = cat.treatments
         if consent:
-            allowed = [c for c in req.channels if consented(req.customer, c.id)]
-            if len(allowed) == len(req.channels):
-                allowed = req.channels  # the server's interned tuple: the crossing is keyed by it
-            # (a filtered list is keyed by its elements: a new tuple per call would miss)
-        treatments = _cross(req.offers, allowed)
+            customer = req.customer
+            declined = frozenset(c.id for c in cat.channels if not consented(customer, c.id))
+            treatments = cat.without_channels(declined)
     else:
-        offers = {o.id: o for o in req.offers}
-        channels = {c.id: c for c in req.channels}
+        offers = {o.id: o for o in cat.offers}
+        channels = {c.id: c for c in cat.channels}
         treatments = _filtered(req, offers, channels, limits, consent)
     return Candidates(context=Context(req.customer, req.trigger), treatments=treatments)
 
 
 def without_channels(
-    req: ChooseInput, treatments: tuple[Treatment, ...], channel_ids: Sequence[str]
+    req: ChooseInput,
+    treatments: tuple[Treatment, ...],
+    channel_ids: Sequence[str],
+    catalogue: Catalogue | None = None,
 ) -> tuple[Treatment, ...]:
     """``req``'s candidates ``treatments`` without those through ``channel_ids`` (control
     stays): what :func:`build_candidates` with ``consent=True`` gives when those are the
-    channels the customer has not consented to.
+    channels the customer has not consented to. ``catalogue``: ``req``'s (by default
+    ``req.catalogue``), whose filtered crossings are made once.
 
     >>> req = ChooseInput(Customer("c", {}), Trigger("t"), [Offer("o")],
     ...                   [Channel("sms"), Channel("email")])
@@ -225,67 +250,28 @@ def without_channels(
     >>> [t.ref.channel_id for t in without_channels(req, cands, ["sms"])]
     ['', 'email']
     """
-    drop = set(channel_ids)
-    if not req.treatments and not req.excluded:  # the catalogue's crossing, cached by element
-        return _cross(req.offers, [c for c in req.channels if c.id not in drop])
+    drop = frozenset(channel_ids)
+    if not req.treatments and not req.excluded:  # the catalogue's crossing, filtered
+        cat = catalogue or req.catalogue or Catalogue(req.offers, req.channels)
+        return cat.without_channels(drop)
     return tuple(t for t in treatments if t.ref.is_control or t.ref.channel_id not in drop)
 
 
-# Catalogues (offer and channel lists) that passed their checks under some limits, by the
-# identity of their objects: frozen objects cannot change, and the server hands the same
-# object for the same wire bytes, so a stable catalogue is checked once.
-_checked: dict[tuple[int, ...], tuple[tuple[object, ...], Limits]] = {}
-
-
-def _identity_key(
-    offers: Sequence[Offer], channels: Sequence[Channel]
-) -> tuple[tuple[int, ...], tuple[object, ...]]:
-    """A key for a catalogue by the identity of its objects, and the objects to compare.
-
-    Two tuples (immutable, as the server's interned catalogues are) are keyed by themselves;
-    other sequences by each element."""
-    if offers.__class__ is tuple and channels.__class__ is tuple:
-        return (id(offers), id(channels)), (offers, channels)
-    return (*map(id, offers), -1, *map(id, channels)), (*offers, *channels)
-
-
-def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
-    return len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
-
-
-def _check_catalogue(offers: Sequence[Offer], channels: Sequence[Channel], limits: Limits) -> None:
-    key, objects = _identity_key(offers, channels)
-    hit = _checked.get(key)
-    if hit is not None and hit[1] == limits and _same(hit[0], objects):
+def check_catalogue(cat: Catalogue, limits: Limits) -> None:
+    """Ids present, bounded and unique, features and costs within bounds; a catalogue that
+    passed under these limits before is not checked again."""
+    if cat.checked_under == limits:
         return
-    _index_unique(offers, "offers", limits)
-    _index_unique(channels, "channels", limits)
-    for i, o in enumerate(offers):
+    _index_unique(cat.offers, "offers", limits)
+    _index_unique(cat.channels, "channels", limits)
+    for i, o in enumerate(cat.offers):
         check_features(o.features, f"offers[{i}]", limits)
         _check_cost(o.fixed_cost, f"offers[{i}].fixed_cost")
         _check_cost(o.discount_rate, f"offers[{i}].discount_rate", at_most_one=True)
-    for i, c in enumerate(channels):
+    for i, c in enumerate(cat.channels):
         check_features(c.features, f"channels[{i}]", limits)
         _check_cost(c.contact_cost, f"channels[{i}].contact_cost")
-    if len(_checked) >= 1024:
-        _checked.clear()
-    _checked[key] = (objects, limits)
-
-
-_crossed: dict[tuple[int, ...], tuple[tuple[object, ...], tuple[Treatment, ...]]] = {}
-
-
-def _cross(offers: Sequence[Offer], channels: Sequence[Channel]) -> tuple[Treatment, ...]:
-    """Control, then every offer × channel; the same tuple object for the same catalogue."""
-    key, objects = _identity_key(offers, channels)
-    hit = _crossed.get(key)
-    if hit is not None and _same(hit[0], objects):
-        return hit[1]
-    treatments = (CONTROL_TREATMENT, *(Treatment(o, c) for o in offers for c in channels))
-    if len(_crossed) >= 1024:
-        _crossed.clear()
-    _crossed[key] = (objects, treatments)
-    return treatments
+    cat.checked_under = limits
 
 
 def _filtered(
@@ -323,7 +309,7 @@ def _filtered(
                 f"{len(offers)} offers × {len(channels)} channels make {n} treatments; "
                 f"the limit is {limits.max_treatments}",
             )
-        listed = [Treatment(o, c) for o in req.offers for c in req.channels]
+        listed = [Treatment(o, c) for o in offers.values() for c in channels.values()]
 
     excluded: set[TreatmentRef] = set()
     for i, ref in enumerate(req.excluded):

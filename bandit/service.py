@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from bandit.catalogue import Catalogues
 from bandit.checkpoint import Checkpoint, CheckpointStore
 from bandit.choose import (
     FALLBACK_POLICY,
@@ -268,8 +269,12 @@ class DecisionService:
         # counter.
         event_ids = EventIds(config.event_id_prefix or uuid.uuid4().hex[:16])
         self._control_floor = ControlFloorStep(config.control_share)
+        self.catalogues = Catalogues()
+        """The catalogues of Choose requests, interned by content (:mod:`bandit.catalogue`);
+        a transport asks it for a request's catalogue."""
         steps = standard_steps(
             limits=config.limits,
+            catalogues=self.catalogues,
             log=self.log,
             decider=self.decider,
             event_ids=event_ids,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from collections.abc import Mapping
@@ -14,6 +15,7 @@ from google.protobuf.message import DecodeError, Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from bandit.caching import IdentityCache
+from bandit.catalogue import Catalogue, Catalogues
 from bandit.eligibility import ChooseInput
 from bandit.errors import InvalidRequest, quote
 from bandit.logcodec import pack_pmf
@@ -158,56 +160,21 @@ def seconds_from_pb(ts: Timestamp, field: str = "timestamp") -> float:
 # ---- Choose -----------------------------------------------------------------------------
 
 
-class _Interned:
-    """Offers and channels by their wire bytes: a stable catalogue converts once.
-
-    Returning the *same* domain object for the same bytes also lets the VW text and log
-    encoders cache their output by identity. Bounded; cleared when full.
-    """
-
-    def __init__(self, size: int = 8192) -> None:
-        self.size = size
-        self.offers: dict[bytes, Offer] = {}
-        self.channels: dict[bytes, Channel] = {}
-
-    def offer(self, o: pb.Offer, i: int) -> Offer:
-        key = o.SerializeToString(deterministic=True)
-        found = self.offers.get(key)
-        if found is None:
-            found = offer_from_pb(o, i)
-            if len(self.offers) >= self.size:
-                self.offers.clear()
-            self.offers[key] = found
-        return found
-
-    def channel(self, c: pb.Channel, i: int) -> Channel:
-        key = c.SerializeToString(deterministic=True)
-        found = self.channels.get(key)
-        if found is None:
-            found = channel_from_pb(c, i)
-            if len(self.channels) >= self.size:
-                self.channels.clear()
-            self.channels[key] = found
-        return found
-
-
-_INTERNED = _Interned()
-
-
-def _interned_catalogue(req: pb.ChooseRequest) -> tuple[tuple[Offer, ...], tuple[Channel, ...]]:
+def catalogue_from_pb(req: pb.ChooseRequest) -> tuple[tuple[Offer, ...], tuple[Channel, ...]]:
+    """The request's offers and channels, converted."""
     return (
-        tuple([_INTERNED.offer(o, i) for i, o in enumerate(req.offers)]),
-        tuple([_INTERNED.channel(c, i) for i, c in enumerate(req.channels)]),
+        tuple([offer_from_pb(o, i) for i, o in enumerate(req.offers)]),
+        tuple([channel_from_pb(c, i) for i, c in enumerate(req.channels)]),
     )
 
 
-def choose_from_pb(
-    req: pb.ChooseRequest,
-    catalogue: tuple[tuple[Offer, ...], tuple[Channel, ...]] | None = None,
-) -> ChooseInput:
+def choose_from_pb(req: pb.ChooseRequest, catalogue: Catalogue | None = None) -> ChooseInput:
     """The request as the service takes it; ``catalogue``: its offers and channels, when
-    already converted."""
-    offers, channels = catalogue or _interned_catalogue(req)
+    already interned (:func:`choose_from_wire`)."""
+    if catalogue is None:
+        offers, channels = catalogue_from_pb(req)
+    else:
+        offers, channels = catalogue.offers, catalogue.channels
     return ChooseInput(
         customer=customer_from_pb(req.customer) if req.HasField("customer") else None,
         trigger=trigger_from_pb(req.trigger) if req.HasField("trigger") else None,
@@ -217,6 +184,7 @@ def choose_from_pb(
         excluded=[ref_from_pb(r) for r in req.excluded],
         defer_activation=req.defer_activation,
         request_id=req.request_id,
+        catalogue=catalogue,
     )
 
 
@@ -249,10 +217,6 @@ def _view_class() -> type[Message]:
 
 
 _CatalogueView = _view_class()
-_catalogues: dict[
-    tuple[tuple[bytes, ...], tuple[bytes, ...]], tuple[tuple[Offer, ...], tuple[Channel, ...]]
-]
-_catalogues = {}
 
 
 def parse(cls: type[M], raw: bytes) -> M:
@@ -272,18 +236,33 @@ def _short(exc: BaseException) -> str:
     return text if len(text) <= 80 else text[:80] + "…"
 
 
-def choose_from_wire(raw: bytes) -> ChooseInput:
-    """:func:`choose_from_pb` of the serialized request, with its catalogue interned whole."""
+def choose_from_wire(raw: bytes, catalogues: Catalogues) -> ChooseInput:
+    """:func:`choose_from_pb` of the serialized request, its catalogue interned whole in
+    ``catalogues`` (the service's) by its wire bytes, and each new offer and channel by its
+    own: a stable catalogue converts once."""
     req = parse(pb.ChooseRequest, raw)
     view: Any = _CatalogueView.FromString(raw)
-    key = (tuple(view.offers), tuple(view.channels))
-    found = _catalogues.get(key)
-    if found is None:
-        found = _interned_catalogue(req)
-        if len(_catalogues) >= 1024:
-            _catalogues.clear()
-        _catalogues[key] = found
-    return choose_from_pb(req, found)
+    offers: list[bytes] = view.offers
+    channels: list[bytes] = view.channels
+
+    def convert() -> tuple[list[Offer], list[Channel]]:
+        return (
+            [
+                catalogues.entity((_OFFER, b), functools.partial(offer_from_pb, o, i))
+                for i, (b, o) in enumerate(zip(offers, req.offers, strict=True))
+            ],
+            [
+                catalogues.entity((_CHANNEL, b), functools.partial(channel_from_pb, c, i))
+                for i, (b, c) in enumerate(zip(channels, req.channels, strict=True))
+            ],
+        )
+
+    catalogue = catalogues.get((_WIRE, tuple(offers), tuple(channels)), convert)
+    return choose_from_pb(req, catalogue)
+
+
+_WIRE, _OFFER, _CHANNEL = "wire", "wire offer", "wire channel"
+"""The kinds of wire keys in the service's catalogue table."""
 
 
 def _varint(n: int) -> bytes:

@@ -166,7 +166,9 @@ class DecisionServicer:
         with self.commits.call() as call:
             done = self.commits.future()
             decision, call.commit = self.svc.submit_choice(
-                cv.choose_from_wire(request), self.commits.on_done(done), hold=call.alone
+                cv.choose_from_wire(request, self.svc.catalogues),
+                self.commits.on_done(done),
+                hold=call.alone,
             )
             response = cv.choose_to_wire(decision)  # built while the log's fsync runs
             if call.commit is None:  # a retry of a logged request

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bandit.catalogue import Catalogues
 from bandit.errors import (
     Conflict,
     InvalidRequest,
@@ -141,15 +142,20 @@ def test_the_wire_request_converts_like_the_plain_request() -> None:
     )
     req.customer.features["ltv"].number = 12.5
     raw = req.SerializeToString()
-    first = cv.choose_from_wire(raw)
+    catalogues = Catalogues()
+    first = cv.choose_from_wire(raw, catalogues)
     assert first == cv.choose_from_pb(req)
-    again = cv.choose_from_wire(raw)
-    assert all(a is b for a, b in zip(again.offers, first.offers, strict=True))  # interned
-    # Another catalogue (a feature changed) is converted afresh, not served from the cache.
+    again = cv.choose_from_wire(raw, catalogues)
+    assert again.catalogue is first.catalogue is not None  # interned whole
+    # Another catalogue (a feature changed) is converted afresh, not served from the cache;
+    # the offer that did not change is the same object.
     req.offers[0].features["value"].number = 11.0
-    changed = cv.choose_from_wire(req.SerializeToString())
+    changed = cv.choose_from_wire(req.SerializeToString(), catalogues)
+    assert changed.catalogue is not first.catalogue
     assert changed.offers[0].features["value"] == 11.0
+    assert changed.offers[1] is first.offers[1]
     assert changed == cv.choose_from_pb(req)
+    assert len(catalogues) == 2
 
 
 def test_every_rpc_is_error_mapped() -> None:

@@ -24,7 +24,6 @@ from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from bandit.caching import IdentityCache
 from bandit.errors import (
     Conflict,
     InvalidRequest,
@@ -145,7 +144,7 @@ class Pending:
         self.notify = notify
         self.token = token
         self.fast: tuple[str, tuple[Any, ...]] | None = None
-        """A decision insert as (catalogue digest, row): batched into one statement."""
+        """A decision insert as (catalogue JSON, row): batched into one statement."""
         self.done = False
         self.waiting = False
         self.handed = False
@@ -193,7 +192,7 @@ class SqliteDecisionLog:
         self._pending: list[Pending] = []
         self._leading = False  # a submitter is committing batches (guarded by _mutex)
         self._n_waiting = 0  # queued jobs whose submitter sleeps on its gate (guarded by _mutex)
-        self._catalogue_ids: dict[str, int] = {}  # writer side, digest → id
+        self._catalogue_ids: dict[str, int] = {}  # writer side, catalogue JSON → id
         self._uncommitted_catalogue = False
         self._catalogues: dict[int, tuple[Treatment, ...]] = {}  # read side, id → candidates
         self._mutex = threading.Lock()
@@ -475,9 +474,9 @@ class SqliteDecisionLog:
                 for chunk in chunks:
                     params: list[Any] = []
                     for it in chunk:
-                        digest, row = it.fast  # type: ignore[misc]
+                        catalogue, row = it.fast  # type: ignore[misc]
                         params += row
-                        params.append(ids[digest])
+                        params.append(ids[catalogue])
                     conn.execute(_insert_decisions_sql(len(chunk)), params)
                 if len(chunks) > 1:
                     conn.execute("COMMIT")
@@ -591,10 +590,10 @@ class SqliteDecisionLog:
     ) -> Pending:
         """Queue ``decision``'s insert (see :meth:`submit`); its result is what
         :meth:`append` returns."""
-        job, row, digest = self._decision_job(decision, request_hash)
+        job, row, catalogue = self._decision_job(decision, request_hash)
         item = Pending(job, True, notify, token)
         if not decision.request_id:
-            item.fast = (digest, row)
+            item.fast = (catalogue, row)
         return self._enqueue(item, wake)
 
     def append_job(self, decision: Decision, request_hash: str) -> _Job:
@@ -603,9 +602,9 @@ class SqliteDecisionLog:
     def _decision_job(
         self, decision: Decision, request_hash: str
     ) -> tuple[_Job, tuple[Any, ...], str]:
+        """The insert job, its row (without the catalogue id) and the catalogue's JSON."""
         record = encode_head(decision)
         catalogue = catalogue_json(decision.treatments)
-        digest = _catalogue_digest(decision.treatments)
         chosen = decision.chosen_treatment
         deferred = decision.deferred
         activated_at = None if deferred else decision.decided_at
@@ -643,10 +642,11 @@ class SqliteDecisionLog:
                 existing = self._by_request_id(conn, request_id, request_hash)
                 if existing is not None:
                     return existing
-            cid = catalogue_ids.get(digest)
+            cid = catalogue_ids.get(catalogue)
             if cid is None:
                 # Content-addressed: a catalogue row written here stays valid even if the
                 # decision insert below fails, so the job needs no savepoint.
+                digest = catalogue_digest(catalogue)
                 found = conn.execute(
                     "SELECT id FROM catalogues WHERE digest = ?", (digest,)
                 ).fetchone()
@@ -658,11 +658,13 @@ class SqliteDecisionLog:
                     self._uncommitted_catalogue = True
                 else:
                     cid = int(found[0])
-                catalogue_ids[digest] = cid
+                if len(catalogue_ids) >= _CATALOGUE_IDS:
+                    catalogue_ids.clear()
+                catalogue_ids[catalogue] = cid
             conn.execute(_insert_decisions_sql(1), (*row, cid))
             return None
 
-        return job, row, digest
+        return job, row, catalogue
 
     def _by_request_id(
         self, conn: sqlite3.Connection, request_id: str, request_hash: str
@@ -1046,6 +1048,9 @@ _COLUMNS = (
 )
 
 
+_CATALOGUE_IDS = 4096
+"""Most catalogue ids the writer remembers (by the catalogue's JSON; cleared when full)."""
+
 _FAST_MAX = 64
 """Most decisions one batched INSERT carries (one cached statement per row count)."""
 
@@ -1080,13 +1085,6 @@ def _notify_all(items: list[Pending]) -> None:
             notify(group)
         except Exception:
             log.exception("a commit notification failed")
-
-
-def _digest_of(treatments: tuple[Treatment, ...]) -> str:
-    return catalogue_digest(catalogue_json(treatments))
-
-
-_catalogue_digest = IdentityCache(_digest_of, size=1024)
 
 
 def _stored(row: Sequence[Any], treatments: tuple[Treatment, ...]) -> StoredDecision:
