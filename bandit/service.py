@@ -7,9 +7,12 @@ Roles are separate objects with narrow interfaces (docs/architecture.md):
   pipeline (:mod:`bandit.choose`) scores with, behind a lock;
 * the **log** (the port :class:`~bandit.log.DecisionLog`; SQLite by default) makes decisions
   and outcomes durable and joins outcomes to decisions;
-* the **closer** closes attribution windows on schedule, fixing rewards;
-* the **learner** learns closed decisions in log order with its own workspace, checkpoints
-  model + position atomically, and publishes the new weights to the decider.
+* the **closer** and the **learner** (:mod:`bandit.learn`) close attribution windows on
+  schedule, learn closed decisions in log order with their own policy object, checkpoint
+  model + position atomically, and publish the new model to the decider.
+
+The service validates outcomes and activations and answers through one commit handle
+(:class:`bandit.commit.Commit`); everything else is its parts'.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from bandit.choose import (
 from bandit.commit import Commit, OnDone
 from bandit.eligibility import ChooseInput, Limits
 from bandit.errors import InvalidRequest, NotReady, OfferBanditError, TooLarge
+from bandit.learn import Closer, Learning, learnable, starting_point
 from bandit.learner import (
     DEFAULT_EXPLORATION,
     DEFAULT_INTERACTIONS,
@@ -50,16 +54,13 @@ from bandit.learner import (
 )
 from bandit.log import DecisionLog
 from bandit.log.sqlite import SqliteDecisionLog
-from bandit.numbers import check_number, check_time, finite_float32
-from bandit.ratelog import RateLimitedLog
+from bandit.numbers import check_number, check_time
 from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.rewards import RewardRule
 from bandit.sampling import derive_seed, sample_index, uniform_from_seed
 from bandit.types import Decision
-from bandit.uplift import is_uplift_model
 
 log = logging.getLogger(__name__)
-_rate_log = RateLimitedLog(log, interval=10.0)
 
 
 class SystemClock:
@@ -176,42 +177,28 @@ def policy_arguments(config: ServiceConfig) -> list[str]:
     return vw_arguments(config.exploration, config.interactions, config.seed, config.vw_extra)
 
 
-def learnable(reward: float, revenue: float, propensity: float, rule: RewardRule) -> bool:
-    """Whether a closed decision's label is safe for VW's float32: a finite reward whose cost
-    (``reward × scale``) and revenue are within the number policy's range, and a
-    propensity in (0, 1]. A decision failing this is skipped, never learned.
-
-    >>> rule = RewardRule()
-    >>> learnable(71.5, 80.0, 0.25, rule), learnable(float("inf"), 0.0, 0.25, rule)
-    (True, False)
-    >>> learnable(1.0, 1.0, 0.0, rule)
-    False
-    """
-    return (
-        finite_float32(reward)
-        and finite_float32(reward * rule.scale)
-        and finite_float32(revenue)
-        and 0.0 < propensity <= 1.0
-    )
-
-
 class DecisionService:
-    """The service. Build it, :meth:`start` it, call it from any thread, :meth:`stop` it."""
+    """The service. Build it, :meth:`start` it, call it from any thread, :meth:`stop` it.
+
+    A facade over its parts: the Choose pipeline (:mod:`bandit.choose`) with its decider and
+    catalogue table, the decision log (injected, or SQLite by default), and the learning
+    path (:mod:`bandit.learn`: the closer and the learner)."""
 
     def __init__(
         self,
         config: ServiceConfig,
         clock: Clock | None = None,
         decision_log: DecisionLog | None = None,
+        checkpoints: CheckpointStore | None = None,
     ) -> None:
         """``decision_log``: the decision log to use (by default the SQLite log at
-        ``config.log_path``); the service closes it when it stops."""
+        ``config.log_path``); the service closes it when it stops. ``checkpoints``: where
+        models are checkpointed (by default ``config.checkpoint_dir``)."""
         self.config = config
         self.clock: Clock = clock or SystemClock()
         self._ready = False
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._learn_lock = threading.Lock()
         config.data_dir.mkdir(parents=True, exist_ok=True)
         self.log: DecisionLog = decision_log or SqliteDecisionLog(
             config.log_path,
@@ -219,51 +206,39 @@ class DecisionService:
             reward_rule=config.reward_rule,
             synchronous=config.synchronous,
         )
-        self.checkpoints = CheckpointStore(config.checkpoint_dir, keep=config.checkpoints_kept)
-        args = policy_arguments(config)
-        ckpt = self.checkpoints.latest()
-        if ckpt is not None:
-            if ckpt.vw_args != args:
-                log.warning(
-                    "checkpoint v%d was trained as %s; continuing with those arguments "
-                    "instead of the configured %s",
-                    ckpt.version,
-                    ckpt.vw_args,
-                    args,
-                )
-            args = list(ckpt.vw_args)
-            model: bytes | None = ckpt.model
-            self._version, self._position, learned = ckpt.version, ckpt.position, ckpt.learned
-        else:
-            model = config.initial_model
-            if model is not None and config.initial_vw_args:
-                if list(config.initial_vw_args) != args:
-                    log.warning(
-                        "the initial model was trained with %s; using those arguments instead "
-                        "of the configured %s",
-                        list(config.initial_vw_args),
-                        args,
-                    )
-                args = list(config.initial_vw_args)
-            elif model is not None and (args[0] == UPLIFT) != is_uplift_model(model):
-                # Bare weights without their arguments: their own kind wins.
-                args = (
-                    policy_arguments(replace(config, policy="vw"))
-                    if args[0] == UPLIFT
-                    else policy_arguments(replace(config, policy=UPLIFT))
-                )
-                log.warning("the initial model is not a %s model; serving it as %s",
-                            config.policy, describe_policy(args))  # fmt: skip
-            self._version, self._position, learned = 0, 0, 0
-        self.vw_args = args
-        self.policy_id = describe_policy(args)
-        self._learner = make_policy(args, model)
-        self._learner.learned = learned
-        self.decider = Decider(make_policy(args, model), f"v{self._version}", self.policy_id)
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
+        self.checkpoints = checkpoints or CheckpointStore(
+            config.checkpoint_dir, keep=config.checkpoints_kept
+        )
+        start = starting_point(
+            self.checkpoints.latest(),
+            policy_arguments(config),
+            config.initial_model,
+            config.initial_vw_args,
+            lambda kind: policy_arguments(replace(config, policy=kind)),
+        )
+        self.vw_args = start.args
+        self.policy_id = describe_policy(start.args)
+        self.decider = Decider(
+            make_policy(start.args, start.model), f"v{start.version}", self.policy_id
+        )
+        self.learning = Learning(
+            log=self.log,
+            checkpoints=self.checkpoints,
+            publisher=self.decider,
+            clock=self.clock,
+            args=start.args,
+            model=start.model,
+            version=start.version,
+            position=start.position,
+            learned=start.learned,
+            reward_rule=config.reward_rule,
+            batch=config.learn_batch,
+            checkpoint_every_learns=config.checkpoint_every_learns,
+            checkpoint_every_seconds=config.checkpoint_every_seconds,
+        )
+        """The learner (:class:`bandit.learn.Learning`)."""
+        self.closer = Closer(self.log, self.clock, config.close_interval_seconds)
         self._duplicates = 0
-        self._learn_skipped = 0
         self._counter_lock = threading.Lock()
         # Event ids: a random 64-bit prefix per process start (unless configured), then a
         # counter.
@@ -289,7 +264,7 @@ class DecisionService:
         log.info(
             "decision service ready: model %s, learned up to log position %d, policy %s",
             self.decider.version,
-            self._position,
+            start.position,
             self.policy_id,
         )
 
@@ -297,8 +272,8 @@ class DecisionService:
 
     def start(self) -> None:
         if self.config.background:
-            for name, target in (("closer", self._close_loop), ("learner", self._learn_loop)):
-                t = threading.Thread(target=target, name=name, daemon=True)
+            for name, target in (("closer", self.closer.run), ("learner", self.learning.run)):
+                t = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
                 t.start()
                 self._threads.append(t)
         self._ready = True
@@ -322,9 +297,9 @@ class DecisionService:
         for t in self._threads:
             t.join()
         self._threads.clear()
-        self.learn_pending()
-        if self._since_checkpoint:
-            self.checkpoint()
+        self.learning.learn_pending()
+        if self.learning.unsaved:
+            self.learning.checkpoint()
         self.log.close()
 
     # ---- choose ------------------------------------------------------------------------------
@@ -472,108 +447,26 @@ class DecisionService:
             raise InvalidRequest("activated_at", "is too far in the future")
         return self.log.activate(event_id, when)
 
-    # ---- closing and learning ----------------------------------------------------------------
+    # ---- closing and learning (:mod:`bandit.learn`) ------------------------------------------
 
     def close_due_windows(self) -> int:
-        return self.log.close_due(self.clock.now())
+        return self.closer.close_due()
 
     def learn_pending(self, max_decisions: int | None = None) -> int:
         """Learn closed, not yet learned decisions in log order; returns how many."""
-        done = 0
-        rule = self.config.reward_rule
-        with self._learn_lock:
-            while max_decisions is None or done < max_decisions:
-                n = self.config.learn_batch
-                if max_decisions is not None:
-                    n = min(n, max_decisions - done)
-                batch = self.log.closed_after(self._position, n)
-                if not batch:
-                    break
-                for cd in batch:
-                    if learnable(cd.reward, cd.revenue, cd.decision.propensity, rule):
-                        self._learner.learn_closed(
-                            cd.decision, cd.reward, cd.revenue, cd.n_outcomes, rule
-                        )
-                    else:
-                        self._learn_skipped += 1
-                        _rate_log.warning(
-                            "learn",
-                            "skipped learning decision %s: its reward %r or propensity %r "
-                            "cannot be held by VW",
-                            cd.decision.event_id,
-                            cd.reward,
-                            cd.decision.propensity,
-                        )
-                    self._position = cd.closed_seq
-                    self._since_checkpoint += 1
-                    done += 1
-                if self._checkpoint_due():
-                    self._checkpoint_locked()
-        return done
-
-    def _checkpoint_due(self) -> bool:
-        if self._since_checkpoint == 0:
-            return False
-        return (
-            self._since_checkpoint >= self.config.checkpoint_every_learns
-            or time.monotonic() - self._last_checkpoint >= self.config.checkpoint_every_seconds
-        )
+        return self.learning.learn_pending(max_decisions)
 
     def checkpoint(self) -> Checkpoint:
         """Save the learner's model with its log position and publish it to the decider."""
-        with self._learn_lock:
-            return self._checkpoint_locked()
-
-    def _checkpoint_locked(self) -> Checkpoint:
-        model = self._learner.serialize()
-        ckpt = Checkpoint(
-            version=self._version + 1,
-            position=self._position,
-            learned=self._learner.learned,
-            vw_args=self.vw_args,
-            created_at=self.clock.now(),
-            model=model,
-        )
-        self.checkpoints.save(ckpt)
-        self._version = ckpt.version
-        self._since_checkpoint = 0
-        self._last_checkpoint = time.monotonic()
-        self.decider.publish(make_policy(self.vw_args, model), ckpt.model_version)
-        log.info(
-            "checkpoint %s: learned %d decisions, log position %d",
-            ckpt.model_version,
-            ckpt.learned,
-            ckpt.position,
-        )
-        return ckpt
+        return self.learning.checkpoint()
 
     @property
     def learned(self) -> int:
-        return self._learner.learned
+        return self.learning.learned
 
     @property
     def position(self) -> int:
-        return self._position
-
-    def _close_loop(self) -> None:
-        while not self._stop.wait(self.config.close_interval_seconds):
-            try:
-                self.close_due_windows()
-            except Exception:
-                log.exception("closing attribution windows failed; retrying")
-
-    def _learn_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                n = self.learn_pending(self.config.learn_batch)
-                if n == 0:
-                    with self._learn_lock:
-                        if self._checkpoint_due():
-                            self._checkpoint_locked()
-                    self._stop.wait(0.05)
-            except Exception:
-                log.exception("learning failed; retrying")
-                self._stop.wait(1.0)
+        return self.learning.position
 
     # ---- stats -------------------------------------------------------------------------------
 
@@ -584,7 +477,7 @@ class DecisionService:
             model_version=self.decider.version,
             duplicates=self._duplicates,
             score_fallbacks=self._control_floor.fallbacks,
-            learn_skipped=self._learn_skipped,
+            learn_skipped=self.learning.skipped,
         )
 
 

@@ -90,6 +90,50 @@ def test_the_adapter_imports_neither_the_tools_nor_offline_eval(path: Path) -> N
     assert not bad, f"{_id(path)} imports {sorted(bad)}"
 
 
+def _in(path: Path, package: str) -> bool:
+    return path.is_relative_to(ROOT / package.replace(".", "/"))
+
+
+LOG = [p for p in BANDIT if _in(p, "bandit.log")]
+LEARN = [p for p in BANDIT if _in(p, "bandit.learn")]
+
+
+def test_the_inner_packages_are_read() -> None:
+    assert ROOT / "bandit" / "log" / "sqlite" / "groupcommit.py" in LOG
+    assert ROOT / "bandit" / "learn" / "learning.py" in LEARN
+
+
+@pytest.mark.parametrize("path", LOG, ids=_id)
+def test_the_log_knows_no_policy_pipeline_or_learner(path: Path) -> None:
+    """The decision log stores and attributes; it never reaches up to what decides."""
+    upward = ("bandit.service", "bandit.choose", "bandit.learn", "bandit.learner")
+    bad = {m for m in _imports(path) if _is(m, *upward, "bandit.uplift", "bandit.vwformat")}
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize(
+    "path", [p for p in BANDIT if not _in(p, "bandit.log") and p.name != "service.py"], ids=_id
+)
+def test_the_core_talks_to_the_log_through_its_port(path: Path) -> None:
+    """Only the service (which builds the default log) names the SQLite implementation."""
+    bad = {m for m in _imports(path) if _is(m, "bandit.log.sqlite")}
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
+def test_the_group_commit_engine_knows_no_schema() -> None:
+    path = ROOT / "bandit" / "log" / "sqlite" / "groupcommit.py"
+    core = {m for m in _imports(path) if _is(m, "bandit")}
+    assert core <= {"bandit.errors", "bandit.errors.NotReady"}, sorted(core)
+
+
+@pytest.mark.parametrize("path", LEARN, ids=_id)
+def test_the_learning_path_does_not_reach_into_the_choose_path(path: Path) -> None:
+    bad = {
+        m for m in _imports(path) if _is(m, "bandit.choose", "bandit.service", "bandit.eligibility")
+    }
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
 def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
     """The checker itself: a lazy, a relative and an aliased import are all seen."""
     pkg = tmp_path / "bandit" / "inner"
