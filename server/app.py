@@ -1,4 +1,5 @@
-"""Assembling the gRPC server: the decision service, health checking and reflection."""
+"""Assembling the gRPC server: the decision service, health checking and reflection, and the
+interceptors around every call (:mod:`server.interceptors`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from grpc_reflection.v1alpha import reflection
 
 from bandit.checkpoint import Checkpoint, read_checkpoint
 from bandit.service import Clock, DecisionService
+from server.interceptors import Interceptor, for_settings
 from server.servicer import SERVICE, DecisionServicer, add_to_server
 from server.settings import Settings
 
@@ -111,29 +113,40 @@ def load_initial_model(spec: str, registry: ModelRegistry | None = None) -> Chec
 
 
 def start_server(
-    settings: Settings, clock: Clock | None = None, registry: ModelRegistry | None = None
+    settings: Settings,
+    clock: Clock | None = None,
+    registry: ModelRegistry | None = None,
+    interceptors: Sequence[Interceptor] = (),
 ) -> RunningServer:
     """Build the service and serve it on ``settings.host:settings.port`` (0 = any free port).
 
     The server runs on the process's gRPC loop thread; this returns once it is SERVING.
-    ``registry`` loads ``settings.model`` when it names a registered model.
+    ``registry`` loads ``settings.model`` when it names a registered model;
+    ``interceptors`` run around every call, after those the settings ask for
+    (:mod:`server.interceptors`).
     """
     initial = load_initial_model(settings.model, registry)
     service = DecisionService(settings.service_config(initial), clock)
     try:
-        return _Loop.run(_start(settings, service))
+        return _Loop.run(_start(settings, service, for_settings(settings, interceptors)))
     except BaseException:
         service.stop()
         raise
 
 
-async def _start(settings: Settings, service: DecisionService) -> RunningServer:
+async def _start(
+    settings: Settings, service: DecisionService, interceptors: Sequence[Interceptor]
+) -> RunningServer:
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", max(settings.max_message_bytes, 64 * 1024 * 1024)),
         ("grpc.so_reuseport", 0),
     ]
-    server = grpc.aio.server(options=options, maximum_concurrent_rpcs=settings.max_concurrent_calls)
+    server = grpc.aio.server(
+        options=options,
+        maximum_concurrent_rpcs=settings.max_concurrent_calls,
+        interceptors=interceptors or None,
+    )
     servicer = DecisionServicer(service, asyncio.get_running_loop(), settings.workers)
     add_to_server(servicer, server)
     health_servicer = health_aio.HealthServicer()
