@@ -83,6 +83,28 @@ def test_a_failing_job_leaves_nothing_and_spares_its_batch(tmp_path: Path) -> No
         log.close()
 
 
+def test_a_catalogue_rolled_back_with_its_job_is_written_again(tmp_path: Path) -> None:
+    # The failing job writes a new catalogue's row, then fails: its savepoint takes the row
+    # with it, and the next job of the same batch must not name the row's id.
+    other = (CONTROL_TREATMENT, Treatment(Offer("new"), Channel("h")))
+    log = DecisionLog(tmp_path / "d.sqlite")
+    try:
+        log.append(_decision(1))
+        with log._commit_lock:  # both jobs in one batch
+            dup = log.submit(
+                log.append_job(dataclasses.replace(_decision(2, "e1"), treatments=other), "")
+            )
+            ok = log.submit(log.append_job(dataclasses.replace(_decision(3), treatments=other), ""))
+        assert log.wait(ok) is None
+        with pytest.raises(sqlite3.IntegrityError):
+            log.wait(dup)
+        assert log.get("e3").decision.treatments == other
+        assert log.append(dataclasses.replace(_decision(4), treatments=other)) is None
+        assert log.get("e4").decision.treatments == other
+    finally:
+        log.close()
+
+
 def test_a_log_from_another_schema_version_fails_clearly(tmp_path: Path) -> None:
     path = tmp_path / "d.sqlite"
     DecisionLog(path).close()

@@ -163,11 +163,16 @@ class DecisionRows:
             it.value = None
         return True
 
-    def after_batch(self, committed: bool, failed_jobs: bool) -> None:
-        """After a batch of jobs: forget the catalogue ids a rolled-back write may have
-        taken with it (a job that failed inside its savepoint after a new catalogue row, or
-        a transaction that did not commit)."""
-        if not committed or (failed_jobs and self._uncommitted_catalogue):
+    def rolled_back(self) -> None:
+        """A job was rolled back to its savepoint: a catalogue row written since the last
+        commit may be gone with it, so the writer forgets the ids it knows."""
+        if self._uncommitted_catalogue:
+            self._catalogue_ids.clear()
+
+    def after_commit(self, committed: bool) -> None:
+        """After a batch's transaction: every catalogue row is durable, or (``committed``
+        false) none written since the last commit is, and the ids are forgotten."""
+        if not committed:
             self._catalogue_ids.clear()
         self._uncommitted_catalogue = False
 

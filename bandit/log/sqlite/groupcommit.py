@@ -271,11 +271,16 @@ class GroupCommit:
         self._writer.join()
 
 
-def run_jobs(conn: sqlite3.Connection, batch: list[Pending]) -> sqlite3.Error | None:
+def run_jobs(
+    conn: sqlite3.Connection,
+    batch: list[Pending],
+    rolled_back: Callable[[], None] | None = None,
+) -> sqlite3.Error | None:
     """Run ``batch`` in one transaction, each job in its own savepoint (a job that fails
-    leaves nothing behind and gets its exception as its ``error``), and commit; returns the
-    error when the transaction could not be committed (nothing of it was written, and every
-    item's ``error`` is then left for the caller to set)."""
+    leaves nothing behind and gets its exception as its ``error``; ``rolled_back()`` is then
+    called, before the next job runs), and commit; returns the error when the transaction
+    could not be committed (nothing of it was written, and every item's ``error`` is then
+    left for the caller to set)."""
     results: list[tuple[bool, Any]] = []
     try:
         conn.execute("BEGIN IMMEDIATE")
@@ -296,6 +301,8 @@ def run_jobs(conn: sqlite3.Connection, batch: list[Pending]) -> sqlite3.Error | 
                 conn.execute("ROLLBACK TO job")
                 conn.execute("RELEASE job")
                 results.append((False, exc))
+                if rolled_back is not None:
+                    rolled_back()
             else:
                 conn.execute("RELEASE job")
                 results.append((True, value))

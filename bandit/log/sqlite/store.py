@@ -242,18 +242,16 @@ class SqliteDecisionLog:
             if not self.writable:
                 self._set_writable(True)
             return
-        exc = run_jobs(conn, batch)
+        exc = run_jobs(conn, batch, self._decisions.rolled_back)
         if exc is not None:
             _rate_log.log(logging.ERROR, "commit", "decision log commit failed: %s", exc)
             self._set_writable(False)
-            self._decisions.after_batch(committed=False, failed_jobs=True)
+            self._decisions.after_commit(False)
             err = StorageError(f"the decision log could not be written: {exc}")
             for item in batch:
                 item.error = err
             return
-        self._decisions.after_batch(
-            committed=True, failed_jobs=any(it.error is not None for it in batch)
-        )
+        self._decisions.after_commit(True)
         if not self.writable:
             self._set_writable(True)
 
