@@ -5,7 +5,7 @@ what is measured), sends one stream and reads the server's resident memory from
 ``/proc/PID/status``: before, the high-water mark during the stream (``VmHWM``) and after.
 
 * ``RecordOutcomes`` answers once, with every item's result: its response grows with the
-  stream (and is capped by ``max_stream_outcomes``).
+  stream (and is kept within 4 MiB: a longer stream is refused, which this prints).
 * ``StreamOutcomes`` answers each outcome as it becomes durable: its memory should not
   depend on the stream's length.
 * The big-message cases send 1 MiB outcomes (ids too long, so each is rejected): the
@@ -59,8 +59,13 @@ def measure(method: str, n: int, id_bytes: int) -> tuple[float, float, float, in
                 time.sleep(0.5)
                 before = _status_mib(proc.pid, "VmRSS")
                 if method == "RecordOutcomes":
-                    reply = c.stub.RecordOutcomes(_items(n, id_bytes), timeout=600)
-                    results = len(reply.results)
+                    try:
+                        reply = c.stub.RecordOutcomes(_items(n, id_bytes), timeout=600)
+                        results = len(reply.results)
+                    except grpc.RpcError as exc:  # refused: its answer would not fit 4 MiB
+                        if exc.code() != grpc.StatusCode.INVALID_ARGUMENT:
+                            raise
+                        results = -1
                 else:
                     results = sum(
                         1 for _ in c.stub.StreamOutcomes(_items(n, id_bytes), timeout=600)
@@ -88,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     growth: dict[str, list[float]] = {}
     for method, n, size in cases:
         before, peak, after, results = measure(method, n, size)
+        if results == -1:
+            print(f"{method:15} {n:9d}: refused (its answer would exceed 4 MiB)", flush=True)
+            continue
         if results != n:
             print(f"{method}: {results} results for {n} outcomes", file=sys.stderr)
             return 1

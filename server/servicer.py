@@ -374,7 +374,7 @@ class DecisionServicer:
                             cv.outcome_from_pb(o), self.commits.on_done(done)
                         )
                     except OfferBanditError as exc:
-                        write = exc
+                        write = exc.with_traceback(None)  # its frames would hold the message
                     queued.put_nowait(_Queued(count, outcome_id, write, done, reserved))
                     count += 1
             except Exception as exc:  # raised to the caller after the results before it
