@@ -51,6 +51,7 @@ Unknown keys are refused (a typo would silently switch a rule off).
 
 >>> policy = ContactPolicy.parse('[[cap]]\\nchannel = "email"\\nmax = 1\\ndays = 7')
 >>> from bandit.contact.history import Contact, CustomerHistory
+>>> from bandit.types import CONTROL
 >>> seen = Situation(now=DAY, history=CustomerHistory((Contact(0.0, "o", "email"),)))
 >>> email, sms = TreatmentRef("o", "email"), TreatmentRef("o", "sms")
 >>> policy.apply([CONTROL, email, sms], seen).removed
