@@ -11,7 +11,7 @@ Example (needs a running server)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 
 import grpc
@@ -111,6 +111,13 @@ class OfferBanditClient:
     ) -> pb.RecordOutcomesResponse:
         stream = (cv.outcome_to_pb(o) for o in outcomes)
         return self.stub.RecordOutcomes(stream, timeout=timeout or max(self.timeout, 300.0))
+
+    def stream_outcomes(
+        self, outcomes: Iterable[OutcomeInput], timeout: float | None = None
+    ) -> Iterator[pb.OutcomeResult]:
+        """Each outcome's result, in order, as the server makes it durable (any length)."""
+        stream = (cv.outcome_to_pb(o) for o in outcomes)
+        return iter(self.stub.StreamOutcomes(stream, timeout=timeout))
 
     def activate(self, event_id: str, at: float | None = None) -> pb.ActivateResponse:
         req = pb.ActivateRequest(event_id=event_id)

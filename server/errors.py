@@ -19,7 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import grpc
@@ -152,21 +152,46 @@ def mapped(method: H) -> H:
             if request.__class__ is Malformed:
                 raise request.exception()
             return await method(self, request, context)
-        except OfferBanditError as exc:
-            status = status_for(exc)
-            await context.abort(status.code, status.details, status.trailing_metadata)
-        except grpc.aio.AbortError:  # aborted on purpose
-            raise
-        except Exception:
-            request_id = uuid.uuid4().hex[:12]
-            log.exception("unexpected error in %s (request id %s)", method.__name__, request_id)
-            await context.abort(
-                grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}"
-            )
+        except Exception as exc:
+            await _abort(exc, method.__name__, context)
         return None  # unreachable: abort raises
 
     wrapper.__offerbandit_mapped__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]
+
+
+StreamHandler = Callable[[Any, Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+S = TypeVar("S", bound=StreamHandler)
+
+
+def mapped_stream(method: S) -> S:
+    """:func:`mapped` for a handler that streams its answers (an async generator): the
+    messages sent before an error stay sent, then the error leaves as its gRPC status."""
+
+    @functools.wraps(method)
+    async def wrapper(
+        self: Any, request: Any, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[Any]:
+        try:
+            async for message in method(self, request, context):
+                yield message
+        except Exception as exc:
+            await _abort(exc, method.__name__, context)
+
+    wrapper.__offerbandit_mapped__ = True  # type: ignore[attr-defined]
+    return wrapper  # type: ignore[return-value]
+
+
+async def _abort(exc: Exception, name: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    """End the call with ``exc``'s status (an :class:`grpc.aio.AbortError` passes through)."""
+    if isinstance(exc, OfferBanditError):
+        status = status_for(exc)
+        await context.abort(status.code, status.details, status.trailing_metadata)
+    if isinstance(exc, grpc.aio.AbortError):  # aborted on purpose
+        raise exc
+    request_id = uuid.uuid4().hex[:12]
+    log.error("unexpected error in %s (request id %s)", name, request_id, exc_info=exc)
+    await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}")
 
 
 _CODE_NAMES = {c.value[0]: c.name for c in grpc.StatusCode}

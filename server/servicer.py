@@ -29,13 +29,21 @@ from bandit.logcodec import SCHEMA_VERSION
 from bandit.records import OutcomeResult
 from bandit.service import DecisionService
 from server import converters as cv
-from server.errors import check_parsed, code_name, mapped, safe_deserializer, short_message
+from server.errors import (
+    Malformed,
+    check_parsed,
+    code_name,
+    mapped,
+    mapped_stream,
+    safe_deserializer,
+    short_message,
+)
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 
 Context = grpc.aio.ServicerContext[Any, Any]
 
 STREAM_GROUP = 256
-"""Most uncommitted outcome writes one RecordOutcomes stream has before it reads on."""
+"""Most outcome writes of one stream awaiting their result before it reads on."""
 T = TypeVar("T")
 
 
@@ -145,6 +153,107 @@ def _resolve(done: asyncio.Future[None]) -> None:
         done.set_result(None)
 
 
+MAX_RESPONSE_BYTES = 4 * 1024 * 1024 - 1024
+"""Largest RecordOutcomes response: what every gRPC client receives by default (4 MiB),
+less room for the counts and framing."""
+
+
+class _ResponseBounds:
+    """Keeps one response of per-outcome results within a count and a size.
+
+    An outcome is admitted only if its result fits whatever the results still pending turn
+    out to be: the size of the results known so far, plus an upper bound for each pending
+    one (its id, an event id and an error message as long as they may be). When the bound
+    does not fit but results are pending, the caller waits for them (their real sizes are
+    smaller); when nothing is pending and it still does not fit, the stream is refused."""
+
+    ERROR_BYTES = 4 * 256 + 64
+    """Most bytes of an error message (256 characters of UTF-8) and its code."""
+    FIELD_BYTES = 32
+    """Tags, lengths, the status and the index of one result, with room to spare."""
+
+    def __init__(self, max_results: int, max_bytes: int) -> None:
+        self.max_results = max_results
+        self.max_bytes = max_bytes
+        self.used = 0
+        self.reserved = 0
+
+    def admit(self, count: int, id_bytes: int, max_id: int) -> int | None:
+        """Reserve room for the result of outcome number ``count`` and return the bytes
+        reserved; None: not now, wait for pending results. Raises :class:`TooLarge` when its
+        result cannot fit even then."""
+        if count >= self.max_results:
+            raise TooLarge(
+                "outcomes",
+                f"the stream carries more than {self.max_results} outcomes; the first "
+                f"{self.max_results} were recorded (resending them is safe), the rest were not; "
+                "StreamOutcomes takes streams of any length",
+            )
+        worst = id_bytes + 4 * max_id + self.ERROR_BYTES + self.FIELD_BYTES  # 4: UTF-8
+        if self.used + self.reserved + worst <= self.max_bytes:
+            self.reserved += worst
+            return worst
+        if self.reserved == 0:
+            raise TooLarge(
+                "outcomes",
+                f"the results of more than {count} outcomes would not fit one response "
+                f"({self.max_bytes // 1024} KiB); the first {count} were recorded (resending "
+                "them is safe), the rest were not; StreamOutcomes takes streams of any length",
+            )
+        return None
+
+    def answered(self, reserved: int, result: pb.OutcomeResult) -> None:
+        """A pending result is known: its reservation becomes its real size."""
+        self.reserved -= reserved
+        self.used += result.ByteSize() + 5  # the field's tag and length prefix
+
+
+class _Queued:
+    """One outcome of a stream, queued on the log (or rejected before)."""
+
+    __slots__ = ("done", "index", "outcome_id", "reserved", "write")
+
+    def __init__(
+        self,
+        index: int,
+        outcome_id: str,
+        write: Commit[OutcomeResult] | OfferBanditError,
+        done: asyncio.Future[None],
+        reserved: int = 0,
+    ) -> None:
+        self.index = index
+        self.outcome_id = outcome_id
+        self.write = write
+        self.done = done
+        self.reserved = reserved
+
+    async def result(self) -> pb.OutcomeResult:
+        """Its result, once its write is durable."""
+        outcome: OutcomeResult | OfferBanditError
+        if isinstance(self.write, OfferBanditError):
+            outcome = self.write
+        else:
+            await self.done
+            try:
+                outcome = self.write.result()
+            except OfferBanditError as exc:
+                outcome = exc
+        if isinstance(outcome, OfferBanditError):
+            return pb.OutcomeResult(
+                outcome_id=self.outcome_id,
+                status=pb.OUTCOME_STATUS_REJECTED,
+                error_code=code_name(outcome),
+                error=short_message(outcome),
+                index=self.index,
+            )
+        return pb.OutcomeResult(
+            outcome_id=outcome.outcome_id,
+            status=cv.OUTCOME_STATUS[outcome.status],
+            event_id=outcome.event_id,
+            index=self.index,
+        )
+
+
 class DecisionServicer:
     def __init__(
         self, service: DecisionService, loop: asyncio.AbstractEventLoop, blocking_threads: int
@@ -198,83 +307,97 @@ class DecisionServicer:
     async def RecordOutcomes(
         self, request_iterator: AsyncIterator[Any], context: Context
     ) -> pb.RecordOutcomesResponse:
-        """Each outcome is checked and queued as it arrives, and the stream is read on only
-        while fewer than ``STREAM_GROUP`` writes are uncommitted: memory is bounded by the
-        group and one message, whatever the stream's length (the response's small per-item
-        results aside). A stream longer than ``max_stream_outcomes`` is refused
+        """One response with every outcome's result. Each outcome is checked and queued as it
+        arrives (:meth:`_outcome_results`), so memory is bounded by ``STREAM_GROUP`` writes
+        and the response's small per-item results. The response stays within
+        ``MAX_RESPONSE_BYTES`` and ``max_stream_outcomes`` results: a longer stream is refused
         (INVALID_ARGUMENT) once it gets there; the outcomes before were recorded, and
-        resending them is safe (outcome ids are idempotent)."""
-        if not self.svc.ready:
-            raise NotReady("the decision service is not serving")
-        limit = self.svc.config.max_stream_outcomes
-        max_id = self.svc.config.limits.max_id_length
+        resending them is safe (outcome ids are idempotent). :meth:`StreamOutcomes` has no
+        such limits."""
         response = pb.RecordOutcomesResponse()
-        group: list[tuple[str, Commit[OutcomeResult] | OfferBanditError, asyncio.Future[None]]] = []
-        with self.commits.call():  # in flight beside others; its writes go to the writer
-            async for o in request_iterator:
-                if len(response.results) + len(group) >= limit:
-                    await self._settle_outcomes(group, response)
-                    raise TooLarge(
-                        "outcomes",
-                        f"the stream carries more than {limit} outcomes; the first {limit} "
-                        "were recorded (resending them is safe), the rest were not",
-                    )
-                done = self.commits.future()
-                queued: Commit[OutcomeResult] | OfferBanditError
-                outcome_id = ""
-                try:
-                    check_parsed(o)
-                    outcome_id = o.outcome_id if len(o.outcome_id) <= max_id else ""
-                    queued = self.svc.submit_outcome(
-                        cv.outcome_from_pb(o), self.commits.on_done(done)
-                    )
-                except OfferBanditError as exc:
-                    queued = exc
-                group.append((outcome_id, queued, done))
-                if len(group) >= STREAM_GROUP:
-                    await self._settle_outcomes(group, response)
-            await self._settle_outcomes(group, response)
-        return response
-
-    async def _settle_outcomes(
-        self,
-        group: list[tuple[str, Commit[OutcomeResult] | OfferBanditError, asyncio.Future[None]]],
-        response: pb.RecordOutcomesResponse,
-    ) -> None:
-        """Wait for a group's writes and append their results (in stream order)."""
-        for outcome_id, queued, done in group:
-            index = len(response.results)
-            result: OutcomeResult | OfferBanditError
-            if isinstance(queued, OfferBanditError):
-                result = queued
-            else:
-                await done
-                try:
-                    result = queued.result()
-                except OfferBanditError as exc:
-                    result = exc
-            if isinstance(result, OfferBanditError):
-                response.results.append(
-                    pb.OutcomeResult(
-                        outcome_id=outcome_id,
-                        status=pb.OUTCOME_STATUS_REJECTED,
-                        error_code=code_name(result),
-                        error=short_message(result),
-                        index=index,
-                    )
-                )
+        bounds = _ResponseBounds(self.svc.config.max_stream_outcomes, MAX_RESPONSE_BYTES)
+        async for result in self._outcome_results(request_iterator, bounds):
+            response.results.append(result)
+            if result.status == pb.OUTCOME_STATUS_REJECTED:
                 response.rejected += 1
             else:
-                response.results.append(
-                    pb.OutcomeResult(
-                        outcome_id=result.outcome_id,
-                        status=cv.OUTCOME_STATUS[result.status],
-                        event_id=result.event_id,
-                        index=index,
-                    )
-                )
                 response.accepted += 1
-        group.clear()
+        return response
+
+    @mapped_stream
+    async def StreamOutcomes(
+        self, request_iterator: AsyncIterator[Any], context: Context
+    ) -> AsyncIterator[pb.OutcomeResult]:
+        """One result per outcome, in stream order, each sent once that outcome is durable
+        (or rejected): the server's memory does not grow with the stream, however long."""
+        async for result in self._outcome_results(request_iterator, None):
+            yield result
+
+    async def _outcome_results(
+        self, outcomes: AsyncIterator[Any], bounds: _ResponseBounds | None
+    ) -> AsyncIterator[pb.OutcomeResult]:
+        """Each outcome's result, in stream order, as soon as it is known.
+
+        A reader task checks and queues each outcome as it arrives and reads on only while
+        fewer than ``STREAM_GROUP`` writes await their result (flow control then holds the
+        client back), so memory is bounded by that group and one message. The results are
+        yielded as the writes commit, whether or not more outcomes arrive. With ``bounds``,
+        an outcome whose result might not fit them is not recorded: the reader stops with
+        :class:`TooLarge`, raised after the results before it.
+        """
+        if not self.svc.ready:
+            raise NotReady("the decision service is not serving")
+        max_id = self.svc.config.limits.max_id_length
+        slots = asyncio.Semaphore(STREAM_GROUP)
+        queued: asyncio.Queue[_Queued | None] = asyncio.Queue()  # ≤ STREAM_GROUP + 1 items
+        answered = asyncio.Event()
+        failure: list[BaseException] = []
+
+        async def read() -> None:
+            count = 0
+            try:
+                async for o in outcomes:
+                    await slots.acquire()
+                    outcome_id = ""
+                    if o.__class__ is not Malformed:
+                        outcome_id = o.outcome_id if len(o.outcome_id) <= max_id else ""
+                    reserved = 0
+                    if bounds is not None:
+                        id_bytes = len(outcome_id.encode())
+                        while (room := bounds.admit(count, id_bytes, max_id)) is None:
+                            answered.clear()
+                            await answered.wait()
+                        reserved = room
+                    done = self.commits.future()
+                    write: Commit[OutcomeResult] | OfferBanditError
+                    try:
+                        check_parsed(o)
+                        write = self.svc.submit_outcome(
+                            cv.outcome_from_pb(o), self.commits.on_done(done)
+                        )
+                    except OfferBanditError as exc:
+                        write = exc.with_traceback(None)  # its frames would hold the message
+                    queued.put_nowait(_Queued(count, outcome_id, write, done, reserved))
+                    count += 1
+            except Exception as exc:  # raised to the caller after the results before it
+                failure.append(exc)
+            finally:
+                queued.put_nowait(None)
+
+        with self.commits.call():  # in flight beside others; its writes go to the writer
+            reader = asyncio.create_task(read())
+            try:
+                while (item := await queued.get()) is not None:
+                    result = await item.result()
+                    if bounds is not None:
+                        bounds.answered(item.reserved, result)
+                        answered.set()
+                    slots.release()
+                    yield result
+                if failure:
+                    raise failure[0]
+            finally:
+                reader.cancel()
 
     @mapped
     async def Activate(self, request: pb.ActivateRequest, context: Context) -> pb.ActivateResponse:

@@ -97,7 +97,7 @@ class Settings(BaseSettings):
     max_clock_skew_seconds: float = Field(300.0, ge=0)
     """How far in the future an outcome's occurred_at may be."""
     max_stream_outcomes: int = Field(100_000, ge=1)
-    """Most outcomes one RecordOutcomes stream may carry."""
+    """Most outcomes one RecordOutcomes stream may carry (StreamOutcomes has no limit)."""
     max_revenue_per_outcome: float = Field(1e9, gt=0, le=1e15)
     """Largest revenue one outcome may report; more is rejected (INVALID_ARGUMENT). Every
     number a request carries is also bounded by the number policy (bandit/numbers.py:

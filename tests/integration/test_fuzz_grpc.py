@@ -124,6 +124,10 @@ CALLS = st.one_of(
         st.binary(max_size=64),
     ),
     st.tuples(st.just("RecordOutcomes"), st.lists(st.binary(max_size=32), max_size=3)),
+    st.tuples(
+        st.just("StreamOutcomes"),
+        st.lists(st.one_of(outcomes(), st.binary(max_size=32)), max_size=4),
+    ),
 )
 
 
@@ -156,6 +160,12 @@ def _call(ch: grpc.Channel, method: str, payload: Any) -> Any:
         call: Any = ch.stream_unary(SERVICE + method, None, None)
         items = [p if isinstance(p, bytes) else p.SerializeToString() for p in payload]
         return pb.RecordOutcomesResponse.FromString(call(iter(items), timeout=10))
+    if method == "StreamOutcomes":
+        call = ch.stream_stream(SERVICE + method, None, None)
+        items = [p if isinstance(p, bytes) else p.SerializeToString() for p in payload]
+        results = [pb.OutcomeResult.FromString(r) for r in call(iter(items), timeout=10)]
+        assert [r.index for r in results] == list(range(len(items)))
+        return results
     call = ch.unary_unary(SERVICE + method, None, None)
     one = payload if isinstance(payload, bytes) else payload.SerializeToString()
     return call(one, timeout=10)

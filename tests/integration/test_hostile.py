@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
+import re
 import sqlite3
 import threading
 import time
@@ -17,6 +19,7 @@ from google.protobuf.message import Message
 from grpc_health.v1 import health_pb2
 
 from bandit.records import OutcomeInput
+from server import servicer
 from server.client import OfferBanditClient, choose_request
 from server.converters import outcome_to_pb
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
@@ -303,6 +306,139 @@ def test_calls_beyond_the_concurrency_limit_get_resource_exhausted(
         assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert future.result().accepted == 1
         assert running.service.stats().log.outcomes == {"unattributed": 1}
+
+
+def _stream_call(address: str) -> Any:
+    """StreamOutcomes taking serialized items (so a test can send garbage bytes)."""
+    ch = grpc.insecure_channel(address)
+    call = ch.stream_stream(
+        SERVICE + "StreamOutcomes",
+        request_serializer=None,
+        response_deserializer=pb.OutcomeResult.FromString,
+    )
+    return ch, call
+
+
+def _outcome(outcome_id: str, revenue: float = 1.0) -> bytes:
+    o = OutcomeInput(outcome_id, "", "c1", "purchase", revenue, None)
+    return outcome_to_pb(o).SerializeToString()
+
+
+def test_stream_outcomes_answers_each_outcome_before_the_next_is_sent(server: Any) -> None:
+    # The client sends an outcome only once the previous one's result has arrived: a server
+    # that answered at the stream's end (or per group) would leave the client waiting, and
+    # the stream would stop after the first outcome.
+    answered: queue.Queue[int] = queue.Queue()
+    sent: list[int] = []
+
+    def items() -> Iterator[bytes]:
+        for k in range(5):
+            sent.append(k)
+            yield _outcome(f"i{k}")
+            try:
+                if answered.get(timeout=30) != k:
+                    return
+            except queue.Empty:
+                return
+
+    ch, call = _stream_call(server.address)
+    with ch:
+        results = []
+        for r in call(items(), timeout=60):
+            results.append(r)
+            answered.put(r.index)
+    assert sent == [0, 1, 2, 3, 4]
+    assert [(r.index, r.outcome_id, r.status) for r in results] == [
+        (k, f"i{k}", pb.OUTCOME_STATUS_UNATTRIBUTED) for k in range(5)
+    ]
+
+
+def test_stream_outcomes_has_no_length_limit_and_rejects_bad_items_alone(
+    make_server: ServerFactory,
+) -> None:
+    running = make_server(max_stream_outcomes=10)
+    bad = {7: b"\x0a\x02\xff\xfe", 20: _outcome("neg", -5.0), 31: _outcome("x" * 20_000)}
+    items = [bad.get(k, _outcome(f"s{k}")) for k in range(600)]
+    ch, call = _stream_call(running.address)
+    with ch:
+        results = list(call(iter(items), timeout=60))
+    assert [r.index for r in results] == list(range(600))
+    rejected = {r.index: r for r in results if r.status == pb.OUTCOME_STATUS_REJECTED}
+    assert sorted(rejected) == sorted(bad)
+    assert rejected[7].error.startswith("request: malformed Outcome")
+    assert rejected[20].error.startswith("revenue")
+    assert rejected[31].outcome_id == ""  # a too-long id is not echoed
+    assert all(r.error_code == "INVALID_ARGUMENT" for r in rejected.values())
+    assert running.service.stats().log.outcomes == {"unattributed": 600 - len(bad)}
+    # the same stream through RecordOutcomes stops at its limit (the first 10 recorded)
+    with OfferBanditClient(running.address) as c:
+        code, details = _code(
+            lambda: c.stub.RecordOutcomes(
+                iter(
+                    [
+                        outcome_to_pb(OutcomeInput(f"r{k}", "", "c2", "click", 0.0, None))
+                        for k in range(11)
+                    ]
+                ),
+                timeout=30,
+            )
+        )
+    assert code == INVALID
+    assert details.startswith("outcomes: the stream carries more than 10 outcomes")
+    assert running.service.stats().log.outcomes == {"unattributed": 600 - len(bad) + 10}
+
+
+def test_record_outcomes_answers_within_what_a_client_receives(
+    server: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A response a default client cannot receive (over 4 MiB) used to be sent anyway: the
+    # outcomes were recorded and the client saw RESOURCE_EXHAUSTED. Now the stream is refused
+    # before the first outcome whose result might not fit, and exactly the ones before it are
+    # recorded. (The budget is lowered here so that the test stays small.)
+    monkeypatch.setattr(servicer, "MAX_RESPONSE_BYTES", 64 * 1024)
+    pad = "p" * 200
+    items = [
+        outcome_to_pb(OutcomeInput(f"{k}{pad}", "", "c1", "click", 0.0, None)) for k in range(1000)
+    ]
+    with OfferBanditClient(server.address) as c:
+        code, details = _code(lambda: c.stub.RecordOutcomes(iter(items), timeout=30))
+        assert code == INVALID
+        m = re.match(
+            r"outcomes: the results of more than (\d+) outcomes would not fit one response "
+            r"\(64 KiB\); the first \1 were recorded",
+            details,
+        )
+        assert m, details
+        recorded = int(m.group(1))
+        assert server.service.stats().log.outcomes == {"unattributed": recorded}
+        one = pb.OutcomeResult(
+            outcome_id=f"0{pad}", status=pb.OUTCOME_STATUS_UNATTRIBUTED, index=999
+        )
+        assert recorded * (one.ByteSize() + 3) <= 64 * 1024  # they would have fitted
+        assert recorded >= 0.9 * 64 * 1024 / (one.ByteSize() + 5)  # most of the budget used
+        # resending is safe, and the rest go through StreamOutcomes
+        results = list(c.stub.StreamOutcomes(iter(items), timeout=30))
+    statuses = [r.status for r in results]
+    assert statuses == [pb.OUTCOME_STATUS_DUPLICATE] * recorded + [
+        pb.OUTCOME_STATUS_UNATTRIBUTED
+    ] * (1000 - recorded)
+
+
+def test_stream_outcomes_through_the_client(client: OfferBanditClient) -> None:
+    decision = client.choose(customer(), trigger(), OFFERS, CHANNELS)
+    outcomes = [
+        OutcomeInput("p1", decision.event_id, "", "purchase", 30.0, None),
+        OutcomeInput("p1", decision.event_id, "", "purchase", 30.0, None),
+        OutcomeInput("p2", "no-such-event", "", "purchase", 1.0, None),
+    ]
+    results = list(client.stream_outcomes(outcomes, timeout=30))
+    assert [r.status for r in results] == [
+        pb.OUTCOME_STATUS_ATTRIBUTED,
+        pb.OUTCOME_STATUS_DUPLICATE,
+        pb.OUTCOME_STATUS_REJECTED,
+    ]
+    assert results[0].event_id == decision.event_id
+    assert results[2].error_code == "NOT_FOUND"
 
 
 # ---- 7. honest health -----------------------------------------------------------------------

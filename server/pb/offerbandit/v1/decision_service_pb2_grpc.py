@@ -54,6 +54,11 @@ class DecisionServiceStub:
                 request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.Outcome.SerializeToString,
                 response_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.RecordOutcomesResponse.FromString,
                 _registered_method=True)
+        self.StreamOutcomes = channel.stream_stream(
+                '/offerbandit.v1.DecisionService/StreamOutcomes',
+                request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.Outcome.SerializeToString,
+                response_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.OutcomeResult.FromString,
+                _registered_method=True)
         self.Activate = channel.unary_unary(
                 '/offerbandit.v1.DecisionService/Activate',
                 request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateRequest.SerializeToString,
@@ -97,6 +102,15 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StreamOutcomes(self, request_iterator, context):
+        """Bulk ingestion of any length, e.g. a never-ending order feed: one result per outcome, in
+        stream order, sent as soon as that outcome is durable (or rejected). The server reads on
+        only while few writes are uncommitted, so its memory does not grow with the stream.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Activate(self, request, context):
         """A deferred decision was really shown or sent: its attribution window starts now.
         """
@@ -133,6 +147,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.RecordOutcomes,
                     request_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.Outcome.FromString,
                     response_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.RecordOutcomesResponse.SerializeToString,
+            ),
+            'StreamOutcomes': grpc.stream_stream_rpc_method_handler(
+                    servicer.StreamOutcomes,
+                    request_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.Outcome.FromString,
+                    response_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.OutcomeResult.SerializeToString,
             ),
             'Activate': grpc.unary_unary_rpc_method_handler(
                     servicer.Activate,
@@ -253,6 +272,33 @@ class DecisionService:
             '/offerbandit.v1.DecisionService/RecordOutcomes',
             server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.Outcome.SerializeToString,
             server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.RecordOutcomesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StreamOutcomes(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/offerbandit.v1.DecisionService/StreamOutcomes',
+            server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.Outcome.SerializeToString,
+            server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.OutcomeResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -44,6 +44,11 @@ class DecisionServiceStub:
     """Report one outcome (a purchase, a click …). Idempotent on outcome_id."""
     RecordOutcomes: _grpc.StreamUnaryMultiCallable[_decision_service_pb2.Outcome, _decision_service_pb2.RecordOutcomesResponse]
     """Bulk ingestion, e.g. an order feed. One bad outcome never drops the good ones."""
+    StreamOutcomes: _grpc.StreamStreamMultiCallable[_decision_service_pb2.Outcome, _decision_service_pb2.OutcomeResult]
+    """Bulk ingestion of any length, e.g. a never-ending order feed: one result per outcome, in
+    stream order, sent as soon as that outcome is durable (or rejected). The server reads on
+    only while few writes are uncommitted, so its memory does not grow with the stream.
+    """
     Activate: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.ActivateRequest, _decision_service_pb2.ActivateResponse]
     """A deferred decision was really shown or sent: its attribution window starts now."""
     GetStats: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetStatsRequest, _decision_service_pb2.Stats]
@@ -60,6 +65,11 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     """Report one outcome (a purchase, a click …). Idempotent on outcome_id."""
     RecordOutcomes: _aio.StreamUnaryMultiCallable[_decision_service_pb2.Outcome, _decision_service_pb2.RecordOutcomesResponse]  # type: ignore[assignment]
     """Bulk ingestion, e.g. an order feed. One bad outcome never drops the good ones."""
+    StreamOutcomes: _aio.StreamStreamMultiCallable[_decision_service_pb2.Outcome, _decision_service_pb2.OutcomeResult]  # type: ignore[assignment]
+    """Bulk ingestion of any length, e.g. a never-ending order feed: one result per outcome, in
+    stream order, sent as soon as that outcome is durable (or rejected). The server reads on
+    only while few writes are uncommitted, so its memory does not grow with the stream.
+    """
     Activate: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.ActivateRequest, _decision_service_pb2.ActivateResponse]  # type: ignore[assignment]
     """A deferred decision was really shown or sent: its attribution window starts now."""
     GetStats: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetStatsRequest, _decision_service_pb2.Stats]  # type: ignore[assignment]
@@ -97,6 +107,17 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_decision_service_pb2.RecordOutcomesResponse, _abc.Awaitable[_decision_service_pb2.RecordOutcomesResponse]]:
         """Bulk ingestion, e.g. an order feed. One bad outcome never drops the good ones."""
+
+    @_abc_1.abstractmethod
+    def StreamOutcomes(
+        self,
+        request_iterator: _MaybeAsyncIterator[_decision_service_pb2.Outcome],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_decision_service_pb2.OutcomeResult], _abc.AsyncIterator[_decision_service_pb2.OutcomeResult]]:
+        """Bulk ingestion of any length, e.g. a never-ending order feed: one result per outcome, in
+        stream order, sent as soon as that outcome is durable (or rejected). The server reads on
+        only while few writes are uncommitted, so its memory does not grow with the stream.
+        """
 
     @_abc_1.abstractmethod
     def Activate(
