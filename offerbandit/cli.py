@@ -72,6 +72,7 @@ _PASS_THROUGH: dict[str, Callable[[argparse.Namespace], int]] = {
     "bench": _bench,
     "simulate": _simulate,
     "demo": _demo,
+    "token": _offline("offerbandit.tokens"),
     "soak": _offline("offerbandit.soak"),
     "void": _offline("offerbandit.admin", "void_main"),
     "rollback": _offline("offerbandit.admin", "rollback_main"),
@@ -117,6 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("eval", "off-policy evaluation of candidate policies, tracked in MLflow"),
         ("uplift", "incremental revenue by customer, trigger, offer and channel"),
         ("soak", "minutes of mixed load at a fixed rate, printing RSS, log and WAL sizes"),
+        ("token", "create or list bearer tokens for a server's tokens_file"),
         ("void", "flag decisions or outcomes as void: kept in the log, never learned"),
         ("rollback", "make an older kept model checkpoint the newest again"),
     ):

@@ -137,6 +137,7 @@ def start_server(
 async def _start(
     settings: Settings, service: DecisionService, interceptors: Sequence[Interceptor]
 ) -> RunningServer:
+    credentials = server_credentials(settings)  # unreadable files fail before anything starts
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", max(settings.max_message_bytes, 64 * 1024 * 1024)),
@@ -153,11 +154,16 @@ async def _start(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
-    reflection.enable_server_reflection(
-        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
-    )
+    if settings.reflection_on:
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
     try:
-        port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+        address = f"{settings.host}:{settings.port}"
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         servicer.close()
         raise OSError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
@@ -170,6 +176,22 @@ async def _start(
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     watcher = asyncio.get_running_loop().create_task(_watch_health(service, health_servicer))
     return RunningServer(server, service, servicer, health_servicer, port, watcher)
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS credentials from the settings' PEM files (client certificates required when a
+    client CA is given), or None for plaintext."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    try:
+        chain = settings.tls_cert_file.read_bytes()
+        key = settings.tls_key_file.read_bytes()
+        ca = settings.tls_client_ca_file.read_bytes() if settings.tls_client_ca_file else None
+    except OSError as exc:
+        raise OSError(f"cannot read the TLS files: {exc}") from exc
+    return grpc.ssl_server_credentials(
+        [(key, chain)], root_certificates=ca, require_client_auth=ca is not None
+    )
 
 
 HEALTH_POLL_SECONDS = 0.2

@@ -11,8 +11,12 @@ Example (needs a running server)::
 
 from __future__ import annotations
 
+import collections
+import os
 from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -47,11 +51,106 @@ def choose_request(
     )
 
 
-class OfferBanditClient:
-    """Blocking client over one channel. Use as a context manager, or call :meth:`close`."""
+class _Bearer(
+    grpc.UnaryUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.UnaryStreamClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamUnaryClientInterceptor,  # type: ignore[type-arg]
+    grpc.StreamStreamClientInterceptor,  # type: ignore[type-arg]
+):
+    """Adds ``authorization: Bearer <token>`` to every call (plaintext or TLS)."""
 
-    def __init__(self, target: str, *, timeout: float = 10.0) -> None:
-        self.channel = grpc.insecure_channel(target)
+    def __init__(self, token: str) -> None:
+        self.header = ("authorization", f"Bearer {token}")
+
+    def _details(self, details: Any) -> Any:
+        metadata = [*(details.metadata or ()), self.header]
+        return _CallDetails(
+            details.method,
+            details.timeout,
+            metadata,
+            details.credentials,
+            getattr(details, "wait_for_ready", None),
+            getattr(details, "compression", None),
+        )
+
+    def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_unary_stream(self, continuation: Any, details: Any, request: Any) -> Any:
+        return continuation(self._details(details), request)
+
+    def intercept_stream_unary(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+    def intercept_stream_stream(self, continuation: Any, details: Any, requests: Any) -> Any:
+        return continuation(self._details(details), requests)
+
+
+class _CallDetails(
+    collections.namedtuple(
+        "_CallDetails",
+        ("method", "timeout", "metadata", "credentials", "wait_for_ready", "compression"),
+    ),
+    grpc.ClientCallDetails,
+):
+    pass
+
+
+def open_channel(
+    target: str,
+    *,
+    token: str | None = None,
+    ca_file: str | Path | None = None,
+    cert_file: str | Path | None = None,
+    key_file: str | Path | None = None,
+    server_name: str | None = None,
+) -> grpc.Channel:
+    """A channel to ``target``: TLS when ``ca_file`` is given (the CA that signed the
+    server's certificate; with ``cert_file``/``key_file`` a client certificate for mutual
+    TLS), plaintext otherwise; with ``token``, every call carries it as a bearer token.
+    ``server_name`` overrides the name checked against the server's certificate."""
+    if ca_file is None:
+        if cert_file is not None or key_file is not None:
+            raise ValueError("a client certificate needs TLS: give ca_file too")
+        channel = grpc.insecure_channel(target)
+    else:
+        creds = grpc.ssl_channel_credentials(
+            root_certificates=Path(ca_file).read_bytes(),
+            private_key=Path(key_file).read_bytes() if key_file else None,
+            certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+        )
+        options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+        channel = grpc.secure_channel(target, creds, options=options)
+    if token:
+        channel = grpc.intercept_channel(channel, _Bearer(token))
+    return channel
+
+
+class OfferBanditClient:
+    """Blocking client over one channel. Use as a context manager, or call :meth:`close`.
+
+    ``token`` and the TLS files are those of :func:`open_channel`; the token defaults to the
+    environment variable ``OFFERBANDIT_TOKEN``."""
+
+    def __init__(
+        self,
+        target: str,
+        *,
+        timeout: float = 10.0,
+        token: str | None = None,
+        ca_file: str | Path | None = None,
+        cert_file: str | Path | None = None,
+        key_file: str | Path | None = None,
+        server_name: str | None = None,
+    ) -> None:
+        self.channel = open_channel(
+            target,
+            token=token if token is not None else os.environ.get("OFFERBANDIT_TOKEN"),
+            ca_file=ca_file,
+            cert_file=cert_file,
+            key_file=key_file,
+            server_name=server_name,
+        )
         self.stub = pb_grpc.DecisionServiceStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.timeout = timeout

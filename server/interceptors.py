@@ -9,6 +9,7 @@ exceptions; one that refuses a call aborts it with its own status (see the integ
 ``test_interceptors``, whose interceptor refuses calls without a key).
 
 None is configured by default: an empty list costs nothing per call (gRPC skips the chain).
+With ``tokens_file`` set, :class:`server.auth.TokenAuth` checks every call's bearer token.
 """
 
 from __future__ import annotations
@@ -28,10 +29,14 @@ else:  # generic in the stubs only
 
 
 def for_settings(settings: Settings, extra: Sequence[Interceptor] = ()) -> list[Interceptor]:
-    """The server's interceptors, outermost first: those ``settings`` ask for (none yet),
-    then ``extra`` (the embedding program's)."""
-    del settings  # no setting asks for one yet (authentication will)
-    return list(extra)
+    """The server's interceptors, outermost first: those ``settings`` ask for (bearer-token
+    authentication with ``tokens_file``), then ``extra`` (the embedding program's)."""
+    from server.auth import TokenAuth, TokenFile  # auth builds on this module's Interceptor
+
+    own: list[Interceptor] = []
+    if settings.tokens_file is not None:
+        own.append(TokenAuth(TokenFile(settings.tokens_file)))
+    return own + list(extra)
 
 
 __all__ = ["Interceptor", "for_settings"]

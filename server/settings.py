@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bandit.checkpoint import Checkpoint
@@ -22,6 +22,9 @@ from bandit.records import Windows
 from bandit.rewards import RewardRule
 from bandit.service import ServiceConfig
 from bandit.types import RewardMode
+
+LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
+"""Hosts only this machine can reach: plaintext without tokens is allowed there."""
 
 
 class Settings(BaseSettings):
@@ -108,6 +111,24 @@ class Settings(BaseSettings):
     rewards are kept within ± this. Raise it above any real basket to make it a pure
     safety net."""
 
+    tls_cert_file: Path | None = None
+    """Server certificate chain (PEM). With ``tls_key_file``, the server speaks TLS only."""
+    tls_key_file: Path | None = None
+    """The certificate's private key (PEM)."""
+    tls_client_ca_file: Path | None = None
+    """CA certificates (PEM) that client certificates must chain to: mutual TLS, a client
+    without such a certificate cannot connect. Needs ``tls_cert_file``."""
+    tokens_file: Path | None = None
+    """Bearer tokens with roles (TOML, SHA-256 of each token only; ``offerbandit token add``
+    makes entries; read again when it changes). Set: every call but health checks needs a
+    token (server/auth.py). Unset: no authentication."""
+    reflection: bool | None = None
+    """Server reflection. Default: on without authentication, off with it (on with it, it
+    needs the ``read`` role)."""
+    allow_insecure: bool = False
+    """Listening on anything but a loopback address without TLS or without tokens is refused
+    at start unless this is true (say, behind a mesh that does both)."""
+
     checkpoint_every_learns: int = Field(1000, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
     checkpoints_kept: int = Field(5, ge=1)
@@ -124,6 +145,36 @@ class Settings(BaseSettings):
             if len(pair) < 2 or not pair.isalpha():
                 raise ValueError(f"an interaction is two or more namespace letters, not {pair!r}")
         return v
+
+    @model_validator(mode="after")
+    def _security(self) -> Settings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file: give both, or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file: mutual TLS needs tls_cert_file and tls_key_file")
+        exposed = self.host not in LOOPBACK_HOSTS
+        if exposed and not self.allow_insecure and (not self.tls or self.tokens_file is None):
+            missing = " and ".join(
+                what
+                for what, absent in (
+                    ("TLS (tls_cert_file, tls_key_file)", not self.tls),
+                    ("authentication (tokens_file)", self.tokens_file is None),
+                )
+                if absent
+            )
+            raise ValueError(
+                f"host: listening on {self.host!r}, beyond this machine, without {missing} is "
+                "refused; set them, or allow_insecure = true if something in front does both"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return self.tls_cert_file is not None
+
+    @property
+    def reflection_on(self) -> bool:
+        return self.reflection if self.reflection is not None else self.tokens_file is None
 
     @classmethod
     def load(cls, config_file: Path | None = None, **overrides: Any) -> Settings:
