@@ -31,7 +31,8 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit.types import Channel, Customer, Offer, Trigger
-from server.client import choose_request
+from server.auth import add_token
+from server.client import choose_request, open_channel
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 from server.pb.offerbandit.v1 import decision_service_pb2_grpc as pb_grpc
 
@@ -181,8 +182,11 @@ def drive(
     )
 
 
-def start_server(data_dir: Path, durability: str) -> tuple[subprocess.Popen[str], str]:
+def start_server(
+    data_dir: Path, durability: str, env_extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     env = dict(os.environ, OFFERBANDIT_LOG_LEVEL="WARNING", OFFERBANDIT_DURABILITY=durability)
+    env.update(env_extra or {})
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -214,14 +218,21 @@ def run(
     max_calls: int,
     durability: str = "full",
     rounds: int = 3,
+    auth: bool = False,
 ) -> list[Result]:
     """Each concurrency: health, then Choose per treatment count, in ``rounds`` interleaved
-    rounds of ``seconds / rounds`` each (a drifting machine speed then hits all alike)."""
+    rounds of ``seconds / rounds`` each (a drifting machine speed then hits all alike). With
+    ``auth``, the server checks bearer tokens and every call carries one."""
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
-        proc, address = start_server(Path(tmp) / "data", durability)
+        token, env = None, {}
+        if auth:
+            tokens_file = Path(tmp) / "tokens.toml"
+            token = add_token(tokens_file, "bench", ["decide"])
+            env["OFFERBANDIT_TOKENS_FILE"] = str(tokens_file)
+        proc, address = start_server(Path(tmp) / "data", durability, env)
         try:
-            channels = [grpc.insecure_channel(address) for _ in range(max(concurrencies))]
+            channels = [open_channel(address, token=token) for _ in range(max(concurrencies))]
             for ch in channels:
                 grpc.channel_ready_future(ch).result(timeout=30)
             health = [health_pb2_grpc.HealthStub(ch) for ch in channels]
@@ -316,17 +327,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["full", "normal"],
         help="server durability settings to measure (full = fsync per commit)",
     )
+    parser.add_argument(
+        "--auth",
+        nargs="+",
+        default=["off"],
+        choices=["off", "on"],
+        help="bearer-token authentication to measure (on: the server checks a token per call)",
+    )
     ns = parser.parse_args(argv)
     for durability in ns.durability:
-        print(
-            f"\nChoose over real gRPC; server in its own process; decision log SQLite WAL, "
-            f"durability={durability}, group commit; {os.cpu_count()} cores",
-            flush=True,
-        )
-        results = run(
-            ns.concurrency, ns.treatments, ns.seconds, ns.max_calls, durability, ns.rounds
-        )
-        print(report(results), flush=True)
+        for auth in ns.auth:
+            print(
+                f"\nChoose over real gRPC; server in its own process; decision log SQLite WAL, "
+                f"durability={durability}, group commit; authentication {auth}; "
+                f"{os.cpu_count()} cores",
+                flush=True,
+            )
+            results = run(
+                ns.concurrency,
+                ns.treatments,
+                ns.seconds,
+                ns.max_calls,
+                durability,
+                ns.rounds,
+                auth == "on",
+            )
+            print(report(results), flush=True)
     return 0
 
 
