@@ -140,23 +140,34 @@ class Pipeline:
 
 
 class EventIds:
-    """Event ids: a 64-bit prefix (random per process start unless given), then a counter —
-    32 hex digits, unique across restarts without a system call per decision.
+    """Event ids that cannot be walked: 32 hex digits, each a keyed BLAKE2b hash (128 bits)
+    of a counter under a 64-bit key — random per process start unless given (a fixed key
+    makes a run reproducible). Knowing one id tells nothing of the next or the previous one
+    (before, ids were the key followed by the counter: one id gave its neighbours away);
+    unique across restarts as random 128-bit ids are (a collision is refused by the log's
+    unique key, never overwritten). Ids of older logs are opaque strings like these and keep
+    working. About a microsecond each.
 
-    >>> ids = EventIds("00000000000000ab"); ids.next(), ids.next()
-    ('00000000000000ab0000000000000001', '00000000000000ab0000000000000002')
+    >>> ids = EventIds("00000000000000ab"); a, b = ids.next(), ids.next()
+    >>> len(a), a != b, a == EventIds("00000000000000ab").next()
+    (32, True, True)
+    >>> int(a, 16) + 1 == int(b, 16)
+    False
     """
 
-    __slots__ = ("_counter", "prefix")
+    __slots__ = ("_counter", "_key", "prefix")
 
     def __init__(self, prefix: str) -> None:
         if not (len(prefix) == 16 and all(ch in "0123456789abcdef" for ch in prefix)):
             raise ValueError(f"event_id_prefix must be 16 lowercase hex digits, not {prefix!r}")
         self.prefix = prefix
+        """The key the ids are made with (the setting's historical name: it was a prefix)."""
+        self._key = bytes.fromhex(prefix)
         self._counter = itertools.count(1)
 
     def next(self) -> str:
-        return f"{self.prefix}{next(self._counter):016x}"
+        n = next(self._counter).to_bytes(8, "big")
+        return hashlib.blake2b(n, digest_size=16, key=self._key).hexdigest()
 
 
 class Decider:

@@ -249,3 +249,20 @@ def test_an_explicit_allow_insecure_binds_beyond_loopback_and_loopback_stays_pla
 
 def test_method_names_are_the_services() -> None:
     assert f"/{pb.DESCRIPTOR.services_by_name['DecisionService'].full_name}/" == SERVICE_PREFIX
+
+
+def test_walking_event_ids_finds_no_neighbour(client: OfferBanditClient) -> None:
+    # Before, an id was a per-start prefix and a counter: one id minus one was the previous
+    # customer's decision, readable with GetDecision.
+    ids = [
+        client.choose(customer(f"walk-{i}"), trigger(), OFFERS, CHANNELS).event_id
+        for i in range(20)
+    ]
+    assert len(set(ids)) == 20
+    assert all(len(e) == 32 and int(e, 16) >= 0 for e in ids)
+    codes = {
+        _code(lambda e=e, step=step: client.get_decision(f"{(int(e, 16) + step) % 16**32:032x}"))
+        for e in ids
+        for step in (-2, -1, 1, 2)
+    }
+    assert codes == {grpc.StatusCode.NOT_FOUND}
