@@ -16,6 +16,7 @@ import itertools
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -179,6 +180,8 @@ class Decider:
         self._policy = policy
         self._version = version
         self.policy_id = policy_id
+        self.published_at = time.time()
+        """When the live model was published (seconds since the epoch; start-up counts)."""
 
     @property
     def version(self) -> str:
@@ -195,6 +198,7 @@ class Decider:
         with self._lock:
             self._policy = policy
             self._version = version
+            self.published_at = time.time()
 
 
 def _canonical(features: Features) -> list[Any]:

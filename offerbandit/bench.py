@@ -13,6 +13,7 @@ Figures are ratios within one run because this machine is shared and noisy.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import statistics
@@ -219,10 +220,12 @@ def run(
     durability: str = "full",
     rounds: int = 3,
     auth: bool = False,
+    metrics: bool = False,
 ) -> list[Result]:
     """Each concurrency: health, then Choose per treatment count, in ``rounds`` interleaved
     rounds of ``seconds / rounds`` each (a drifting machine speed then hits all alike). With
-    ``auth``, the server checks bearer tokens and every call carries one."""
+    ``auth``, the server checks bearer tokens and every call carries one; with ``metrics``,
+    it serves Prometheus metrics (every call timed and counted)."""
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         token, env = None, {}
@@ -230,6 +233,8 @@ def run(
             tokens_file = Path(tmp) / "tokens.toml"
             token = add_token(tokens_file, "bench", ["decide"])
             env["OFFERBANDIT_TOKENS_FILE"] = str(tokens_file)
+        if metrics:
+            env["OFFERBANDIT_METRICS_PORT"] = "0"
         proc, address = start_server(Path(tmp) / "data", durability, env)
         try:
             channels = [open_channel(address, token=token) for _ in range(max(concurrencies))]
@@ -334,25 +339,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["off", "on"],
         help="bearer-token authentication to measure (on: the server checks a token per call)",
     )
+    parser.add_argument(
+        "--metrics",
+        nargs="+",
+        default=["off"],
+        choices=["off", "on"],
+        help="Prometheus metrics to measure (on: every call timed and counted)",
+    )
     ns = parser.parse_args(argv)
-    for durability in ns.durability:
-        for auth in ns.auth:
-            print(
-                f"\nChoose over real gRPC; server in its own process; decision log SQLite WAL, "
-                f"durability={durability}, group commit; authentication {auth}; "
-                f"{os.cpu_count()} cores",
-                flush=True,
-            )
-            results = run(
-                ns.concurrency,
-                ns.treatments,
-                ns.seconds,
-                ns.max_calls,
-                durability,
-                ns.rounds,
-                auth == "on",
-            )
-            print(report(results), flush=True)
+    for durability, auth, metrics in itertools.product(ns.durability, ns.auth, ns.metrics):
+        print(
+            f"\nChoose over real gRPC; server in its own process; decision log SQLite WAL, "
+            f"durability={durability}, group commit; authentication {auth}; metrics {metrics}; "
+            f"{os.cpu_count()} cores",
+            flush=True,
+        )
+        results = run(
+            ns.concurrency,
+            ns.treatments,
+            ns.seconds,
+            ns.max_calls,
+            durability,
+            ns.rounds,
+            auth == "on",
+            metrics == "on",
+        )
+        print(report(results), flush=True)
     return 0
 
 

@@ -20,6 +20,7 @@ from grpc_reflection.v1alpha import reflection
 from bandit.checkpoint import Checkpoint, read_checkpoint
 from bandit.service import Clock, DecisionService
 from server.interceptors import Interceptor, for_settings
+from server.metrics import Metrics
 from server.servicer import SERVICE, DecisionServicer, add_to_server
 from server.settings import Settings
 
@@ -65,6 +66,8 @@ class RunningServer:
     health: health_aio.HealthServicer
     port: int
     watcher: asyncio.Task[None] | None = None
+    metrics: Metrics | None = None
+    """The Prometheus endpoint, with ``metrics_port`` set (its port: ``metrics.port``)."""
 
     @property
     def address(self) -> str:
@@ -85,6 +88,8 @@ class RunningServer:
         _Loop.run(self.server.stop(grace))
         self.servicer.close()
         self.service.stop()
+        if self.metrics is not None:
+            self.metrics.stop()
 
 
 ModelRegistry = Callable[[str], Checkpoint]
@@ -127,11 +132,25 @@ def start_server(
     """
     initial = load_initial_model(settings.model, registry)
     service = DecisionService(settings.service_config(initial), clock)
+    metrics = Metrics() if settings.metrics_port is not None else None
     try:
-        return _Loop.run(_start(settings, service, for_settings(settings, interceptors)))
+        chain = for_settings(settings, interceptors)
+        if metrics is not None:  # outermost: refused calls are counted too
+            chain.insert(0, metrics.interceptor)
+        running = _Loop.run(_start(settings, service, chain))
     except BaseException:
         service.stop()
         raise
+    if metrics is not None and settings.metrics_port is not None:
+        try:
+            metrics.serve(service, settings.metrics_host, settings.metrics_port)
+        except OSError as exc:
+            running.stop(grace=0)
+            raise OSError(
+                f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port}: {exc}"
+            ) from exc
+        running.metrics = metrics
+    return running
 
 
 async def _start(
@@ -228,6 +247,8 @@ def serve(settings: Settings, registry: ModelRegistry | None = None) -> None:
         running.service.model_version,
     )
     print(f"offerbandit listening on {settings.host}:{running.port}", flush=True)
+    if running.metrics is not None:
+        log.info("metrics on http://%s:%d/metrics", settings.metrics_host, running.metrics.port)
     done = threading.Event()
 
     def _on_signal(signum: int, _frame: object) -> None:

@@ -129,6 +129,12 @@ class Settings(BaseSettings):
     """Listening on anything but a loopback address without TLS or without tokens is refused
     at start unless this is true (say, behind a mesh that does both)."""
 
+    metrics_port: int | None = Field(None, ge=0, le=65535)
+    """Serve Prometheus metrics over HTTP on this port (0: any free one); unset: no metrics
+    (and no per-call cost). See server/metrics.py for what is measured."""
+    metrics_host: str = "127.0.0.1"
+    """Interface of the metrics endpoint."""
+
     checkpoint_every_learns: int = Field(1000, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
     checkpoints_kept: int = Field(5, ge=1)

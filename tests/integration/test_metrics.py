@@ -1,0 +1,104 @@
+"""The Prometheus endpoint, scraped over HTTP while real gRPC calls move its counters."""
+
+from __future__ import annotations
+
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bandit.records import OutcomeInput
+from server.app import RunningServer, start_server
+from server.auth import add_token
+from server.client import OfferBanditClient
+from server.settings import Settings
+from tests.conftest import CHANNELS, OFFERS, customer, trigger
+
+
+def scrape(running: RunningServer) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    assert running.metrics is not None
+    url = f"http://127.0.0.1:{running.metrics.port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as reply:
+        text = reply.read().decode()
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+@pytest.fixture
+def measured(tmp_path: Path) -> Iterator[RunningServer]:
+    running = start_server(
+        Settings.load(host="127.0.0.1", port=0, data_dir=tmp_path / "data", metrics_port=0)
+    )
+    yield running
+    running.stop(grace=1.0)
+
+
+def test_the_counters_move_with_the_calls(measured: RunningServer) -> None:
+    before = scrape(measured)
+    assert before[("offerbandit_decisions", ())] == 0
+    assert before[("offerbandit_log_writable", ())] == 1
+    with OfferBanditClient(measured.address) as c:
+        answers = [c.choose(customer(f"m{i}"), trigger(), OFFERS, CHANNELS) for i in range(5)]
+        c.record_outcome("mo1", event_id=answers[0].event_id, revenue=20.0)
+        c.record_outcome("mo2", customer_id="nobody", revenue=5.0)
+        list(c.stream_outcomes([OutcomeInput("mo3", "", "nobody", "click", 0.0, None)]))
+        with pytest.raises(grpc.RpcError):
+            c.get_decision("no-such-event")
+    after = scrape(measured)
+    rpc = "offerbandit_rpc_total"
+    assert after[(rpc, (("code", "OK"), ("method", "Choose")))] == 5
+    assert after[(rpc, (("code", "OK"), ("method", "RecordOutcome")))] == 2
+    assert after[(rpc, (("code", "OK"), ("method", "StreamOutcomes")))] == 1
+    assert after[(rpc, (("code", "NOT_FOUND"), ("method", "GetDecision")))] == 1
+    assert after[("offerbandit_rpc_seconds_count", (("method", "Choose"),))] == 5
+    assert after[("offerbandit_rpc_seconds_bucket", (("le", "+Inf"), ("method", "Choose")))] == 5
+    assert after[("offerbandit_decisions", ())] == 5
+    assert after[("offerbandit_open_windows", ())] == 5
+    assert after[("offerbandit_outcomes", (("status", "attributed"),))] == 1
+    assert after[("offerbandit_outcomes", (("status", "unattributed"),))] == 2
+    version = measured.service.model_version
+    assert after[("offerbandit_model_info", (("version", version),))] == 1
+    assert after[("offerbandit_model_age_seconds", ())] >= 0
+
+
+def test_refused_calls_are_counted_with_their_status(tmp_path: Path) -> None:
+    tokens = tmp_path / "tokens.toml"
+    reader = add_token(tokens, "reader", ["read"])
+    running = start_server(
+        Settings.load(
+            host="127.0.0.1",
+            port=0,
+            data_dir=tmp_path / "data",
+            metrics_port=0,
+            tokens_file=tokens,
+        )
+    )
+    try:
+        with OfferBanditClient(running.address, token=reader) as c:
+            c.stats()
+            with pytest.raises(grpc.RpcError):
+                c.choose(customer(), trigger(), OFFERS, CHANNELS)
+        with OfferBanditClient(running.address, token="") as c, pytest.raises(grpc.RpcError):
+            c.stats()
+        after = scrape(running)
+    finally:
+        running.stop(grace=1.0)
+    rpc = "offerbandit_rpc_total"
+    assert after[(rpc, (("code", "OK"), ("method", "GetStats")))] == 1
+    assert after[(rpc, (("code", "PERMISSION_DENIED"), ("method", "Choose")))] == 1
+    assert after[(rpc, (("code", "UNAUTHENTICATED"), ("method", "GetStats")))] == 1
+    assert after[("offerbandit_decisions", ())] == 0
+
+
+def test_no_metrics_unless_asked(tmp_path: Path) -> None:
+    running = start_server(Settings.load(host="127.0.0.1", port=0, data_dir=tmp_path / "d"))
+    try:
+        assert running.metrics is None
+    finally:
+        running.stop(grace=1.0)
