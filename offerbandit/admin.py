@@ -29,6 +29,7 @@ from pathlib import Path
 
 from bandit.checkpoint import CheckpointStore
 from bandit.log.sqlite import SqliteDecisionLog
+from bandit.log.sqlite.erasure import erase_customer
 from server.settings import Settings
 
 
@@ -123,3 +124,30 @@ def rollback_main(argv: Sequence[str]) -> int:
         "start the server to learn again from there, voided rows skipped"
     )
     return 0
+
+
+def erase_main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="offerbandit erase",
+        description="Erase a customer from the decision log (the right to be forgotten): "
+        "their id becomes a random pseudonym and their features are removed, in every "
+        "decision and outcome; the old bytes are overwritten in the database and its WAL. "
+        "The server may run meanwhile. What cannot be erased: docs/operations.md.",
+    )
+    p.add_argument("--config", type=Path, help="the server's TOML settings file")
+    p.add_argument("--data-dir", type=Path, help="the server's data_dir (default: settings)")
+    p.add_argument("--customer", required=True, action="append", help="a customer id (repeat)")
+    ns = p.parse_args(argv)
+    log_path = _settings(ns).service_config().log_path
+    if not Path(log_path).exists():
+        p.error(f"no decision log at {log_path}")
+    status = 0
+    for customer_id in ns.customer:
+        done = erase_customer(Path(log_path), customer_id)
+        print(
+            f"{customer_id!r} erased as {done.pseudonym}: {done.decisions} decisions, "
+            f"{done.outcomes} outcomes"
+            + ("" if done.wal_truncated else "; the WAL is still held by a reader: run again")
+        )
+        status = status or (0 if done.wal_truncated else 1)
+    return status
