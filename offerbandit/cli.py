@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    from server.logs import configure
+
+    configure(level, fmt)
 
 
 def _serve(ns: argparse.Namespace) -> int:
@@ -37,7 +34,7 @@ def _serve(ns: argparse.Namespace) -> int:
         if v is not None
     }
     settings = Settings.load(ns.config, **overrides)
-    _setup_logging(settings.log_level)
+    _setup_logging(settings.log_level, settings.log_format)
     serve(settings, registry=load_checkpoint)
     return 0
 

@@ -39,6 +39,7 @@ from bandit.errors import (
     UnknownEvent,
 )
 from bandit.ratelog import RateLimitedLog
+from server.logs import current_request_id
 
 log = logging.getLogger(__name__)
 _rate_log = RateLimitedLog(log, interval=10.0)
@@ -189,7 +190,7 @@ async def _abort(exc: Exception, name: str, context: grpc.aio.ServicerContext[An
         await context.abort(status.code, status.details, status.trailing_metadata)
     if isinstance(exc, grpc.aio.AbortError):  # aborted on purpose
         raise exc
-    request_id = uuid.uuid4().hex[:12]
+    request_id = current_request_id() or uuid.uuid4().hex[:12]
     log.error("unexpected error in %s (request id %s)", name, request_id, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, f"internal error; quote request id {request_id}")
 

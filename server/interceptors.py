@@ -29,11 +29,15 @@ else:  # generic in the stubs only
 
 
 def for_settings(settings: Settings, extra: Sequence[Interceptor] = ()) -> list[Interceptor]:
-    """The server's interceptors, outermost first: those ``settings`` ask for (bearer-token
-    authentication with ``tokens_file``), then ``extra`` (the embedding program's)."""
-    from server.auth import TokenAuth, TokenFile  # auth builds on this module's Interceptor
+    """The server's interceptors, outermost first: those ``settings`` ask for (the access
+    log with ``access_log``, bearer-token authentication with ``tokens_file``), then
+    ``extra`` (the embedding program's)."""
+    from server.auth import TokenAuth, TokenFile  # both build on this module's Interceptor
+    from server.logs import AccessLog
 
     own: list[Interceptor] = []
+    if settings.access_log:  # outside authentication: refused calls are logged too
+        own.append(AccessLog())
     if settings.tokens_file is not None:
         own.append(TokenAuth(TokenFile(settings.tokens_file)))
     return own + list(extra)

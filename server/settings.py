@@ -143,6 +143,12 @@ class Settings(BaseSettings):
     close_interval_seconds: float = Field(1.0, gt=0)
     """How often the closer looks for ended attribution windows."""
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"
+    """"json": one JSON object a line (server/logs.py), for log collectors."""
+    access_log: bool = False
+    """One log line per call (method, status, ms, request id) on ``offerbandit.access``, and
+    the call's request id on every line logged meanwhile. Off by default: it costs every
+    call."""
 
     @field_validator("interactions")
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -30,6 +31,20 @@ def scrape(running: RunningServer) -> dict[tuple[str, tuple[tuple[str, str], ...
     }
 
 
+Key = tuple[str, tuple[tuple[str, str], ...]]
+
+
+def scrape_after(running: RunningServer, *keys: Key) -> dict[Key, float]:
+    """A scrape once every one of ``keys`` is there: a refused or failed call's status
+    reaches the client a moment before the interceptor counts it (bounded wait)."""
+    deadline = time.monotonic() + 10
+    while True:
+        sample = scrape(running)
+        if all(k in sample for k in keys) or time.monotonic() > deadline:
+            return sample
+        time.sleep(0.02)
+
+
 @pytest.fixture
 def measured(tmp_path: Path) -> Iterator[RunningServer]:
     running = start_server(
@@ -50,8 +65,8 @@ def test_the_counters_move_with_the_calls(measured: RunningServer) -> None:
         list(c.stream_outcomes([OutcomeInput("mo3", "", "nobody", "click", 0.0, None)]))
         with pytest.raises(grpc.RpcError):
             c.get_decision("no-such-event")
-    after = scrape(measured)
     rpc = "offerbandit_rpc_total"
+    after = scrape_after(measured, (rpc, (("code", "NOT_FOUND"), ("method", "GetDecision"))))
     assert after[(rpc, (("code", "OK"), ("method", "Choose")))] == 5
     assert after[(rpc, (("code", "OK"), ("method", "RecordOutcome")))] == 2
     assert after[(rpc, (("code", "OK"), ("method", "StreamOutcomes")))] == 1
@@ -86,10 +101,14 @@ def test_refused_calls_are_counted_with_their_status(tmp_path: Path) -> None:
                 c.choose(customer(), trigger(), OFFERS, CHANNELS)
         with OfferBanditClient(running.address, token="") as c, pytest.raises(grpc.RpcError):
             c.stats()
-        after = scrape(running)
+        rpc = "offerbandit_rpc_total"
+        after = scrape_after(
+            running,
+            (rpc, (("code", "UNAUTHENTICATED"), ("method", "GetStats"))),
+            (rpc, (("code", "PERMISSION_DENIED"), ("method", "Choose"))),
+        )
     finally:
         running.stop(grace=1.0)
-    rpc = "offerbandit_rpc_total"
     assert after[(rpc, (("code", "OK"), ("method", "GetStats")))] == 1
     assert after[(rpc, (("code", "PERMISSION_DENIED"), ("method", "Choose")))] == 1
     assert after[(rpc, (("code", "UNAUTHENTICATED"), ("method", "GetStats")))] == 1
