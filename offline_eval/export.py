@@ -1,7 +1,9 @@
 """Exporting the joined decision log, and importing logs back into a :class:`LoggedBandit`.
 
-Export streams the SQLite log in chunks (``chunk_size`` decisions at a time, read-only, while
-the service keeps writing), so a log larger than memory is written with constant memory:
+Export streams the log through its reader (:class:`bandit.log.reader.LogReader`; the SQLite
+log's is read-only, while the service keeps writing) in chunks (``chunk_size`` decisions at a
+time), so a log larger than memory is written with constant memory. Voided decisions and
+outcomes (``offerbandit void``) are left out unless ``include_voided``:
 
 * **Parquet**: one row per decision with the columns of :class:`LoggedBandit`'s frame
   (:data:`~offline_eval.logs.BASE_COLUMNS`, one ``c.<name>``/``t.<name>`` column per
@@ -42,7 +44,7 @@ import pyarrow.parquet as pq
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from bandit.log.sqlite import schema_version_of
+from bandit.log.reader import FeatureKind, LoggedDecision, LogReader, Selection
 from bandit.logcodec import decode_catalogue
 from bandit.rewards import RewardRule
 from bandit.types import CONTROL_TREATMENT, Channel, FeatureValue, Offer, Treatment
@@ -53,10 +55,7 @@ from offline_eval.logs import (
     CUSTOMER_PREFIX,
     TRIGGER_PREFIX,
     LoggedBandit,
-    _connect_readonly,
-    _row,
-    row_columns,
-    row_pmf,
+    open_log,
 )
 
 __all__ = [
@@ -125,6 +124,8 @@ _BASE_TYPES: Final[dict[str, pa.DataType]] = {
     "contact_cost": pa.float64(),
 }
 assert list(_BASE_TYPES) == BASE_COLUMNS
+_DECISION_FIELDS: Final = [c for c in BASE_COLUMNS if c != "n_treatments"]
+"""The frame's columns that are fields of :class:`~bandit.log.reader.LoggedDecision`."""
 
 _OUTCOME_SCHEMA: Final = pa.schema(
     [
@@ -139,102 +140,34 @@ _OUTCOME_SCHEMA: Final = pa.schema(
     ]
 )
 
-# Feature kinds, from SQLite's json_each types.
-_NUMBER, _TEXT, _FLAG, _TAGS, _JSON = "number", "text", "flag", "tags", "json"
-_KIND_OF_JSON_TYPE: Final = {
-    "integer": _NUMBER,
-    "real": _NUMBER,
-    "text": _TEXT,
-    "true": _FLAG,
-    "false": _FLAG,
-    "array": _TAGS,
-}
-_ARROW_OF_KIND: Final[dict[str, pa.DataType]] = {
-    _NUMBER: pa.float64(),
-    _TEXT: pa.string(),
-    _FLAG: pa.bool_(),
-    _TAGS: pa.list_(pa.string()),
-    _JSON: pa.string(),
+_ARROW_OF_KIND: Final[dict[FeatureKind, pa.DataType]] = {
+    FeatureKind.NUMBER: pa.float64(),
+    FeatureKind.TEXT: pa.string(),
+    FeatureKind.FLAG: pa.bool_(),
+    FeatureKind.TAGS: pa.list_(pa.string()),
+    FeatureKind.MIXED: pa.string(),
 }
 
-
-def _log_path(log: str | Path) -> Path:
-    p = Path(log)
-    return p / "decisions.sqlite" if p.is_dir() else p
+VOIDED_COLUMN: Final = "voided_at"
+"""Written after the pmf when voided rows are exported (``include_voided``)."""
 
 
-class _LogReader:
-    """A consistent, chunked read of a slice of the log: the decisions up to the last ``seq``
-    at opening time that match the filters."""
+@dataclass
+class _Slice:
+    """What one export reads: a reader, the selection, and the column kinds."""
 
-    def __init__(
-        self, log: str | Path, *, closed_only: bool, since: float | None, until: float | None
-    ) -> None:
-        self.path = _log_path(log)
-        self.conn = _connect_readonly(self.path)
-        self.schema = schema_version_of(self.conn)
-        clauses: list[str] = []
-        self.params: list[Any] = []
-        if closed_only:
-            clauses.append("closed_seq IS NOT NULL")
-        if since is not None:
-            clauses.append("decided_at >= ?")
-            self.params.append(since)
-        if until is not None:
-            clauses.append("decided_at < ?")
-            self.params.append(until)
-        self.where = "".join(f" AND {c}" for c in clauses)
-        self.last_seq = int(self.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM decisions")
-                            .fetchone()[0])  # fmt: skip
-        self.total = int(
-            self.conn.execute(
-                "SELECT COUNT(*) FROM decisions WHERE seq <= ?" + self.where,
-                (self.last_seq, *self.params),
-            ).fetchone()[0]
-        )
-        # Read after the snapshot: every catalogue a counted decision uses is committed.
-        self.catalogue_bodies = {
-            int(cid): str(body)
-            for cid, body in self.conn.execute("SELECT id, body FROM catalogues")
-        }
+    reader: LogReader
+    selection: Selection
+    total: int
 
-    def catalogues(self) -> dict[int, tuple[Treatment, ...]]:
-        return {cid: decode_catalogue(body) for cid, body in self.catalogue_bodies.items()}
-
-    def chunks(self, chunk_size: int) -> Iterator[list[tuple[Any, ...]]]:
-        sql = (
-            f"SELECT {row_columns(self.conn)} FROM decisions"
-            f" WHERE seq > ? AND seq <= ?{self.where} ORDER BY seq LIMIT ?"
-        )
-        last = 0
-        while True:
-            rows = self.conn.execute(
-                sql, (last, self.last_seq, *self.params, chunk_size)
-            ).fetchall()
-            if not rows:
-                return
-            yield rows
-            last = rows[-1][0]
-
-    def feature_kinds(self) -> dict[str, str]:
-        """Column name → kind of every customer and trigger feature in the slice (SQLite's
-        JSON functions scan the records in C; a name seen with several kinds is ``json``)."""
-        kinds: dict[str, str] = {}
-        for prefix, where in ((CUSTOMER_PREFIX, "customer"), (TRIGGER_PREFIX, "trigger")):
-            sql = (
-                f"SELECT j.key, j.type FROM decisions, json_each(record, '$.{where}.features') j"
-                f" WHERE seq <= ?{self.where} GROUP BY j.key, j.type ORDER BY j.key"
-            )
-            for key, jtype in self.conn.execute(sql, (self.last_seq, *self.params)):
-                kind = _KIND_OF_JSON_TYPE.get(str(jtype))
-                if kind is None:
-                    continue
-                name = prefix + str(key)
-                kinds[name] = kind if kinds.get(name, kind) == kind else _JSON
+    def kinds(self) -> dict[str, FeatureKind]:
+        customer, trigger = self.reader.feature_kinds(self.selection)
+        kinds = {CUSTOMER_PREFIX + n: k for n, k in customer.items()}
+        kinds.update((TRIGGER_PREFIX + n, k) for n, k in trigger.items())
         return kinds
 
-    def close(self) -> None:
-        self.conn.close()
+    def chunks(self, chunk_size: int) -> Iterator[list[LoggedDecision]]:
+        return self.reader.decisions(self.selection, chunk_size)
 
 
 def _bar(total: int, desc: str, progress: bool) -> tqdm[Any]:
@@ -242,22 +175,32 @@ def _bar(total: int, desc: str, progress: bool) -> tqdm[Any]:
 
 
 def _columns(
-    chunk: list[tuple[Any, ...]], kinds: Mapping[str, str], k: int, *, text_lists: bool
+    chunk: list[LoggedDecision],
+    kinds: Mapping[str, FeatureKind],
+    *,
+    text_lists: bool,
+    voided: bool,
 ) -> dict[str, list[Any]]:
-    """A chunk of SQL rows as columns (``text_lists``: tags and pmf as JSON text, for CSV)."""
-    pmf = np.zeros((len(chunk), k), dtype=np.float64)
-    rows = [_row(row, pmf, i) for i, row in enumerate(chunk)]
-    cols: dict[str, list[Any]] = {c: [r[c] for r in rows] for c in BASE_COLUMNS}
+    """A chunk of decisions as columns (``text_lists``: tags and pmf as JSON text, for CSV;
+    ``voided``: a last ``voided_at`` column)."""
+    cols: dict[str, list[Any]] = {c: [getattr(d, c) for d in chunk] for c in _DECISION_FIELDS}
+    cols["n_treatments"] = [len(d.pmf) for d in chunk]
+    cols = {c: cols[c] for c in BASE_COLUMNS}
     for name, kind in kinds.items():
-        values = [r.get(name) for r in rows]
-        if kind == _JSON or (kind == _TAGS and text_lists):
+        prefix, feature = name[: len(CUSTOMER_PREFIX)], name[len(CUSTOMER_PREFIX) :]
+        if prefix == CUSTOMER_PREFIX:
+            values = [d.customer_features.get(feature) for d in chunk]
+        else:
+            values = [d.trigger_features.get(feature) for d in chunk]
+        if kind is FeatureKind.MIXED or (kind is FeatureKind.TAGS and text_lists):
             values = [None if v is None else _dumps(v) for v in values]
         cols[name] = values
-    sizes = cols["n_treatments"]
     if text_lists:
-        cols["pmf"] = [_dumps(pmf[i, :n].tolist()) for i, n in enumerate(sizes)]
+        cols["pmf"] = [_dumps(d.pmf.tolist()) for d in chunk]
     else:
-        cols["pmf"] = [pmf[i, :n].tolist() for i, n in enumerate(sizes)]
+        cols["pmf"] = [d.pmf.tolist() for d in chunk]
+    if voided:
+        cols[VOIDED_COLUMN] = [d.voided_at for d in chunk]
     return cols
 
 
@@ -265,29 +208,31 @@ def _dumps(obj: object) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def _parquet_schema(kinds: Mapping[str, str], reader: _LogReader) -> pa.Schema:
+def _parquet_schema(kinds: Mapping[str, FeatureKind], part: _Slice) -> pa.Schema:
     fields = [pa.field(c, t) for c, t in _BASE_TYPES.items()]
     fields += [pa.field(name, _ARROW_OF_KIND[kind]) for name, kind in kinds.items()]
     fields.append(pa.field("pmf", pa.list_(pa.float64())))
+    if part.selection.include_voided:
+        fields.append(pa.field(VOIDED_COLUMN, pa.float64()))
     meta = {
         "format": _FORMAT_VERSION,
-        "log_schema": reader.schema,
-        "source": str(reader.path),
-        "catalogues": {str(cid): body for cid, body in reader.catalogue_bodies.items()},
-        "json_columns": [n for n, kind in kinds.items() if kind == _JSON],
+        "log_schema": part.reader.schema_version,
+        "source": part.reader.source,
+        "catalogues": {str(cid): body for cid, body in part.reader.catalogue_texts().items()},
+        "json_columns": [n for n, kind in kinds.items() if kind is FeatureKind.MIXED],
     }
     return pa.schema(fields, metadata={PARQUET_META_KEY: _dumps(meta).encode()})
 
 
-def _write_parquet(reader: _LogReader, out: Path, chunk_size: int, progress: bool) -> int:
-    kinds = reader.feature_kinds()
-    schema = _parquet_schema(kinds, reader)
-    k = max((len(c) for c in reader.catalogues().values()), default=1)
+def _write_parquet(part: _Slice, out: Path, chunk_size: int, progress: bool) -> int:
+    kinds = part.kinds()
+    schema = _parquet_schema(kinds, part)
+    voided = part.selection.include_voided
     written = 0
-    bar = _bar(reader.total, f"writing {out.name}", progress)
+    bar = _bar(part.total, f"writing {out.name}", progress)
     with pq.ParquetWriter(out, schema, compression="zstd") as writer:
-        for chunk in reader.chunks(chunk_size):
-            cols = _columns(chunk, kinds, k, text_lists=False)
+        for chunk in part.chunks(chunk_size):
+            cols = _columns(chunk, kinds, text_lists=False, voided=voided)
             writer.write_table(pa.Table.from_pydict(cols, schema=schema))
             written += len(chunk)
             bar.update(len(chunk))
@@ -295,16 +240,16 @@ def _write_parquet(reader: _LogReader, out: Path, chunk_size: int, progress: boo
     return written
 
 
-def _write_csv(reader: _LogReader, out: Path, chunk_size: int, progress: bool) -> int:
-    kinds = reader.feature_kinds()
-    k = max((len(c) for c in reader.catalogues().values()), default=1)
-    names = [*BASE_COLUMNS, *kinds, "pmf"]
+def _write_csv(part: _Slice, out: Path, chunk_size: int, progress: bool) -> int:
+    kinds = part.kinds()
+    voided = part.selection.include_voided
+    names = [*BASE_COLUMNS, *kinds, "pmf", *([VOIDED_COLUMN] if voided else [])]
     written = 0
-    bar = _bar(reader.total, f"writing {out.name}", progress)
+    bar = _bar(part.total, f"writing {out.name}", progress)
     with out.open("w", encoding="utf-8", newline="") as f:
         pd.DataFrame(columns=names).to_csv(f, index=False)
-        for chunk in reader.chunks(chunk_size):
-            cols = _columns(chunk, kinds, k, text_lists=True)
+        for chunk in part.chunks(chunk_size):
+            cols = _columns(chunk, kinds, text_lists=True, voided=voided)
             pd.DataFrame(cols, columns=names).to_csv(f, index=False, header=False)
             written += len(chunk)
             bar.update(len(chunk))
@@ -313,107 +258,108 @@ def _write_csv(reader: _LogReader, out: Path, chunk_size: int, progress: bool) -
 
 
 def _write_dsjson(
-    reader: _LogReader, out: Path, chunk_size: int, progress: bool, reward_scale: float
+    part: _Slice, out: Path, chunk_size: int, progress: bool, reward_scale: float
 ) -> int:
-    multi = {cid: catalogue_multi(cat) for cid, cat in reader.catalogues().items()}
+    multi = {cid: catalogue_multi(cat) for cid, cat in part.reader.catalogues().items()}
+    voided = part.selection.include_voided
     written = 0
-    bar = _bar(reader.total, f"writing {out.name}", progress)
+    bar = _bar(part.total, f"writing {out.name}", progress)
     with out.open("w", encoding="utf-8") as f:
-        for chunk in reader.chunks(chunk_size):
-            f.writelines(_dsjson_row(row, multi, reward_scale) + "\n" for row in chunk)
+        for chunk in part.chunks(chunk_size):
+            f.writelines(_dsjson_row(d, multi, reward_scale, voided) + "\n" for d in chunk)
             written += len(chunk)
             bar.update(len(chunk))
     bar.close()
     return written
 
 
-def _dsjson_row(row: tuple[Any, ...], multi: Mapping[int, str], reward_scale: float) -> str:
-    (seq, record, cid, activated_at, closed_seq, reward, revenue, n_outcomes, *_, packed) = row
-    r = json.loads(record)
-    closed = closed_seq is not None
-    meta = {
-        "seq": seq,
-        "customer_id": r["customer"]["id"],
-        "decided_at": r["decided_at"],
-        "activated_at": activated_at,
-        "deferred": r["deferred"],
-        "holdout": bool(r.get("holdout", False)),
-        "policy": r["policy"],
-        "catalogue_id": cid,
-        "closed": closed,
-        "reward": reward,
-        "revenue": revenue,
-        "n_outcomes": n_outcomes,
+def _dsjson_row(
+    d: LoggedDecision, multi: Mapping[int, str], reward_scale: float, voided: bool
+) -> str:
+    meta: dict[str, Any] = {
+        "seq": d.seq,
+        "customer_id": d.customer_id,
+        "decided_at": d.decided_at,
+        "activated_at": d.activated_at,
+        "deferred": d.deferred,
+        "holdout": d.holdout,
+        "policy": d.policy,
+        "catalogue_id": d.catalogue_id,
+        "closed": d.closed,
+        "reward": d.reward,
+        "revenue": d.revenue,
+        "n_outcomes": d.n_outcomes,
     }
+    if voided:
+        meta[VOIDED_COLUMN] = d.voided_at
     return dsjson_line(
-        event_id=r["event_id"],
-        decided_at=r["decided_at"],
-        customer_features=r["customer"]["features"],
-        trigger_type=r["trigger"]["type"],
-        trigger_features=r["trigger"]["features"],
-        multi=multi[cid],
-        pmf=row_pmf(r, packed).tolist(),
-        chosen=r["chosen"],
-        cost=reward_to_cost(reward, reward_scale) if closed and reward is not None else None,
-        model_version=r["model_version"],
+        event_id=d.event_id,
+        decided_at=d.decided_at,
+        customer_features=d.customer_features,
+        trigger_type=d.trigger_type,
+        trigger_features=d.trigger_features,
+        multi=multi[d.catalogue_id],
+        pmf=d.pmf.tolist(),
+        chosen=d.chosen,
+        cost=reward_to_cost(d.reward, reward_scale) if d.closed and d.reward is not None else None,
+        model_version=d.model_version,
         meta=meta,
     )
 
 
 def export_outcomes(
-    log: str | Path,
+    log: str | Path | LogReader,
     out: str | Path,
     *,
     fmt: ExportFormat | str = ExportFormat.PARQUET,
     since: float | None = None,
+    include_voided: bool = False,
     chunk_size: int = 50_000,
 ) -> int:
     """Write every stored outcome (attributed, unattributed, late) in arrival order, as
-    Parquet or CSV; ``since`` keeps outcomes that occurred at or after it. Returns the count.
+    Parquet or CSV; ``since`` keeps outcomes that occurred at or after it. Voided outcomes
+    are left out unless ``include_voided`` (then a last ``voided_at`` column flags them).
+    Returns the count.
     """
     fmt = ExportFormat(fmt)
     if fmt is ExportFormat.DSJSON:
         raise ValueError("outcomes are written as parquet or csv")
-    conn = _connect_readonly(_log_path(log))
+    schema = _OUTCOME_SCHEMA
+    if include_voided:
+        schema = schema.append(pa.field(VOIDED_COLUMN, pa.float64()))
+    names = schema.names
+    reader = open_log(log)
     out = Path(out)
-    names = _OUTCOME_SCHEMA.names
-    sql = (
-        "SELECT rowid, " + ", ".join(names) + " FROM outcomes WHERE rowid > ?"
-        + ("" if since is None else " AND occurred_at >= ?")
-        + " ORDER BY rowid LIMIT ?"
-    )  # fmt: skip
     written = 0
     try:
-        writer = pq.ParquetWriter(out, _OUTCOME_SCHEMA) if fmt is ExportFormat.PARQUET else None
+        writer = pq.ParquetWriter(out, schema) if fmt is ExportFormat.PARQUET else None
         f = out.open("w", encoding="utf-8", newline="") if writer is None else None
         try:
             if f is not None:
                 pd.DataFrame(columns=names).to_csv(f, index=False)
-            last = 0
-            while True:
-                params = (last,) + (() if since is None else (since,)) + (chunk_size,)
-                rows = conn.execute(sql, params).fetchall()
-                if not rows:
-                    break
-                last = rows[-1][0]
-                cols = {n: [r[i + 1] for r in rows] for i, n in enumerate(names)}
+            chunks = reader.outcomes(
+                since=since, include_voided=include_voided, chunk_size=chunk_size
+            )
+            for chunk in chunks:
+                cols = {n: [getattr(o, n) for o in chunk] for n in names}
                 if writer is not None:
-                    writer.write_table(pa.Table.from_pydict(cols, schema=_OUTCOME_SCHEMA))
+                    writer.write_table(pa.Table.from_pydict(cols, schema=schema))
                 elif f is not None:
                     pd.DataFrame(cols, columns=names).to_csv(f, index=False, header=False)
-                written += len(rows)
+                written += len(chunk)
         finally:
             if writer is not None:
                 writer.close()
             if f is not None:
                 f.close()
     finally:
-        conn.close()
+        if reader is not log:
+            reader.close()
     return written
 
 
 def export_log(
-    log: str | Path,
+    log: str | Path | LogReader,
     out: str | Path,
     *,
     fmt: ExportFormat | str,
@@ -421,11 +367,13 @@ def export_log(
     closed_only: bool = True,
     since: float | None = None,
     until: float | None = None,
+    include_voided: bool = False,
     reward_scale: float = DEFAULT_REWARD_SCALE,
     chunk_size: int = 10_000,
     progress: bool = True,
 ) -> ExportResult:
-    """Export the decision log at ``log`` (a data folder or ``decisions.sqlite``) to ``out``.
+    """Export the decision log at ``log`` (a data folder, ``decisions.sqlite``, or an open
+    :class:`~bandit.log.reader.LogReader`, left open) to ``out``.
 
     Args:
         fmt: ``parquet``, ``dsjson`` or ``csv``.
@@ -435,6 +383,8 @@ def export_log(
             are included (no reward; in DSJson no label and ``_skipLearn``).
         since, until: bound the decision time, ``since <= decided_at < until`` (seconds
             since the epoch).
+        include_voided: also voided decisions and outcomes (``offerbandit void``), flagged
+            by a last ``voided_at`` column (in DSJson, in ``_meta``); left out by default.
         reward_scale: DSJson only: ``_label_cost = −reward × reward_scale``.
         chunk_size: decisions per read (and per Parquet row group).
     """
@@ -445,21 +395,28 @@ def export_log(
         raise ValueError("reward_scale must be a positive number")
     out = Path(out)
     t0 = time.perf_counter()
-    reader = _LogReader(log, closed_only=closed_only, since=since, until=until)
+    reader = open_log(log)
     try:
+        selection = Selection(closed_only, since, until, include_voided)
+        part = _Slice(reader, selection, reader.count(selection))
         if fmt is ExportFormat.PARQUET:
-            rows = _write_parquet(reader, out, chunk_size, progress)
+            rows = _write_parquet(part, out, chunk_size, progress)
         elif fmt is ExportFormat.CSV:
-            rows = _write_csv(reader, out, chunk_size, progress)
+            rows = _write_csv(part, out, chunk_size, progress)
         else:
-            rows = _write_dsjson(reader, out, chunk_size, progress, reward_scale)
+            rows = _write_dsjson(part, out, chunk_size, progress, reward_scale)
+        n_outcomes = 0
+        outcomes_path = None if outcomes_out is None else Path(outcomes_out)
+        if outcomes_path is not None:
+            ofmt = (
+                ExportFormat.CSV if outcomes_path.suffix.lower() == ".csv" else ExportFormat.PARQUET
+            )
+            n_outcomes = export_outcomes(
+                reader, outcomes_path, fmt=ofmt, since=since, include_voided=include_voided
+            )
     finally:
-        reader.close()
-    n_outcomes = 0
-    outcomes_path = None if outcomes_out is None else Path(outcomes_out)
-    if outcomes_path is not None:
-        ofmt = ExportFormat.CSV if outcomes_path.suffix.lower() == ".csv" else ExportFormat.PARQUET
-        n_outcomes = export_outcomes(log, outcomes_path, fmt=ofmt, since=since)
+        if reader is not log:
+            reader.close()
     return ExportResult(out, rows, time.perf_counter() - t0, outcomes_path, n_outcomes)
 
 
@@ -606,6 +563,8 @@ def _dsjson_record(
         out[CUSTOMER_PREFIX + name] = value
     for name, value in r.trigger_features.items():
         out[TRIGGER_PREFIX + name] = value
+    if VOIDED_COLUMN in meta:
+        out[VOIDED_COLUMN] = meta[VOIDED_COLUMN]
     return out
 
 

@@ -84,6 +84,13 @@ def test_offline_eval_never_imports_the_adapter_or_transport(path: Path) -> None
     assert not bad, f"{_id(path)} imports {sorted(bad)}"
 
 
+@pytest.mark.parametrize("path", OFFLINE, ids=_id)
+def test_offline_eval_reads_the_log_through_its_reader(path: Path) -> None:
+    """No SQL of its own: the log is read through ``bandit.log.reader`` (the port)."""
+    bad = {m for m in _imports(path) if _is(m, "sqlite3", "bandit.log.sqlite.store")}
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
 @pytest.mark.parametrize("path", SERVER, ids=_id)
 def test_the_adapter_imports_neither_the_tools_nor_offline_eval(path: Path) -> None:
     bad = {m for m in _imports(path) if _is(m, "offerbandit", "offline_eval", "mlflow", *SIMULATOR)}
