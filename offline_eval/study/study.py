@@ -1,7 +1,7 @@
 """Compare candidate policies on a decision log: the notebook-friendly API.
 
->>> from offline_eval.logs import load_sqlite
->>> from offline_eval.study import Study, Uniform, AllControl, VWReplay
+>>> from offline_eval.io.logs import load_sqlite
+>>> from offline_eval.study.study import Study, Uniform, AllControl, VWReplay
 >>> study = Study(load_sqlite("data"), name="spring")  # doctest: +SKIP
 >>> result = study.compare([Uniform(), AllControl(), VWReplay("--squarecb")])  # doctest: +SKIP
 >>> result.table()  # one row per policy × estimator (pandas)  # doctest: +SKIP
@@ -52,14 +52,15 @@ from offline_eval.estimators import (
     OffPolicyEstimator,
     SwitchDR,
 )
-from offline_eval.intervals import (
+from offline_eval.estimators.intervals import (
     BootstrapInterval,
     EmpiricalLikelihoodInterval,
     Interval,
     NormalInterval,
 )
-from offline_eval.logs import CUSTOMER_PREFIX, TRIGGER_PREFIX, LoggedBandit
-from offline_eval.policies import (
+from offline_eval.estimators.reward_models import cross_fit_q_hat
+from offline_eval.io.logs import CUSTOMER_PREFIX, TRIGGER_PREFIX, LoggedBandit
+from offline_eval.replay.policies import (
     AllControl,
     FixedTreatment,
     LoggedPolicy,
@@ -71,14 +72,13 @@ from offline_eval.policies import (
     describe,
     treatment_matrix,
 )
-from offline_eval.replay import VWReplay, settings_grid
-from offline_eval.reward_model import cross_fit_q_hat
-from offline_eval.uplift_replay import UpliftReplay
+from offline_eval.replay.uplift_replay import UpliftReplay
+from offline_eval.replay.vw_replay import VWReplay, settings_grid
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from offline_eval.tracking import Tracker
+    from offline_eval.tracking.tracker import Tracker
 
 __all__ = [
     "DEFAULT_ESTIMATORS",
@@ -221,7 +221,8 @@ class RewardModel:
     ``max_levels`` levels each, the trigger type included) and standardises the numeric
     ones. That design is block-diagonal across treatments, so the joint ridge fit is one
     small ridge per treatment, on the decisions that chose it (with its own unpenalised
-    intercept): one :func:`~offline_eval.reward_model.cross_fit_q_hat` call per treatment.
+    intercept): one :func:`~offline_eval.estimators.reward_models.cross_fit_q_hat` call per
+    treatment.
 
     Cross-fitting holds for every (row, action): the model of treatment ``t`` is fitted on
     rows that chose ``t`` only, in folds, and a row that chose ``t`` is predicted by the model
@@ -559,7 +560,7 @@ class StudyResult:
         self, path: str | Path | None = None, estimators: Sequence[str] | None = None
     ) -> Figure:
         """Values with their intervals per policy and estimator (saved as PNG when ``path``)."""
-        from offline_eval.plots import comparison_plot
+        from offline_eval.study.plots import comparison_plot
 
         return comparison_plot(self, path=path, estimators=estimators)
 
@@ -576,7 +577,7 @@ class StudyResult:
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
         self.plot(paths["plot"])
         if any(r.curves for r in self.results):
-            from offline_eval.plots import learning_curve_plot
+            from offline_eval.study.plots import learning_curve_plot
 
             paths["curves"] = out / "learning_curves.png"
             learning_curve_plot(self, paths["curves"])
@@ -609,7 +610,7 @@ class Study:
     """Off-policy comparisons on one log.
 
     Args:
-        lb: the log (e.g. :func:`offline_eval.logs.load_sqlite`).
+        lb: the log (e.g. :func:`offline_eval.io.logs.load_sqlite`).
         name: the study (the MLflow experiment when tracked).
         alpha: miscoverage of the intervals (0.05: 95% intervals).
         interval: ``normal``, ``bootstrap`` or ``el``.
@@ -780,8 +781,9 @@ class Study:
         baselines: Sequence[TargetPolicy] = (),
         **grid_options: Any,
     ) -> StudyResult:
-        """Replay a grid of VW settings (default :func:`~offline_eval.replay.settings_grid`)
-        and rank them by the lower confidence bound of ``rank_by`` (best first)."""
+        """Replay a grid of VW settings (default
+        :func:`~offline_eval.replay.vw_replay.settings_grid`) and rank them by the lower
+        confidence bound of ``rank_by`` (best first)."""
         ests = parse_estimators(estimators) if estimators is not None else self.estimators
         if rank_by.lower() not in {e.label.lower() for e in ests}:
             ests = [*ests, *parse_estimators(rank_by)]
@@ -839,7 +841,7 @@ def track_result(
     import tempfile
 
     from bandit.checkpoint import CheckpointStore
-    from offline_eval.registry import ARTIFACT_DIR, CHECKPOINT_FILE
+    from offline_eval.tracking.registry import ARTIFACT_DIR, CHECKPOINT_FILE
 
     name = run_name or f"{result.mode} {datetime.now(UTC).isoformat(timespec='seconds')}"
     common_tags = {"offerbandit.mode": result.mode, **(tags or {})}
@@ -911,8 +913,8 @@ def run_offline_comparison(log_path: str | Path, report: Mapping[str, Any]) -> s
     the comparison to ``report["mlflow_tracking_uri"]`` (experiment ``offerbandit-demo``),
     and returns the printable summary.
     """
-    from offline_eval.logs import load_sqlite
-    from offline_eval.tracking import Tracker
+    from offline_eval.io.logs import load_sqlite
+    from offline_eval.tracking.tracker import Tracker
 
     lb = load_sqlite(log_path, closed_only=True, progress=False)
     study = Study(lb, name="offerbandit-demo", estimators="snips,dr,sndr", progress=True)

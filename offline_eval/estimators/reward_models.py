@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import NDArray
 
-from offline_eval.estimators import BanditData
+from offline_eval.estimators.ope import BanditData
 
 __all__ = ["cross_fit_q_hat"]
 

@@ -14,7 +14,7 @@ policy                 target pmf
 :class:`FixedTreatment` one ``offer@channel`` wherever it was a candidate, control elsewhere
 :class:`RuleTable`     ordered marketer rules, first match wins (see below)
 :class:`SavedModel`    a VW checkpoint (file or MLflow model URI), predict only
-``VWReplay``           candidate VW settings replayed through the log (:mod:`offline_eval.replay`)
+``VWReplay``           candidate VW settings replayed through the log (:mod:`.vw_replay`)
 =====================  =====================================================================
 
 Rule tables are JSON (or YAML, ``.yaml``/``.yml``)::
@@ -65,7 +65,7 @@ from bandit.checkpoint import Checkpoint, read_checkpoint
 from bandit.learner import UPLIFT, VWPolicy
 from bandit.types import CONTROL, TreatmentRef
 from bandit.vwformat import CUSTOMER_NS, TRIGGER_NS, action_lines, encode_feature, escape
-from offline_eval.logs import CUSTOMER_PREFIX, TRIGGER_PREFIX, LoggedBandit
+from offline_eval.io.logs import CUSTOMER_PREFIX, TRIGGER_PREFIX, LoggedBandit
 
 __all__ = [
     "AllControl",
@@ -229,7 +229,7 @@ def _column_tokens(name: str, values: Iterable[Any]) -> list[str]:
 
 def shared_lines(lb: LoggedBandit) -> list[str]:
     """Every row's VW shared line, as :func:`bandit.vwformat.shared_line` would build it
-    from :func:`offline_eval.logs.contexts` (a test checks they are equal), column-wise.
+    from :func:`offline_eval.io.logs.contexts` (a test checks they are equal), column-wise.
     """
     frame = lb.frame
     customer: list[list[str]] = []
@@ -264,7 +264,7 @@ def catalogue_lines(lb: LoggedBandit) -> dict[int, list[str]]:
 class LoggedPolicy:
     """The policy that wrote the log: its own pmf (all importance weights are 1).
 
-    >>> from offline_eval.policies import LoggedPolicy
+    >>> from offline_eval.replay.policies import LoggedPolicy
     >>> LoggedPolicy().name
     'logged'
     """
@@ -621,7 +621,7 @@ class RuleTable:
 
 def _load_checkpoint(source: str, tracking_uri: str | None) -> Checkpoint:
     if source.startswith(("models:/", "runs:/")) or "://" in source:
-        from offline_eval.registry import load_checkpoint
+        from offline_eval.tracking.registry import load_checkpoint
 
         return load_checkpoint(source, tracking_uri)
     return read_checkpoint(Path(source))
@@ -681,7 +681,7 @@ class SavedModel:
         ckpt = self.checkpoint()
         if ckpt.vw_args and ckpt.vw_args[0] == UPLIFT:
             from bandit.uplift import UpliftPolicy
-            from offline_eval.uplift_replay import uplift_pmf
+            from offline_eval.replay.uplift_replay import uplift_pmf
 
             uplift = UpliftPolicy.from_args(ckpt.vw_args, ckpt.model)
             pmf, _ = uplift_pmf(uplift, lb, progress=progress, desc=f"scoring {self.source}")

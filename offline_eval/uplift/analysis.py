@@ -26,7 +26,7 @@ comparison, :class:`HoldoutComparison`). ``q̂`` is a hierarchy of shrunken cell
 (treatment → treatment × segment → treatment × segment × trigger), cross-fitted: the row
 being scored never contributed to its own prediction.
 
->>> from offline_eval.logs import load_sqlite
+>>> from offline_eval.io.logs import load_sqlite
 >>> lb = load_sqlite("data/decisions.sqlite")  # doctest: +SKIP
 >>> report = uplift_report(lb, by=["stage"], pairs=[("stage", "offer")])  # doctest: +SKIP
 >>> report.table.head()  # doctest: +SKIP
@@ -52,7 +52,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from bandit.types import TreatmentRef
-from offline_eval.logs import LoggedBandit
+from offline_eval.io.logs import LoggedBandit
 
 __all__ = [
     "DEFAULT_DIMENSIONS",
@@ -1062,14 +1062,14 @@ class UpliftReport:
 
     def plot_slices(self, path: str | Path, top: int = 15) -> Path:
         """Incremental net revenue by slice with error bars (PNG); see
-        :func:`offline_eval.uplift_plots.plot_slices`."""
-        from offline_eval.uplift_plots import plot_slices
+        :func:`offline_eval.uplift.plots.plot_slices`."""
+        from offline_eval.uplift.plots import plot_slices
 
         return plot_slices(self, Path(path), top=top)
 
     def plot_cumulative(self, path: str | Path) -> Path:
         """Cumulative incremental net revenue over time with its band (PNG)."""
-        from offline_eval.uplift_plots import plot_cumulative
+        from offline_eval.uplift.plots import plot_cumulative
 
         return plot_cumulative(self, Path(path))
 
@@ -1090,7 +1090,7 @@ class UpliftReport:
         """
         import tempfile
 
-        from offline_eval.tracking import Tracker
+        from offline_eval.tracking.tracker import Tracker
 
         tracker = Tracker(tracking_uri)
         p, h = self.policy_incremental, self.holdout

@@ -152,7 +152,7 @@ class Tracker:
         (created when missing), point ``alias`` at it, and return the version.
 
         The version's source is the run's artifact URI, so ``models:/name@alias`` resolves
-        to the folder (``offline_eval.registry.load_checkpoint`` reads it back).
+        to the folder (``offline_eval.tracking.registry.load_checkpoint`` reads it back).
         """
         from mlflow.exceptions import MlflowException
 

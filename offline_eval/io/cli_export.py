@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bandit.errors import StorageError
 from offline_eval._cli import time_arg
-from offline_eval.export import DEFAULT_REWARD_SCALE, ExportFormat, export_log
+from offline_eval.io.export import DEFAULT_REWARD_SCALE, ExportFormat, export_log
 
 
 def _positive(text: str) -> float:

@@ -29,7 +29,7 @@ from tqdm import tqdm
 from bandit.log.reader import LoggedDecision, LogReader, Selection
 from bandit.log.sqlite.reader import SqliteLogReader
 from bandit.types import Treatment, TreatmentRef
-from offline_eval.estimators import BanditData
+from offline_eval.estimators.ope import BanditData
 
 CUSTOMER_PREFIX = "c."
 TRIGGER_PREFIX = "t."

@@ -3,7 +3,7 @@
 A registered offerbandit model is an MLflow run artifact folder ``model/`` holding the
 checkpoint file ``model.ckpt`` (weights, VW arguments and the log position). ``serve
 --model models:/<name>@<alias>`` downloads it and starts from its weights. Registering goes
-through :meth:`offline_eval.tracking.Tracker.register_model` (the one module that writes to
+through :meth:`offline_eval.tracking.tracker.Tracker.register_model` (the one module that writes to
 MLflow); see ``docs/offline-evaluation.md`` for the promotion rule.
 """
 

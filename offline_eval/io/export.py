@@ -6,12 +6,12 @@ time), so a log larger than memory is written with constant memory. Voided decis
 outcomes (``offerbandit void``) are left out unless ``include_voided``:
 
 * **Parquet**: one row per decision with the columns of :class:`LoggedBandit`'s frame
-  (:data:`~offline_eval.logs.BASE_COLUMNS`, one ``c.<name>``/``t.<name>`` column per
+  (:data:`~offline_eval.io.logs.BASE_COLUMNS`, one ``c.<name>``/``t.<name>`` column per
   customer/trigger feature) and ``pmf`` (a list), one row group per chunk. The candidate
   catalogues ride in the file's key-value metadata (``offerbandit``).
 * **CSV**: the same columns; tag lists and ``pmf`` are JSON text.
 * **DSJson**: Vowpal Wabbit's Decision Service format, one line per decision
-  (:mod:`offline_eval.dsjson`), ready for ``vw --cb_explore_adf --dsjson``.
+  (:mod:`offline_eval.io.dsjson`), ready for ``vw --cb_explore_adf --dsjson``.
 
 Outcomes (every stored outcome: attributed, unattributed, late) go to a second file.
 
@@ -49,8 +49,8 @@ from bandit.logcodec import decode_catalogue
 from bandit.rewards import RewardRule
 from bandit.types import CONTROL_TREATMENT, Channel, FeatureValue, Offer, Treatment
 from bandit.vwformat import reward_to_cost
-from offline_eval.dsjson import DSJsonRow, catalogue_multi, dsjson_line, parse_dsjson_line
-from offline_eval.logs import (
+from offline_eval.io.dsjson import DSJsonRow, catalogue_multi, dsjson_line, parse_dsjson_line
+from offline_eval.io.logs import (
     BASE_COLUMNS,
     CUSTOMER_PREFIX,
     TRIGGER_PREFIX,
