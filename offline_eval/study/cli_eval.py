@@ -19,6 +19,7 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from offline_eval._cli import time_arg
 from offline_eval.io.logs import LoggedBandit, load_sqlite
@@ -34,9 +35,11 @@ from offline_eval.study.study import (
     RewardModel,
     Study,
     StudyResult,
-    TrackedStudy,
     parse_policy,
 )
+
+if TYPE_CHECKING:
+    from offline_eval.tracking.runs import TrackedStudy
 
 log = logging.getLogger(__name__)
 

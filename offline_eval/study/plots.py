@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from offline_eval.study.study import StudyResult
+    from offline_eval.study.results import StudyResult
 
 __all__ = ["comparison_plot", "learning_curve_plot"]
 
