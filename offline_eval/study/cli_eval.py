@@ -152,9 +152,9 @@ def load_log(path: str, since: float | None, until: float | None, progress: bool
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in (".parquet", ".json", ".dsjson"):
-        from offline_eval.io import export
+        from offline_eval.io import read
 
-        lb = export.read_parquet(p) if suffix == ".parquet" else export.read_dsjson(p)
+        lb = read.read_parquet(p) if suffix == ".parquet" else read.read_dsjson(p)
         t = lb.frame["decided_at"].to_numpy()
         keep = (t >= (since if since is not None else -math.inf)) & (
             t < (until if until is not None else math.inf)

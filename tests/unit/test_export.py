@@ -29,14 +29,9 @@ from bandit.vwformat import label_prefix, reward_to_cost
 from offline_eval.estimators import SNIPS
 from offline_eval.io.cli_export import main
 from offline_eval.io.dsjson import decode_features, features_json, parse_dsjson_line
-from offline_eval.io.export import (
-    DEFAULT_REWARD_SCALE,
-    export_log,
-    read_dsjson,
-    read_parquet,
-    read_table,
-)
+from offline_eval.io.export import DEFAULT_REWARD_SCALE, export_log
 from offline_eval.io.logs import BASE_COLUMNS, LoggedBandit, contexts, load_outcomes, load_sqlite
+from offline_eval.io.read import read_dsjson, read_parquet, read_table
 
 N_CLOSED = 240
 N_OPEN = 7

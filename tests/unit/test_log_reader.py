@@ -27,8 +27,9 @@ from bandit.types import Channel, Customer, Offer, Trigger
 from offline_eval.estimators import SNIPS
 from offline_eval.io.cli_export import main as export_main
 from offline_eval.io.dsjson import META_KEY
-from offline_eval.io.export import export_log, export_outcomes, read_dsjson, read_parquet
+from offline_eval.io.export import export_log, export_outcomes
 from offline_eval.io.logs import LoggedBandit, load_outcomes, load_sqlite
+from offline_eval.io.read import read_dsjson, read_parquet
 from offline_eval.uplift.analysis import uplift_report
 
 START = 1_700_000_000.0
