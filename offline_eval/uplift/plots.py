@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from offline_eval._extras import require
+
 if TYPE_CHECKING:
     from offline_eval.uplift.analysis import SliceEffect, UpliftReport
 
@@ -24,6 +26,7 @@ _MAX_POINTS = 2000
 
 
 def _pyplot() -> Any:
+    require("matplotlib", "plotting")
     import matplotlib
 
     matplotlib.use("Agg")
