@@ -58,12 +58,12 @@ from offline_eval.replay.policies import (
     FixedTreatment,
     LoggedPolicy,
     PolicyTarget,
-    RuleTable,
     SavedModel,
     TargetPolicy,
     Uniform,
     describe,
 )
+from offline_eval.replay.rules import RuleTable
 from offline_eval.replay.uplift_replay import UpliftReplay
 from offline_eval.replay.vw_replay import VWReplay, settings_grid
 from offline_eval.study.results import PolicyResult, Promotion, StudyResult, _nan_low

@@ -19,7 +19,6 @@ from offline_eval.replay.policies import (
     AllControl,
     FixedTreatment,
     LoggedPolicy,
-    RuleTable,
     SavedModel,
     Uniform,
     mix_control_share,
@@ -27,6 +26,7 @@ from offline_eval.replay.policies import (
     shared_lines,
     treatment_matrix,
 )
+from offline_eval.replay.rules import RuleTable
 from offline_eval.replay.vw_replay import VWReplay
 from offline_eval.study.study import parse_estimators, parse_policy
 
