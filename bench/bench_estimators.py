@@ -32,7 +32,7 @@ from offline_eval.estimators import (
     OffPolicyEstimator,
     SwitchDR,
 )
-from offline_eval.intervals import BootstrapInterval, EmpiricalLikelihoodInterval
+from offline_eval.estimators.intervals import BootstrapInterval, EmpiricalLikelihoodInterval
 
 T = TypeVar("T")
 FloatArray = NDArray[np.float64]

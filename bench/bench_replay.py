@@ -1,10 +1,11 @@
 """VW replay throughput against VW's own C++ driver on the same decisions.
 
 Simulates a decision log in process, replays VW settings through it with
-:func:`offline_eval.replay.progressive_replay` (predict, then learn, every decision, examples
-built from the log's columns), and times ``vowpal_wabbit_next.run_cli_driver`` learning the
-same log as DSJson (``--cb_explore_adf --dsjson``) in a subprocess (it holds the GIL and
-installs its own signal handler). Target: the replay reaches ≥ 50% of the driver's rate.
+:func:`offline_eval.replay.vw_replay.progressive_replay` (predict, then learn, every
+decision, examples built from the log's columns), and times
+``vowpal_wabbit_next.run_cli_driver`` learning the same log as DSJson
+(``--cb_explore_adf --dsjson``) in a subprocess (it holds the GIL and installs its own
+signal handler). Target: the replay reaches ≥ 50% of the driver's rate.
 
     .venv/bin/python -m bench.bench_replay --decisions 10000
 """
@@ -22,9 +23,9 @@ from pathlib import Path
 
 from bandit.learner import DEFAULT_INTERACTIONS, vw_arguments
 from bandit.sim.driver import SimulationConfig, simulate_in_process
-from offline_eval.logs import LoggedBandit, load_sqlite
-from offline_eval.policies import catalogue_lines, shared_lines
-from offline_eval.replay import DEFAULT_SCALE, progressive_replay
+from offline_eval.io.logs import LoggedBandit, load_sqlite
+from offline_eval.replay.policies import catalogue_lines, shared_lines
+from offline_eval.replay.vw_replay import DEFAULT_SCALE, progressive_replay
 
 SETTINGS = [
     ("--epsilon 0.05", DEFAULT_INTERACTIONS),
@@ -57,7 +58,7 @@ def _namespaces(line: str) -> dict[str, dict[str, float]]:
 
 
 def write_dsjson(lb: LoggedBandit, path: Path, scale: float) -> None:
-    """A minimal DSJson writer (used when ``offline_eval.export`` is not available)."""
+    """A minimal DSJson writer (used when ``offline_eval.io.export`` is not available)."""
     shared, actions = shared_lines(lb), catalogue_lines(lb)
     f = lb.frame
     with path.open("w") as out:
@@ -80,12 +81,12 @@ def write_dsjson(lb: LoggedBandit, path: Path, scale: float) -> None:
 
 def export(data: Path, lb: LoggedBandit, path: Path, scale: float) -> str:
     try:
-        from offline_eval.export import export_log
+        from offline_eval.io.export import export_log
     except ImportError:
         write_dsjson(lb, path, scale)
         return "bench writer"
     export_log(data, path, fmt="dsjson", reward_scale=scale, progress=False)
-    return "offline_eval.export"
+    return "offline_eval.io.export"
 
 
 def driver_seconds(path: Path, args: list[str]) -> float:

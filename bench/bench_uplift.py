@@ -1,13 +1,13 @@
 """Benchmark the incremental-revenue report on a large simulated log.
 
-Builds a ``--rows`` (default 1,000,000) decision :class:`~offline_eval.logs.LoggedBandit`
+Builds a ``--rows`` (default 1,000,000) decision :class:`~offline_eval.io.logs.LoggedBandit`
 straight from the simulated world (events drawn once, then re-used with fresh actions and
 outcomes; arrays built directly, no SQLite), then times the full uplift report: every single
 slice (stage, trigger, offer, channel) and one pair (stage × offer), with peak memory
 (tracemalloc for Python allocations, ru_maxrss for the process). Also writes a
 ``--sqlite-rows`` (default 100,000) log through
 :class:`bandit.log.sqlite.SqliteDecisionLog` and times
-:func:`offline_eval.logs.load_sqlite` on it. Targets: report ≤ 60 s and ≤ 2 GB.
+:func:`offline_eval.io.logs.load_sqlite` on it. Targets: report ≤ 60 s and ≤ 2 GB.
 
 Usage: ``python bench/bench_uplift.py [--rows 1000000] [--sqlite-rows 100000]``
 """
@@ -32,7 +32,7 @@ from bandit.rewards import RewardRule
 from bandit.service import in_holdout
 from bandit.sim import World, WorldConfig, WorldEvent
 from bandit.types import Context, Decision, Treatment
-from offline_eval.logs import BASE_COLUMNS, LoggedBandit
+from offline_eval.io.logs import BASE_COLUMNS, LoggedBandit
 
 FloatArray = NDArray[np.float64]
 GB = 2**30
@@ -250,8 +250,8 @@ def write_sqlite_log(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from offline_eval.logs import load_sqlite
-    from offline_eval.uplift import uplift_report
+    from offline_eval.io.logs import load_sqlite
+    from offline_eval.uplift.analysis import uplift_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)

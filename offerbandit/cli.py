@@ -16,7 +16,7 @@ def _setup_logging(level: str, fmt: str = "text") -> None:
 
 
 def _serve(ns: argparse.Namespace) -> int:
-    from offline_eval.registry import load_checkpoint  # MLflow, imported only when used
+    from offline_eval.tracking.registry import load_checkpoint  # MLflow, imported only when used
     from server.app import serve
     from server.settings import Settings
 
@@ -75,9 +75,9 @@ _PASS_THROUGH: dict[str, Callable[[argparse.Namespace], int]] = {
     "soak": _offline("offerbandit.soak"),
     "void": _offline("offerbandit.admin", "void_main"),
     "rollback": _offline("offerbandit.admin", "rollback_main"),
-    "export": _offline("offline_eval.cli_export"),
-    "eval": _offline("offline_eval.cli_eval"),
-    "uplift": _offline("offline_eval.cli_uplift"),
+    "export": _offline("offline_eval.io.cli_export"),
+    "eval": _offline("offline_eval.study.cli_eval"),
+    "uplift": _offline("offline_eval.uplift.cli_uplift"),
 }
 
 

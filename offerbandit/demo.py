@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 def run_offline_comparison(log_path: Path, report: Mapping[str, Any]) -> str:
     """Compare policies offline on the demo's decision log, tracked in MLflow at
     ``report["mlflow_tracking_uri"]``; returns the printable summary."""
-    from offline_eval.study import run_offline_comparison as compare
+    from offline_eval.study.study import run_offline_comparison as compare
 
     return compare(log_path, report)
 

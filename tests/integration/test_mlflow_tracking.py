@@ -25,8 +25,8 @@ from bandit.sim import World, WorldConfig
 from bandit.sim.driver import DriveOptions, InProcessBackend, drive
 from bandit.types import Treatment
 from bandit.vwformat import action_lines, shared_line
-from offline_eval import cli_eval
-from offline_eval.registry import load_checkpoint, load_model_bytes
+from offline_eval.study import cli_eval
+from offline_eval.tracking.registry import load_checkpoint, load_model_bytes
 from server.app import start_server
 from server.client import OfferBanditClient
 from server.settings import Settings

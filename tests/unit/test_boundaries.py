@@ -84,6 +84,29 @@ def test_offline_eval_never_imports_the_adapter_or_transport(path: Path) -> None
     assert not bad, f"{_id(path)} imports {sorted(bad)}"
 
 
+TRACKING = ROOT / "offline_eval" / "tracking"
+
+
+def test_the_tracking_package_is_where_mlflow_is() -> None:
+    inside = [p for p in OFFLINE if TRACKING in p.parents]
+    assert any("mlflow" in _imports(p) or "mlflow.MlflowClient" in _imports(p) for p in inside)
+
+
+@pytest.mark.parametrize("path", [p for p in OFFLINE if TRACKING not in p.parents], ids=_id)
+def test_only_the_tracking_package_imports_mlflow(path: Path) -> None:
+    """Every MLflow call sits in ``offline_eval/tracking/``; the rest reaches it through that
+    package (lazily, so that loading, estimating and replaying never pull mlflow in)."""
+    bad = {m for m in _imports(path) if _is(m, "mlflow")}
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", OFFLINE, ids=_id)
+def test_offline_eval_reads_the_log_through_its_reader(path: Path) -> None:
+    """No SQL of its own: the log is read through ``bandit.log.reader`` (the port)."""
+    bad = {m for m in _imports(path) if _is(m, "sqlite3", "bandit.log.sqlite.store")}
+    assert not bad, f"{_id(path)} imports {sorted(bad)}"
+
+
 @pytest.mark.parametrize("path", SERVER, ids=_id)
 def test_the_adapter_imports_neither_the_tools_nor_offline_eval(path: Path) -> None:
     bad = {m for m in _imports(path) if _is(m, "offerbandit", "offline_eval", "mlflow", *SIMULATOR)}
@@ -157,7 +180,11 @@ def test_the_rules_catch_a_forbidden_import(tmp_path: Path) -> None:
         "bandit.service",
         "bandit.sim",
         "offline_eval.estimators",
-        "offline_eval.logs",
+        "offline_eval.io.logs",
+        "offline_eval.io.export",
+        "offline_eval.study.study",
+        "offline_eval.uplift.analysis",
+        "offline_eval.replay.policies",
         "server.app",
     ],
 )

@@ -27,7 +27,7 @@ from offline_eval.estimators import (
     SwitchDR,
     importance_weights,
 )
-from offline_eval.reward_model import cross_fit_q_hat
+from offline_eval.estimators.reward_models import cross_fit_q_hat
 
 FloatArray = NDArray[np.float64]
 

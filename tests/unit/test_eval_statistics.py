@@ -21,9 +21,10 @@ from bandit.sim import World, WorldConfig, WorldEvent
 from bandit.sim.driver import eligible_mask
 from bandit.types import Treatment
 from offline_eval.estimators import IPS
-from offline_eval.logs import CUSTOMER_PREFIX, TRIGGER_PREFIX, LoggedBandit
-from offline_eval.policies import RuleTable, parse_treatment
-from offline_eval.study import RewardModel, Study
+from offline_eval.io.logs import CUSTOMER_PREFIX, TRIGGER_PREFIX, LoggedBandit
+from offline_eval.replay.policies import parse_treatment
+from offline_eval.replay.rules import RuleTable
+from offline_eval.study.study import RewardModel, Study
 
 FloatArray = NDArray[np.float64]
 

@@ -26,17 +26,12 @@ from bandit.records import OutcomeInput
 from bandit.service import DecisionService, ManualClock, ServiceConfig
 from bandit.types import Channel, Customer, Offer, Trigger
 from bandit.vwformat import label_prefix, reward_to_cost
-from offline_eval.cli_export import main
-from offline_eval.dsjson import decode_features, features_json, parse_dsjson_line
 from offline_eval.estimators import SNIPS
-from offline_eval.export import (
-    DEFAULT_REWARD_SCALE,
-    export_log,
-    read_dsjson,
-    read_parquet,
-    read_table,
-)
-from offline_eval.logs import BASE_COLUMNS, LoggedBandit, contexts, load_outcomes, load_sqlite
+from offline_eval.io.cli_export import main
+from offline_eval.io.dsjson import decode_features, features_json, parse_dsjson_line
+from offline_eval.io.export import DEFAULT_REWARD_SCALE, export_log
+from offline_eval.io.logs import BASE_COLUMNS, LoggedBandit, contexts, load_outcomes, load_sqlite
+from offline_eval.io.read import read_dsjson, read_parquet, read_table
 
 N_CLOSED = 240
 N_OPEN = 7
@@ -481,7 +476,7 @@ def test_features_survive_the_vw_json_encoding(features: dict[str, Any]) -> None
 
 def test_offline_eval_export_imports_no_transport_or_tracking() -> None:
     code = (
-        "import sys, offline_eval.export, offline_eval.cli_export, offline_eval.dsjson\n"
+        "import sys, offline_eval.io.export, offline_eval.io.cli_export, offline_eval.io.dsjson\n"
         "bad = [m for m in ('grpc', 'google.protobuf', 'mlflow', 'server') if m in sys.modules]\n"
         "assert not bad, bad\n"
     )

@@ -18,7 +18,7 @@ from offline_eval.estimators import (
     OffPolicyEstimator,
     importance_weights,
 )
-from offline_eval.intervals import (
+from offline_eval.estimators.intervals import (
     BootstrapInterval,
     EmpiricalLikelihoodInterval,
     ImportanceSample,

@@ -14,12 +14,11 @@ from bandit.learner import VWPolicy, vw_arguments
 from bandit.sim.driver import SimulationConfig, simulate_in_process
 from bandit.types import CONTROL, TreatmentRef
 from bandit.vwformat import action_lines, shared_line
-from offline_eval.logs import LoggedBandit, contexts, load_sqlite
-from offline_eval.policies import (
+from offline_eval.io.logs import LoggedBandit, contexts, load_sqlite
+from offline_eval.replay.policies import (
     AllControl,
     FixedTreatment,
     LoggedPolicy,
-    RuleTable,
     SavedModel,
     Uniform,
     mix_control_share,
@@ -27,8 +26,9 @@ from offline_eval.policies import (
     shared_lines,
     treatment_matrix,
 )
-from offline_eval.replay import VWReplay
-from offline_eval.study import parse_estimators, parse_policy
+from offline_eval.replay.rules import RuleTable
+from offline_eval.replay.vw_replay import VWReplay
+from offline_eval.study.study import parse_estimators, parse_policy
 
 
 @pytest.fixture(scope="module")

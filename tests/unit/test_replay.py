@@ -10,10 +10,10 @@ import pytest
 from bandit.learner import VWPolicy, describe_policy, vw_arguments
 from bandit.sim.driver import SimulationConfig, simulate_in_process
 from bandit.vwformat import reward_to_cost
-from offline_eval.logs import LoggedBandit, load_sqlite
-from offline_eval.policies import catalogue_lines, shared_lines
-from offline_eval.replay import VWReplay, progressive_replay, settings_grid
-from offline_eval.study import Study
+from offline_eval.io.logs import LoggedBandit, load_sqlite
+from offline_eval.replay.policies import catalogue_lines, shared_lines
+from offline_eval.replay.vw_replay import VWReplay, progressive_replay, settings_grid
+from offline_eval.study.study import Study
 from tests.unit.test_eval_statistics import world_log
 
 SCALE = 0.01

@@ -23,7 +23,7 @@ from bandit.types import (
     Treatment,
     Trigger,
 )
-from offline_eval.logs import load_sqlite
+from offline_eval.io.logs import load_sqlite
 
 TREATMENTS = (CONTROL_TREATMENT, Treatment(Offer("o"), Channel("h")))
 

@@ -1,4 +1,4 @@
-"""Incremental net revenue (offline_eval.uplift): coverage against the simulator's truth,
+"""Incremental net revenue (offline_eval.uplift.analysis): coverage against the simulator's truth,
 support and holdout reporting, plots, the CLI and MLflow."""
 
 from __future__ import annotations
@@ -16,9 +16,8 @@ from numpy.typing import NDArray
 from bandit.sim import World, WorldConfig, WorldEvent
 from bandit.types import Treatment
 from bench.bench_uplift import SimulatedLog, resample, simulated_log, stage_policy, write_sqlite_log
-from offline_eval.cli_uplift import main as uplift_main
-from offline_eval.logs import LoggedBandit
-from offline_eval.uplift import (
+from offline_eval.io.logs import LoggedBandit
+from offline_eval.uplift.analysis import (
     OVERALL,
     SliceEffect,
     Status,
@@ -26,6 +25,7 @@ from offline_eval.uplift import (
     UpliftSettings,
     uplift_report,
 )
+from offline_eval.uplift.cli_uplift import main as uplift_main
 
 REPS = 100
 EVENTS = 10_000
@@ -377,7 +377,8 @@ def test_cli_logs_a_run_to_mlflow(sqlite_log: Path, tmp_path: Path) -> None:
 
 def test_offline_eval_imports_no_transport_or_mlflow() -> None:
     code = (
-        "import sys, offline_eval.uplift, offline_eval.uplift_plots, offline_eval.cli_uplift\n"
+        "import sys, offline_eval.uplift.analysis, offline_eval.uplift.plots,"
+        " offline_eval.uplift.cli_uplift\n"
         "bad = [m for m in sys.modules if m.split('.')[0] in "
         "('grpc', 'server', 'mlflow') or m.startswith('google.protobuf')]\n"
         "print(bad); sys.exit(1 if bad else 0)"

@@ -10,10 +10,10 @@ import pytest
 from bandit.checkpoint import Checkpoint, CheckpointStore
 from bandit.sim.driver import SimulationConfig, simulate_in_process
 from bandit.uplift import UpliftPolicy, uplift_arguments
-from offline_eval.logs import LoggedBandit, load_sqlite
-from offline_eval.policies import SavedModel
-from offline_eval.study import parse_policy
-from offline_eval.uplift_replay import UpliftReplay, log_contexts
+from offline_eval.io.logs import LoggedBandit, load_sqlite
+from offline_eval.replay.policies import SavedModel
+from offline_eval.replay.uplift_replay import UpliftReplay, log_contexts
+from offline_eval.study.study import parse_policy
 
 
 @pytest.fixture(scope="module")

@@ -19,24 +19,27 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from offline_eval._cli import time_arg
-from offline_eval.logs import LoggedBandit, load_sqlite
-from offline_eval.replay import (
+from offline_eval.io.logs import LoggedBandit, load_sqlite
+from offline_eval.replay.vw_replay import (
     DEFAULT_GRID_EXPLORATIONS,
     DEFAULT_GRID_INTERACTIONS,
     DEFAULT_GRID_LEARNING_RATES,
     DEFAULT_SCALE,
     settings_grid,
 )
-from offline_eval.study import (
+from offline_eval.study.study import (
     DEFAULT_ESTIMATORS,
     RewardModel,
     Study,
     StudyResult,
-    TrackedStudy,
     parse_policy,
 )
+
+if TYPE_CHECKING:
+    from offline_eval.tracking.runs import TrackedStudy
 
 log = logging.getLogger(__name__)
 
@@ -149,9 +152,9 @@ def load_log(path: str, since: float | None, until: float | None, progress: bool
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in (".parquet", ".json", ".dsjson"):
-        from offline_eval import export
+        from offline_eval.io import read
 
-        lb = export.read_parquet(p) if suffix == ".parquet" else export.read_dsjson(p)
+        lb = read.read_parquet(p) if suffix == ".parquet" else read.read_dsjson(p)
         t = lb.frame["decided_at"].to_numpy()
         keep = (t >= (since if since is not None else -math.inf)) & (
             t < (until if until is not None else math.inf)
@@ -208,7 +211,7 @@ def run(ns: argparse.Namespace) -> int:
     tracked: TrackedStudy | None = None
     tracker = None
     if not ns.no_track:
-        from offline_eval.tracking import Tracker, ui_command
+        from offline_eval.tracking.tracker import Tracker, ui_command
 
         tracker = Tracker(ns.tracking_uri)
         tracked = result.track(tracker, ns.run_name)

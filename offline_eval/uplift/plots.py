@@ -1,4 +1,4 @@
-"""Plots of an :class:`~offline_eval.uplift.UpliftReport` (matplotlib, Agg backend, PNG).
+"""Plots of an :class:`~offline_eval.uplift.analysis.UpliftReport` (matplotlib, Agg backend, PNG).
 
 - :func:`plot_slices`: one panel per (slice dimension, treatment level); a dot per slice
   effect with its interval as an error bar, in EUR per decision against control (0 is
@@ -15,8 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from offline_eval._extras import require
+
 if TYPE_CHECKING:
-    from offline_eval.uplift import SliceEffect, UpliftReport
+    from offline_eval.uplift.analysis import SliceEffect, UpliftReport
 
 __all__ = ["plot_cumulative", "plot_slices"]
 
@@ -24,6 +26,7 @@ _MAX_POINTS = 2000
 
 
 def _pyplot() -> Any:
+    require("matplotlib", "plotting")
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +53,7 @@ def plot_slices(report: UpliftReport, path: Path, top: int = 15) -> Path:
     Each panel shows its ``ok`` rows with the largest estimates first (up to ``top``), then
     as many rows without a number as fit, labelled with their status.
     """
-    from offline_eval.uplift import Status
+    from offline_eval.uplift.analysis import Status
 
     plt = _pyplot()
     panels = _panels(report)

@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from offline_eval._extras import require
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_ARTIFACT_ROOT = "mlartifacts"
 
@@ -129,6 +131,7 @@ class Tracker:
     """Creates studies (experiments) and comparisons (parent runs) in one tracking store."""
 
     def __init__(self, tracking_uri: str | None = None, artifact_root: str | None = None) -> None:
+        require("mlflow", "MLflow tracking")
         from mlflow import MlflowClient
 
         self.tracking_uri = tracking_uri or default_tracking_uri()
@@ -152,7 +155,7 @@ class Tracker:
         (created when missing), point ``alias`` at it, and return the version.
 
         The version's source is the run's artifact URI, so ``models:/name@alias`` resolves
-        to the folder (``offline_eval.registry.load_checkpoint`` reads it back).
+        to the folder (``offline_eval.tracking.registry.load_checkpoint`` reads it back).
         """
         from mlflow.exceptions import MlflowException
 

@@ -9,13 +9,13 @@ Errors in the log or the output path are reported on stderr with exit status 1:
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from bandit.errors import StorageError
 from offline_eval._cli import time_arg
-from offline_eval.export import DEFAULT_REWARD_SCALE, ExportFormat, export_log
+from offline_eval.io.export import DEFAULT_REWARD_SCALE, ExportFormat, export_log
 
 
 def _positive(text: str) -> float:
@@ -60,6 +60,11 @@ def parser() -> argparse.ArgumentParser:
         help="include open decisions (no final reward yet; DSJson marks them _skipLearn)",
     )
     p.add_argument(
+        "--include-voided",
+        action="store_true",
+        help="include voided decisions and outcomes (offerbandit void), flagged by voided_at",
+    )
+    p.add_argument(
         "--reward-scale",
         type=_positive,
         default=DEFAULT_REWARD_SCALE,
@@ -87,11 +92,12 @@ def main(argv: Sequence[str]) -> int:
             closed_only=not ns.all,
             since=ns.since,
             until=ns.until,
+            include_voided=ns.include_voided,
             reward_scale=ns.reward_scale,
             chunk_size=ns.chunk_size,
             progress=not ns.quiet,
         )
-    except (OSError, ValueError, sqlite3.Error) as e:
+    except (OSError, ValueError, StorageError) as e:
         print(f"offerbandit export: error: {e}", file=sys.stderr)
         return 1
     if not ns.quiet:

@@ -3,7 +3,7 @@
 A registered offerbandit model is an MLflow run artifact folder ``model/`` holding the
 checkpoint file ``model.ckpt`` (weights, VW arguments and the log position). ``serve
 --model models:/<name>@<alias>`` downloads it and starts from its weights. Registering goes
-through :meth:`offline_eval.tracking.Tracker.register_model` (the one module that writes to
+through :meth:`offline_eval.tracking.tracker.Tracker.register_model` (the one module that writes to
 MLflow); see ``docs/offline-evaluation.md`` for the promotion rule.
 """
 
@@ -13,6 +13,7 @@ import tempfile
 from pathlib import Path
 
 from bandit.checkpoint import Checkpoint, read_checkpoint
+from offline_eval._extras import require
 
 __all__ = ["ARTIFACT_DIR", "CHECKPOINT_FILE", "load_checkpoint", "load_model_bytes"]
 
@@ -26,6 +27,7 @@ def load_checkpoint(uri: str, tracking_uri: str | None = None) -> Checkpoint:
     Weights together with the VW arguments they were trained with. ``tracking_uri``
     (also the registry URI) defaults to ``MLFLOW_TRACKING_URI``.
     """
+    require("mlflow", f"loading {uri}")
     import mlflow
 
     source = _resolve(uri, tracking_uri)

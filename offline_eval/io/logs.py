@@ -6,8 +6,10 @@ catalogues the rows refer to. It holds contexts as flat feature columns (``c.<na
 customer features, ``t.<name>`` for trigger features) instead of one Python object per row,
 so a million decisions fit comfortably in memory.
 
-Reading is chunked (``chunk_size`` rows at a time) with a progress bar, straight from the
-SQLite file, read-only, while the service keeps writing (WAL).
+Reading goes through the decision log's reader (:class:`bandit.log.reader.LogReader`; the
+SQLite log's, read-only, while the service keeps writing), chunked (``chunk_size`` rows at a
+time) with a progress bar. Voided decisions and outcomes (``offerbandit void``) are left out
+unless asked for.
 
 >>> lb = load_sqlite("data/decisions.sqlite")  # doctest: +SKIP
 >>> lb.frame[["event_id", "chosen_offer", "propensity", "reward"]].head()  # doctest: +SKIP
@@ -15,9 +17,6 @@ SQLite file, read-only, while the service keeps writing (WAL).
 
 from __future__ import annotations
 
-import json
-import sqlite3
-from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +26,10 @@ import pandas as pd
 from numpy.typing import NDArray
 from tqdm import tqdm
 
-from bandit.log.sqlite import schema_version_of
-from bandit.logcodec import PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION, decode_catalogue
+from bandit.log.reader import LoggedDecision, LogReader, Selection
+from bandit.log.sqlite.reader import SqliteLogReader
 from bandit.types import Treatment, TreatmentRef
-from offline_eval.estimators import BanditData
+from offline_eval.estimators.ope import BanditData
 
 CUSTOMER_PREFIX = "c."
 TRIGGER_PREFIX = "t."
@@ -133,183 +132,131 @@ class LoggedBandit:
         )
 
 
-def _connect_readonly(path: Path) -> sqlite3.Connection:
-    if not path.exists():
-        raise FileNotFoundError(f"no decision log at {path}")
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
-    found = schema_version_of(conn)
-    if found not in (PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION):
-        conn.close()
-        raise ValueError(
-            f"{path} is a decision log of schema version {found}; this offerbandit reads "
-            f"versions {PMF_IN_HEAD_SCHEMA} and {SCHEMA_VERSION}"
-        )
-    return conn
-
-
-def pmf_column(conn: sqlite3.Connection) -> str:
-    """The packed-pmf column, or ``NULL`` in a version-1 log (read as it is: its heads carry
-    their pmfs; the server migrates a log when it opens it)."""
-    columns = {str(r[1]) for r in conn.execute("PRAGMA table_info(decisions)")}
-    return "pmf" if "pmf" in columns else "NULL"
-
-
-def row_pmf(record: Mapping[str, Any], packed: bytes | None) -> NDArray[np.float64]:
-    """A decision's pmf: the packed column, or (version-1 rows) the head's list."""
-    if packed is not None:
-        return np.frombuffer(packed, dtype="<f8")
-    return np.asarray(record["pmf"], dtype=np.float64)
-
-
-def row_columns(conn: sqlite3.Connection) -> str:
-    """The columns :func:`_row` reads, in its order, for a SELECT on ``decisions``."""
-    return (
-        "seq, record, catalogue_id, activated_at, closed_seq, reward, revenue, n_outcomes,"
-        " fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel, is_control,"
-        f" propensity, {pmf_column(conn)}"
-    )
-
-
-def _chunks(
-    conn: sqlite3.Connection, where: str, params: Sequence[Any], chunk_size: int
-) -> Iterator[list[tuple[Any, ...]]]:
-    last = 0
-    sql = f"SELECT {row_columns(conn)} FROM decisions WHERE seq > ? {where} ORDER BY seq LIMIT ?"
-    while True:
-        rows = conn.execute(sql, (last, *params, chunk_size)).fetchall()
-        if not rows:
-            return
-        yield rows
-        last = rows[-1][0]
+def open_log(log: str | Path | LogReader) -> LogReader:
+    """A reader of ``log``: a reader itself, or the path of a SQLite log (a data folder or
+    its ``decisions.sqlite``)."""
+    if isinstance(log, str | Path):
+        return SqliteLogReader(log)
+    return log
 
 
 def load_sqlite(
-    path: str | Path,
+    path: str | Path | LogReader,
     *,
     closed_only: bool = True,
     since: float | None = None,
     until: float | None = None,
+    include_voided: bool = False,
     chunk_size: int = 50_000,
     progress: bool = True,
 ) -> LoggedBandit:
-    """Load the decision log at ``path`` (``decisions.sqlite``, or a data folder).
+    """Load the decision log at ``path`` (``decisions.sqlite``, a data folder, or an open
+    :class:`~bandit.log.reader.LogReader`, which is left open).
 
     ``closed_only`` keeps decisions whose reward is final; ``since``/``until`` bound the
-    decision time (seconds since the epoch).
+    decision time (seconds since the epoch). Voided decisions are left out unless
+    ``include_voided``: then the frame has a ``voided_at`` column (NaN for the others).
     """
-    p = Path(path)
-    if p.is_dir():
-        p = p / "decisions.sqlite"
-    conn = _connect_readonly(p)
+    reader = open_log(path)
+    selection = Selection(closed_only, since, until, include_voided)
     try:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if closed_only:
-            clauses.append("closed_seq IS NOT NULL")
-        if since is not None:
-            clauses.append("decided_at >= ?")
-            params.append(since)
-        if until is not None:
-            clauses.append("decided_at < ?")
-            params.append(until)
-        where = "".join(f" AND {c}" for c in clauses)
-        total = conn.execute("SELECT COUNT(*) FROM decisions WHERE 1=1" + where, params).fetchone()[
-            0
-        ]
-        catalogues = {
-            int(cid): decode_catalogue(body)
-            for cid, body in conn.execute("SELECT id, body FROM catalogues")
-        }
+        total = reader.count(selection)
+        catalogues = dict(reader.catalogues())
         k = max((len(c) for c in catalogues.values()), default=1)
         rows_out: list[dict[str, Any]] = []
         pmf = np.zeros((total, k), dtype=np.float64)
         bar = tqdm(total=total, desc="loading decisions", unit="dec", disable=not progress)
         i = 0
-        for chunk in _chunks(conn, where, params, chunk_size):
-            for row in chunk:
-                if i >= total:  # rows appended while we read: keep the counted snapshot
+        for chunk in reader.decisions(selection, chunk_size):
+            for d in chunk:
+                if i >= total:  # closed while we read: keep the counted snapshot
                     break
-                rows_out.append(_row(row, pmf, i))
+                rows_out.append(decision_row(d, pmf, i, voided=include_voided))
                 i += 1
             bar.update(len(chunk))
         bar.close()
     finally:
-        conn.close()
+        if reader is not path:
+            reader.close()
     frame = pd.DataFrame.from_records(rows_out[:i])
     if frame.empty:
-        frame = pd.DataFrame(columns=BASE_COLUMNS)
-    return LoggedBandit(frame, pmf[:i], catalogues, source=str(p))
+        frame = pd.DataFrame(columns=[*BASE_COLUMNS, *(["voided_at"] if include_voided else [])])
+    return LoggedBandit(frame, pmf[:i], catalogues, source=reader.source)
 
 
-def _row(row: tuple[Any, ...], pmf: NDArray[np.float64], i: int) -> dict[str, Any]:
-    (
-        seq,
-        record,
-        cid,
-        activated_at,
-        closed_seq,
-        reward,
-        revenue,
-        n_outcomes,
-        fixed_cost,
-        discount_rate,
-        contact_cost,
-        chosen_offer,
-        chosen_channel,
-        is_control,
-        propensity,
-        packed,
-    ) = row
-    r = json.loads(record)
-    p = row_pmf(r, packed)
+def decision_row(
+    d: LoggedDecision, pmf: NDArray[np.float64], i: int, *, voided: bool = False
+) -> dict[str, Any]:
+    """A logged decision as a frame row (:data:`BASE_COLUMNS`, then ``c.``/``t.`` features,
+    then ``voided_at`` when ``voided``); its pmf goes into row ``i`` of ``pmf``."""
+    p = d.pmf
     pmf[i, : len(p)] = p
     out: dict[str, Any] = {
-        "seq": seq,
-        "event_id": r["event_id"],
-        "decided_at": r["decided_at"],
-        "customer_id": r["customer"]["id"],
-        "trigger_type": r["trigger"]["type"],
-        "catalogue_id": cid,
+        "seq": d.seq,
+        "event_id": d.event_id,
+        "decided_at": d.decided_at,
+        "customer_id": d.customer_id,
+        "trigger_type": d.trigger_type,
+        "catalogue_id": d.catalogue_id,
         "n_treatments": len(p),
-        "chosen": r["chosen"],
-        "chosen_offer": chosen_offer,
-        "chosen_channel": chosen_channel,
-        "is_control": bool(is_control),
-        "holdout": bool(r.get("holdout", False)),
-        "propensity": propensity,
-        "model_version": r["model_version"],
-        "policy": r["policy"],
-        "deferred": r["deferred"],
-        "activated_at": activated_at,
-        "closed": closed_seq is not None,
-        "reward": reward,
-        "revenue": revenue,
-        "n_outcomes": n_outcomes,
-        "fixed_cost": fixed_cost,
-        "discount_rate": discount_rate,
-        "contact_cost": contact_cost,
+        "chosen": d.chosen,
+        "chosen_offer": d.chosen_offer,
+        "chosen_channel": d.chosen_channel,
+        "is_control": d.is_control,
+        "holdout": d.holdout,
+        "propensity": d.propensity,
+        "model_version": d.model_version,
+        "policy": d.policy,
+        "deferred": d.deferred,
+        "activated_at": d.activated_at,
+        "closed": d.closed,
+        "reward": d.reward,
+        "revenue": d.revenue,
+        "n_outcomes": d.n_outcomes,
+        "fixed_cost": d.fixed_cost,
+        "discount_rate": d.discount_rate,
+        "contact_cost": d.contact_cost,
     }
-    for name, value in r["customer"]["features"].items():
+    for name, value in d.customer_features.items():
         out[CUSTOMER_PREFIX + name] = tuple(value) if isinstance(value, list) else value
-    for name, value in r["trigger"]["features"].items():
+    for name, value in d.trigger_features.items():
         out[TRIGGER_PREFIX + name] = tuple(value) if isinstance(value, list) else value
+    if voided:
+        out["voided_at"] = d.voided_at
     return out
 
 
-def load_outcomes(path: str | Path) -> pd.DataFrame:
-    """Every outcome the service stored (attributed, unattributed, late)."""
-    p = Path(path)
-    if p.is_dir():
-        p = p / "decisions.sqlite"
-    conn = _connect_readonly(p)
+OUTCOME_COLUMNS = [
+    "outcome_id",
+    "event_id",
+    "customer_id",
+    "type",
+    "revenue",
+    "occurred_at",
+    "received_at",
+    "status",
+]
+
+
+def load_outcomes(
+    path: str | Path | LogReader, *, include_voided: bool = False, chunk_size: int = 50_000
+) -> pd.DataFrame:
+    """Every outcome the service stored (attributed, unattributed, late), by arrival time.
+    Voided outcomes are left out unless ``include_voided`` (then a ``voided_at`` column
+    flags them)."""
+    reader = open_log(path)
+    names = [*OUTCOME_COLUMNS, *(["voided_at"] if include_voided else [])]
     try:
-        return pd.read_sql_query(
-            "SELECT outcome_id, event_id, customer_id, type, revenue, occurred_at, received_at,"
-            " status FROM outcomes ORDER BY received_at",
-            conn,
-        )
+        rows = [
+            tuple(getattr(o, n) for n in names)
+            for chunk in reader.outcomes(include_voided=include_voided, chunk_size=chunk_size)
+            for o in chunk
+        ]
     finally:
-        conn.close()
+        if reader is not path:
+            reader.close()
+    frame = pd.DataFrame.from_records(rows, columns=names)
+    return frame.sort_values("received_at", kind="stable", ignore_index=True)
 
 
 def contexts(lb: LoggedBandit, i: int) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -1,6 +1,6 @@
 """Counterfactual replay of candidate uplift-policy settings through a decision log.
 
-The uplift policy's twin of :mod:`offline_eval.replay`: an :class:`UpliftReplay` starts an
+The uplift policy's twin of :mod:`offline_eval.replay.vw_replay`: an :class:`UpliftReplay` starts an
 empty :class:`~bandit.uplift.UpliftPolicy` with the candidate settings and walks the log in
 decision order (``seq``). Each row is **first scored** with the last published posterior —
 that pmf is the row's target pmf — **then learned** (closed rows only: attributed revenue and
@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from bandit.types import Context, Customer, Trigger, freeze_features
 from bandit.uplift import UpliftPolicy, uplift_arguments
-from offline_eval.logs import LoggedBandit, contexts
-from offline_eval.policies import PolicyTarget, control_columns, mix_control_share
+from offline_eval.io.logs import LoggedBandit, contexts
+from offline_eval.replay.policies import PolicyTarget, control_columns, mix_control_share
 
 __all__ = ["UpliftReplay", "log_contexts", "uplift_pmf"]
 

@@ -66,6 +66,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import unquote
 
+from bandit.log.reader import JsonFeature
 from bandit.types import CONTROL_TREATMENT, Channel, FeatureValue, Offer, Treatment
 from bandit.vwformat import CHANNEL_NS, CUSTOMER_NS, OFFER_NS, TRIGGER_NS, escape
 
@@ -121,7 +122,7 @@ def _key(name: str) -> str:
     return "%5F" + n[1:] if n.startswith("_") else n
 
 
-def features_json(features: Mapping[str, FeatureValue]) -> dict[str, Any]:
+def features_json(features: Mapping[str, FeatureValue | JsonFeature]) -> dict[str, Any]:
     """One namespace's features as VW JSON members (see the module table).
 
     A tag repeated ``k`` times becomes the number ``k`` (JSON objects have unique keys).
@@ -285,9 +286,9 @@ def dsjson_line(
     *,
     event_id: str,
     decided_at: float,
-    customer_features: Mapping[str, FeatureValue],
+    customer_features: Mapping[str, FeatureValue | JsonFeature],
     trigger_type: str,
-    trigger_features: Mapping[str, FeatureValue],
+    trigger_features: Mapping[str, FeatureValue | JsonFeature],
     multi: str,
     pmf: Sequence[float],
     chosen: int,

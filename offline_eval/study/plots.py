@@ -12,10 +12,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from offline_eval._extras import require
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from offline_eval.study import StudyResult
+    from offline_eval.study.results import StudyResult
 
 __all__ = ["comparison_plot", "learning_curve_plot"]
 
@@ -30,6 +32,7 @@ def comparison_plot(
 
     The dashed line is the logged policy's on-policy value (its mean reward).
     """
+    require("matplotlib", "plotting")
     from matplotlib.figure import Figure
 
     table = result.table()
@@ -72,6 +75,7 @@ def comparison_plot(
 
 def learning_curve_plot(result: StudyResult, path: str | Path | None = None) -> Figure:
     """Running estimates of each replayed policy over the log (one panel per estimator)."""
+    require("matplotlib", "plotting")
     from matplotlib.figure import Figure
 
     keys = sorted({k for r in result.results for k in r.curves})

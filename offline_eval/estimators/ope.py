@@ -2,7 +2,7 @@
 
 Every estimator is a small frozen dataclass of hyper-parameters implementing one formula.
 ``estimate`` validates the target policy once, computes the per-row :class:`Scores` and
-hands them to an :class:`~offline_eval.intervals.Interval`; the result is an
+hands them to an :class:`~offline_eval.estimators.intervals.Interval`; the result is an
 :class:`Estimate` carrying the value, the interval and overlap diagnostics.
 
 Notation: row ``i`` has context ``x_i``, logged action ``a_i`` drawn with probability
@@ -33,7 +33,7 @@ from typing import ClassVar, Final
 import numpy as np
 from numpy.typing import NDArray
 
-from offline_eval.intervals import ImportanceSample, Interval, NormalInterval, Scores
+from offline_eval.estimators.intervals import ImportanceSample, Interval, NormalInterval, Scores
 
 __all__ = [
     "DEFAULT_INTERVAL",
@@ -466,8 +466,8 @@ class DM(OffPolicyEstimator):
 
     Dudík, Langford & Li (2011), "Doubly robust policy evaluation and learning", ICML.
     Only as good as the reward model; ``q̂`` must be cross-fitted (see
-    :func:`offline_eval.reward_model.cross_fit_q_hat`) and the interval ignores the model's
-    own estimation error.
+    :func:`offline_eval.estimators.reward_models.cross_fit_q_hat`) and the interval ignores
+    the model's own estimation error.
 
     >>> data = BanditData(np.array([1.0, 0.0, 1.0, 0.0]), np.array([0, 1, 0, 1]), np.full(4, 0.5))
     >>> target = np.tile([0.8, 0.2], (4, 1))

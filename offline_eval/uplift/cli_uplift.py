@@ -18,8 +18,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from offline_eval._cli import time_arg
-from offline_eval.logs import load_sqlite
-from offline_eval.uplift import DEFAULT_DIMENSIONS, uplift_report
+from offline_eval.io.logs import load_sqlite
+from offline_eval.uplift.analysis import DEFAULT_DIMENSIONS, uplift_report
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def run(ns: argparse.Namespace) -> int:
         paths = report.write(ns.out)
         print(f"\nwrote {', '.join(str(p) for p in paths)}")
         return 0
-    from offline_eval.tracking import default_tracking_uri, ui_command
+    from offline_eval.tracking.tracker import default_tracking_uri, ui_command
 
     uri = ns.tracking_uri or default_tracking_uri()
     run_id = report.log_to_mlflow(

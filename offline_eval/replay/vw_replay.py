@@ -39,8 +39,8 @@ from tqdm import tqdm
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS, describe_policy, vw_arguments
 from bandit.rewards import RewardRule
 from bandit.vwformat import format_number, label_prefix
-from offline_eval.logs import LoggedBandit
-from offline_eval.policies import (
+from offline_eval.io.logs import LoggedBandit
+from offline_eval.replay.policies import (
     PolicyTarget,
     catalogue_lines,
     control_columns,

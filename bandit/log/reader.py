@@ -1,0 +1,158 @@
+"""Reading the decision log back, for offline analysis: the port's reader.
+
+:class:`LogReader` is what offline tools (loading into columns, exports, reports, replay)
+read the log through, whatever stores it; the SQLite implementation is
+:class:`bandit.log.sqlite.reader.SqliteLogReader`, next to the schema. A reader covers the
+decisions logged when it was opened (later ones are left to the next reader), reads them in
+log order (``seq``) and in chunks, so a log larger than memory streams with constant memory.
+
+Voided rows (``offerbandit void``: kept in the log, flagged, never learned) are left out by
+default; :attr:`Selection.include_voided` reads them too, with ``voided_at`` set.
+
+>>> Selection(since=10.0).closed_only, Selection().include_voided
+(True, False)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from bandit.types import Treatment
+
+JsonFeature = float | str | bool | list[str]
+"""A feature value as the log holds it (a JSON number, text, flag, or a list of tags)."""
+
+
+class FeatureKind(StrEnum):
+    """What a customer or trigger feature's values are, over a slice of the log."""
+
+    NUMBER = "number"
+    TEXT = "text"
+    FLAG = "flag"
+    TAGS = "tags"
+    MIXED = "json"
+    """Seen with several kinds (exports keep such values as JSON text)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """Which decisions a read covers.
+
+    ``closed_only`` keeps decisions whose reward is final (window closed); ``since`` and
+    ``until`` bound the decision time, ``since <= decided_at < until`` (seconds since the
+    epoch); ``include_voided`` also reads voided decisions (flagged by ``voided_at``).
+    """
+
+    closed_only: bool = True
+    since: float | None = None
+    until: float | None = None
+    include_voided: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedDecision:
+    """One logged decision with its attribution state, as an offline reader sees it.
+
+    ``pmf`` is the full logged distribution over the catalogue ``catalogue_id``'s treatments
+    (in its order); ``chosen`` indexes both. Features are as logged (JSON values).
+    ``reward`` is ``None`` until ``closed``; ``revenue`` and ``n_outcomes`` count the
+    attributed outcomes that are not voided.
+    """
+
+    seq: int
+    event_id: str
+    decided_at: float
+    customer_id: str
+    customer_features: Mapping[str, JsonFeature]
+    trigger_type: str
+    trigger_features: Mapping[str, JsonFeature]
+    catalogue_id: int
+    pmf: NDArray[np.float64]
+    chosen: int
+    chosen_offer: str
+    chosen_channel: str
+    is_control: bool
+    holdout: bool
+    propensity: float
+    model_version: str
+    policy: str
+    deferred: bool
+    activated_at: float | None
+    closed: bool
+    reward: float | None
+    revenue: float
+    n_outcomes: int
+    fixed_cost: float
+    discount_rate: float
+    contact_cost: float
+    voided_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedOutcome:
+    """One stored outcome: ``status`` is ``attributed``, ``unattributed`` or ``late``;
+    ``event_id`` is the decision it counts for (or the one it named)."""
+
+    outcome_id: str
+    event_id: str | None
+    customer_id: str | None
+    type: str
+    revenue: float
+    occurred_at: float
+    received_at: float
+    status: str
+    voided_at: float | None = None
+
+
+class LogReader(Protocol):
+    """A read-only, chunked view of a decision log (the port's reading side)."""
+
+    @property
+    def source(self) -> str:
+        """Where the log is (a path, a URL): for reports and export metadata."""
+
+    @property
+    def schema_version(self) -> int:
+        """The log's schema version."""
+
+    def catalogues(self) -> Mapping[int, tuple[Treatment, ...]]:
+        """Every candidate catalogue the covered decisions refer to, by id."""
+
+    def catalogue_texts(self) -> Mapping[int, str]:
+        """The same catalogues encoded (:func:`bandit.logcodec.decode_catalogue` reads one)."""
+
+    def count(self, selection: Selection) -> int:
+        """How many covered decisions ``selection`` keeps."""
+
+    def decisions(self, selection: Selection, chunk_size: int) -> Iterator[list[LoggedDecision]]:
+        """The covered decisions ``selection`` keeps, in log order, ``chunk_size`` at a time."""
+
+    def feature_kinds(
+        self, selection: Selection
+    ) -> tuple[dict[str, FeatureKind], dict[str, FeatureKind]]:
+        """The kind of every customer feature and every trigger feature in the selection."""
+
+    def outcomes(
+        self, *, since: float | None = None, include_voided: bool = False, chunk_size: int
+    ) -> Iterator[list[LoggedOutcome]]:
+        """Stored outcomes in arrival order, ``chunk_size`` at a time; ``since`` keeps those
+        that occurred at or after it."""
+
+    def close(self) -> None:
+        """Release the log."""
+
+
+__all__ = [
+    "FeatureKind",
+    "JsonFeature",
+    "LogReader",
+    "LoggedDecision",
+    "LoggedOutcome",
+    "Selection",
+]
