@@ -12,7 +12,7 @@ holds only each token's SHA-256, with a name and roles::
 Roles, and the methods they open:
 
 =========  ================================================================
-``decide``  Choose, Activate
+``decide``  Choose, ChooseStream, Activate
 ``report``  RecordOutcome, RecordOutcomes, StreamOutcomes
 ``read``    GetDecision, GetStats, and server reflection
 ``admin``   every method (erasure, voiding and policy reloads go here)
@@ -60,7 +60,7 @@ REFLECTION_PREFIXES = (
 )
 
 ROLES: Mapping[str, frozenset[str]] = {
-    "decide": frozenset({"Choose", "Activate"}),
+    "decide": frozenset({"Choose", "ChooseStream", "Activate"}),
     "report": frozenset({"RecordOutcome", "RecordOutcomes", "StreamOutcomes"}),
     "read": frozenset({"GetDecision", "GetStats"}),
     "admin": frozenset(),  # every method

@@ -189,6 +189,13 @@ class OfferBanditClient:
         req = choose_request(customer, trigger, offers, channels, **kwargs)  # type: ignore[arg-type]
         return self.stub.Choose(req, timeout=self.timeout)
 
+    def choose_stream(
+        self, requests: Iterable[pb.ChooseRequest], timeout: float | None = None
+    ) -> Iterator[pb.ChooseStreamResult]:
+        """One result per request, in order, each once its decision is durable (build the
+        requests with :func:`choose_request`)."""
+        return iter(self.stub.ChooseStream(iter(requests), timeout=timeout))
+
     def get_decision(self, event_id: str) -> pb.Decision:
         return self.stub.GetDecision(pb.GetDecisionRequest(event_id=event_id), timeout=self.timeout)
 

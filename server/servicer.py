@@ -254,6 +254,63 @@ class _Queued:
         )
 
 
+class _Decided:
+    """One request of a ChooseStream: its decision queued on the log, or its error."""
+
+    __slots__ = ("commit", "decision", "done", "index", "wire")
+
+    def __init__(
+        self,
+        index: int,
+        wire: bytes,
+        decision: Any,
+        commit: Commit[Any] | OfferBanditError | None,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.index = index
+        self.wire = wire
+        self.decision = decision
+        self.commit = commit
+        self.done = done
+
+    async def result(self) -> bytes:
+        """The serialized ChooseStreamResult, once the decision is durable."""
+        commit = self.commit
+        if isinstance(commit, OfferBanditError):
+            return _refused(self.index, commit)
+        if commit is not None:  # None: a retry of a logged request, answered at once
+            await self.done
+            try:
+                answer = commit.result()
+            except OfferBanditError as exc:
+                return _refused(self.index, exc)
+            if answer is not self.decision:
+                self.wire = cv.choose_to_wire(answer)
+        return _stream_result(self.index, self.wire)
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _stream_result(index: int, response: bytes) -> bytes:
+    """ChooseStreamResult{index, decision} on the wire, from the response's own bytes
+    (field 1 a varint, field 2 length-delimited: no message objects on the way)."""
+    head = b"\x08" + _varint(index) if index else b""
+    return head + b"\x12" + _varint(len(response)) + response
+
+
+def _refused(index: int, exc: OfferBanditError) -> bytes:
+    return pb.ChooseStreamResult(
+        index=index, error_code=code_name(exc), error=short_message(exc)
+    ).SerializeToString()
+
+
 class DecisionServicer:
     def __init__(
         self, service: DecisionService, loop: asyncio.AbstractEventLoop, blocking_threads: int
@@ -285,6 +342,56 @@ class DecisionServicer:
             await call.settled(done)
             answer = call.commit.result()
             return response if answer is decision else cv.choose_to_wire(answer)
+
+    @mapped_stream
+    async def ChooseStream(
+        self, request_iterator: AsyncIterator[bytes], context: Context
+    ) -> AsyncIterator[bytes]:
+        """Serialized ChooseRequests in, serialized ChooseStreamResults out, in order.
+
+        A reader task decides each request as it arrives (the same pipeline and log as
+        Choose) and reads on only while fewer than ``STREAM_GROUP`` decisions await their
+        commit; the log's writer commits them in groups, and each result is sent once its
+        decision is durable. A refused request gets its error in its result."""
+        if not self.svc.ready:
+            raise NotReady("the decision service is not serving")
+        slots = asyncio.Semaphore(STREAM_GROUP)
+        queued: asyncio.Queue[_Decided | None] = asyncio.Queue()  # ≤ STREAM_GROUP + 1 items
+        failure: list[BaseException] = []
+
+        async def read() -> None:
+            index = 0
+            try:
+                async for raw in request_iterator:
+                    await slots.acquire()
+                    done = self.commits.future()
+                    item: _Decided
+                    try:
+                        decision, commit = self.svc.submit_choice(
+                            cv.choose_from_wire(raw, self.svc.catalogues),
+                            self.commits.on_done(done),
+                        )
+                        item = _Decided(index, cv.choose_to_wire(decision), decision, commit, done)
+                    except OfferBanditError as exc:
+                        item = _Decided(index, b"", None, exc.with_traceback(None), done)
+                    queued.put_nowait(item)
+                    index += 1
+            except Exception as exc:  # raised to the caller after the results before it
+                failure.append(exc)
+            finally:
+                queued.put_nowait(None)
+
+        with self.commits.call():  # in flight beside others; its writes go to the writer
+            reader = asyncio.create_task(read())
+            try:
+                while (item := await queued.get()) is not None:
+                    result = await item.result()
+                    slots.release()
+                    yield result
+                if failure:
+                    raise failure[0]
+            finally:
+                reader.cancel()
 
     @mapped
     async def GetDecision(self, request: pb.GetDecisionRequest, context: Context) -> pb.Decision:
@@ -418,7 +525,7 @@ class DecisionServicer:
 
 
 SERVICE = pb.DESCRIPTOR.services_by_name["DecisionService"]
-_RAW_METHODS = {"Choose"}  # handlers that take and return serialized messages
+_RAW_METHODS = {"Choose", "ChooseStream"}  # handlers that take and return serialized messages
 
 
 def _passthrough(data: bytes) -> bytes:

@@ -125,6 +125,13 @@ CALLS = st.one_of(
     ),
     st.tuples(st.just("RecordOutcomes"), st.lists(st.binary(max_size=32), max_size=3)),
     st.tuples(
+        st.just("ChooseStream"),
+        st.lists(
+            st.one_of(valid_choose_requests(), choose_requests(), st.binary(max_size=32)),
+            max_size=3,
+        ),
+    ),
+    st.tuples(
         st.just("StreamOutcomes"),
         st.lists(st.one_of(outcomes(), st.binary(max_size=32)), max_size=4),
     ),
@@ -160,6 +167,14 @@ def _call(ch: grpc.Channel, method: str, payload: Any) -> Any:
         call: Any = ch.stream_unary(SERVICE + method, None, None)
         items = [p if isinstance(p, bytes) else p.SerializeToString() for p in payload]
         return pb.RecordOutcomesResponse.FromString(call(iter(items), timeout=10))
+    if method == "ChooseStream":
+        call = ch.stream_stream(SERVICE + method, None, None)
+        items = [p if isinstance(p, bytes) else p.SerializeToString() for p in payload]
+        results = [pb.ChooseStreamResult.FromString(r) for r in call(iter(items), timeout=10)]
+        assert [r.index for r in results] == list(range(len(items)))
+        for r in results:
+            assert bool(r.error_code) != r.HasField("decision")
+        return results
     if method == "StreamOutcomes":
         call = ch.stream_stream(SERVICE + method, None, None)
         items = [p if isinstance(p, bytes) else p.SerializeToString() for p in payload]

@@ -60,6 +60,11 @@ def _calls(stub: pb_grpc.DecisionServiceStub) -> dict[str, Callable[[], Any]]:
         "Choose": lambda: stub.Choose(
             choose_request(customer(), trigger(), OFFERS, CHANNELS), timeout=10
         ),
+        "ChooseStream": lambda: list(
+            stub.ChooseStream(
+                iter([choose_request(customer(), trigger(), OFFERS, CHANNELS)]), timeout=10
+            )
+        ),
         "GetDecision": lambda: stub.GetDecision(pb.GetDecisionRequest(event_id="nope"), timeout=10),
         "RecordOutcome": lambda: stub.RecordOutcome(outcome, timeout=10),
         "RecordOutcomes": lambda: stub.RecordOutcomes(iter([outcome]), timeout=10),

@@ -421,6 +421,39 @@ class ScoredTreatment(_message.Message):
 Global___ScoredTreatment: _TypeAlias = ScoredTreatment  # noqa: Y015
 
 @_typing.final
+class ChooseStreamResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    DECISION_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the request in the stream, from 0."""
+    error_code: _builtins.str
+    """For a refused request: the gRPC status code name and a message naming the field."""
+    error: _builtins.str
+    @_builtins.property
+    def decision(self) -> Global___ChooseResponse:
+        """The decision, unless the request was refused."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        decision: Global___ChooseResponse | None = ...,
+        error_code: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["decision", b"decision", "error", b"error", "error_code", b"error_code", "index", b"index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChooseStreamResult: _TypeAlias = ChooseStreamResult  # noqa: Y015
+
+@_typing.final
 class ChooseResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

@@ -39,6 +39,11 @@ class DecisionServiceStub:
                 request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseRequest.SerializeToString,
                 response_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseResponse.FromString,
                 _registered_method=True)
+        self.ChooseStream = channel.stream_stream(
+                '/offerbandit.v1.DecisionService/ChooseStream',
+                request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseRequest.SerializeToString,
+                response_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseStreamResult.FromString,
+                _registered_method=True)
         self.GetDecision = channel.unary_unary(
                 '/offerbandit.v1.DecisionService/GetDecision',
                 request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.GetDecisionRequest.SerializeToString,
@@ -76,6 +81,15 @@ class DecisionServiceServicer:
 
     def Choose(self, request, context):
         """Decide a treatment for a customer and a trigger. Answers once the decision is durable.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChooseStream(self, request_iterator, context):
+        """Many decisions over one stream (a campaign's audience, an orchestrator's batch): one
+        result per request, in stream order, each sent once its decision is durable. A bad
+        request gets its error in its result; the stream goes on.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +146,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.Choose,
                     request_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseRequest.FromString,
                     response_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseResponse.SerializeToString,
+            ),
+            'ChooseStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ChooseStream,
+                    request_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseRequest.FromString,
+                    response_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseStreamResult.SerializeToString,
             ),
             'GetDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDecision,
@@ -191,6 +210,33 @@ class DecisionService:
             '/offerbandit.v1.DecisionService/Choose',
             server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseRequest.SerializeToString,
             server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChooseStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/offerbandit.v1.DecisionService/ChooseStream',
+            server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseRequest.SerializeToString,
+            server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseStreamResult.FromString,
             options,
             channel_credentials,
             insecure,

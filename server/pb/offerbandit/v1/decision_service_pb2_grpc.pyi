@@ -38,6 +38,11 @@ class DecisionServiceStub:
     def __new__(cls, channel: _aio.Channel) -> DecisionServiceAsyncStub: ...
     Choose: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.ChooseRequest, _decision_service_pb2.ChooseResponse]
     """Decide a treatment for a customer and a trigger. Answers once the decision is durable."""
+    ChooseStream: _grpc.StreamStreamMultiCallable[_decision_service_pb2.ChooseRequest, _decision_service_pb2.ChooseStreamResult]
+    """Many decisions over one stream (a campaign's audience, an orchestrator's batch): one
+    result per request, in stream order, each sent once its decision is durable. A bad
+    request gets its error in its result; the stream goes on.
+    """
     GetDecision: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.Decision]
     """The logged record of a decision, by event_id. NOT_FOUND for an unknown id."""
     RecordOutcome: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.Outcome, _decision_service_pb2.RecordOutcomeResponse]
@@ -59,6 +64,11 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     Choose: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.ChooseRequest, _decision_service_pb2.ChooseResponse]  # type: ignore[assignment]
     """Decide a treatment for a customer and a trigger. Answers once the decision is durable."""
+    ChooseStream: _aio.StreamStreamMultiCallable[_decision_service_pb2.ChooseRequest, _decision_service_pb2.ChooseStreamResult]  # type: ignore[assignment]
+    """Many decisions over one stream (a campaign's audience, an orchestrator's batch): one
+    result per request, in stream order, each sent once its decision is durable. A bad
+    request gets its error in its result; the stream goes on.
+    """
     GetDecision: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.Decision]  # type: ignore[assignment]
     """The logged record of a decision, by event_id. NOT_FOUND for an unknown id."""
     RecordOutcome: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.Outcome, _decision_service_pb2.RecordOutcomeResponse]  # type: ignore[assignment]
@@ -83,6 +93,17 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_decision_service_pb2.ChooseResponse, _abc.Awaitable[_decision_service_pb2.ChooseResponse]]:
         """Decide a treatment for a customer and a trigger. Answers once the decision is durable."""
+
+    @_abc_1.abstractmethod
+    def ChooseStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_decision_service_pb2.ChooseRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_decision_service_pb2.ChooseStreamResult], _abc.AsyncIterator[_decision_service_pb2.ChooseStreamResult]]:
+        """Many decisions over one stream (a campaign's audience, an orchestrator's batch): one
+        result per request, in stream order, each sent once its decision is durable. A bad
+        request gets its error in its result; the stream goes on.
+        """
 
     @_abc_1.abstractmethod
     def GetDecision(
