@@ -12,6 +12,7 @@ from bandit.choose import (
     ConsentStep,
     ControlFloorStep,
     Draft,
+    EventIds,
     HoldoutStep,
     LogStep,
     Pipeline,
@@ -31,9 +32,14 @@ REQ = ChooseInput(
 )
 
 
+PREFIX = "00000000000000c1"
+"""The service's event-id key: fixed, so every run draws the same ids."""
+
+
 @pytest.fixture
 def svc(tmp_path: Path) -> Iterator[DecisionService]:
-    service = DecisionService(ServiceConfig(data_dir=tmp_path, background=False), ManualClock())
+    config = ServiceConfig(data_dir=tmp_path, background=False, event_id_prefix=PREFIX)
+    service = DecisionService(config, ManualClock())
     service.start()
     yield service
     service.stop()
@@ -77,4 +83,5 @@ def test_a_logged_request_id_answers_before_anything_is_decided(svc: DecisionSer
     decision, commit = svc.submit_choice(req)
     assert commit is None
     assert decision == first
-    assert svc.choose(REQ).event_id.endswith("2")  # the retry drew no event id
+    ids = EventIds(PREFIX)  # the service's key: the same ids, in the same order
+    assert svc.choose(REQ).event_id == [ids.next(), ids.next()][1]  # the retry drew no id
