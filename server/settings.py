@@ -16,6 +16,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bandit.checkpoint import Checkpoint
+from bandit.contact import ContactPolicy
 from bandit.eligibility import Limits
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
 from bandit.records import Windows
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
     crashes (kill -9) but an OS crash or power loss may lose the last commits; cheaper."""
     seed: int = 0
     """Server seed: with the event id it determines each decision's sampling."""
+    event_id_prefix: str = Field("", pattern="^([0-9a-f]{16})?$")
+    """Empty (the default): event ids start with a random prefix drawn at each start. Sixteen
+    lowercase hex digits: that prefix, which makes a run on a fresh log reproducible — for
+    tests and simulations only (a restart on the same log would reuse event ids)."""
 
     policy: Literal["uplift", "vw"] = "uplift"
     """The live policy's kind: "uplift" (a conservative uplift model: control unless a
@@ -107,6 +112,17 @@ class Settings(BaseSettings):
     (the log keeps the raw revenue; the reward column holds the clipped reward), and net
     rewards are kept within ± this. Raise it above any real basket to make it a pure
     safety net."""
+
+    contact_policy: Path | None = None
+    """A contact-policy file (TOML: caps, repeats, suppressions, quiet hours, offer validity,
+    budgets; docs/contact-policies.md) applied to every Choose before scoring. Unset or
+    empty (the default): none. Checked at start (a bad file refuses to start) and re-read on
+    SIGHUP (a bad file is refused and the running policy stays)."""
+
+    @field_validator("contact_policy", mode="before")
+    @classmethod
+    def _no_policy(cls, v: Any) -> Any:
+        return None if v == "" else v
 
     checkpoint_every_learns: int = Field(1000, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
@@ -177,4 +193,13 @@ class Settings(BaseSettings):
             synchronous=self.durability.upper(),
             holdout_share=self.holdout_share,
             holdout_key=self.holdout_key,
+            contact_policy=self.load_contact_policy(),
+            event_id_prefix=self.event_id_prefix,
         )
+
+    def load_contact_policy(self) -> ContactPolicy | None:
+        """The contact policy the settings name (:class:`~bandit.contact.PolicyError` naming
+        what is wrong with it), or None."""
+        if self.contact_policy is None:
+            return None
+        return ContactPolicy.load(self.contact_policy)

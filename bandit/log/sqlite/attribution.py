@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from bandit.errors import InvalidRequest, InvalidState, UnknownEvent, quote
+from bandit.log.sqlite.contacts import charge
 from bandit.log.sqlite.groupcommit import Job
 from bandit.outcomes import (
     Costs,
@@ -130,6 +131,7 @@ class OutcomeJobs:
             event_id = target.event_id
             status = attribution_status(target, o.customer_id, occurred)
             if status is OutcomeStatus.ATTRIBUTED:
+                charge(conn, target.seq, o.revenue)
                 conn.execute(
                     "UPDATE decisions SET n_outcomes = n_outcomes + 1, revenue = revenue + ?"
                     " WHERE seq = ?",
