@@ -55,6 +55,7 @@ from offline_eval.logs import (
     LoggedBandit,
     _connect_readonly,
     _row,
+    removed_text,
     row_columns,
     row_pmf,
 )
@@ -123,6 +124,8 @@ _BASE_TYPES: Final[dict[str, pa.DataType]] = {
     "fixed_cost": pa.float64(),
     "discount_rate": pa.float64(),
     "contact_cost": pa.float64(),
+    "contact_policy": pa.string(),
+    "removed": pa.string(),
 }
 assert list(_BASE_TYPES) == BASE_COLUMNS
 
@@ -344,6 +347,8 @@ def _dsjson_row(row: tuple[Any, ...], multi: Mapping[int, str], reward_scale: fl
         "reward": reward,
         "revenue": revenue,
         "n_outcomes": n_outcomes,
+        "contact_policy": r.get("contact_policy", ""),
+        "removed": r.get("removed", []),
     }
     return dsjson_line(
         event_id=r["event_id"],
@@ -601,6 +606,8 @@ def _dsjson_record(
         "fixed_cost": chosen_t.offer.fixed_cost if chosen_t.offer else 0.0,
         "discount_rate": chosen_t.offer.discount_rate if chosen_t.offer else 0.0,
         "contact_cost": chosen_t.channel.contact_cost if chosen_t.channel else 0.0,
+        "contact_policy": str(meta.get("contact_policy", "")),
+        "removed": removed_text(meta.get("removed", ())),
     }
     for name, value in r.customer_features.items():
         out[CUSTOMER_PREFIX + name] = value

@@ -60,6 +60,8 @@ BASE_COLUMNS = [
     "fixed_cost",
     "discount_rate",
     "contact_cost",
+    "contact_policy",
+    "removed",
 ]
 
 
@@ -241,6 +243,16 @@ def load_sqlite(
     return LoggedBandit(frame, pmf[:i], catalogues, source=str(p))
 
 
+def removed_text(removed: Any) -> str:
+    """What the contact policy removed, as text: JSON ``[[offer, channel, rule], …]``
+    (``[]`` when nothing was).
+
+    >>> removed_text([["o", "sms", "cap[0]"]])
+    '[["o","sms","cap[0]"]]'
+    """
+    return json.dumps(list(removed), separators=(",", ":"), ensure_ascii=False)
+
+
 def _row(row: tuple[Any, ...], pmf: NDArray[np.float64], i: int) -> dict[str, Any]:
     (
         seq,
@@ -288,6 +300,8 @@ def _row(row: tuple[Any, ...], pmf: NDArray[np.float64], i: int) -> dict[str, An
         "fixed_cost": fixed_cost,
         "discount_rate": discount_rate,
         "contact_cost": contact_cost,
+        "contact_policy": r.get("contact_policy", ""),
+        "removed": removed_text(r.get("removed", ())),
     }
     for name, value in r["customer"]["features"].items():
         out[CUSTOMER_PREFIX + name] = tuple(value) if isinstance(value, list) else value
