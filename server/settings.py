@@ -99,6 +99,10 @@ class Settings(BaseSettings):
     """Reward (money) of a decision with nothing attributed, before contact costs."""
     reward_scale: float = Field(0.01, gt=0)
     """Money → VW cost units: cost = −reward × scale."""
+    outcome_values: dict[str, float] = Field(default_factory=dict)
+    """Money values of outcome types added to the reward of the decision an outcome of that
+    type is attributed to, e.g. {"unsubscribe": -20, "complaint": -50}: the learner learns
+    to avoid treatments that annoy (docs/contact-policies.md). Within ±max_learned_revenue."""
     max_clock_skew_seconds: float = Field(300.0, ge=0)
     """How far in the future an outcome's occurred_at may be."""
     max_stream_outcomes: int = Field(100_000, ge=1)
@@ -180,6 +184,7 @@ class Settings(BaseSettings):
                 scale=self.reward_scale,
                 mode=self.reward_mode,
                 max_learned_revenue=self.max_learned_revenue,
+                outcome_values=tuple(sorted(self.outcome_values.items())),
             ),
             max_revenue_per_outcome=self.max_revenue_per_outcome,
             checkpoint_every_learns=self.checkpoint_every_learns,

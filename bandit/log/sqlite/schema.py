@@ -47,7 +47,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     pmf BLOB,
     voided_at REAL,
     contact_policy TEXT,
-    removed TEXT
+    removed TEXT,
+    outcome_value REAL
 );
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, activated_at);
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions (window_closes_at)
@@ -102,12 +103,13 @@ def add_void_columns(conn: sqlite3.Connection) -> None:
 def add_contact_columns(conn: sqlite3.Connection) -> None:
     """The contact policy's part of the log (additive, so the schema version stays):
     ``contact_policy`` (the digest a decision was made under) and ``removed`` (JSON
-    ``[[offer, channel, rule], …]``: what the policy removed) on decisions, and
+    ``[[offer, channel, rule], …]``: what the policy removed) and ``outcome_value`` (the
+    summed values of its attributed outcomes' types, :mod:`bandit.rewards`) on decisions, and
     :data:`CONTACT_SCHEMA`."""
     columns = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
-    for name in ("contact_policy", "removed"):
+    for name, kind in (("contact_policy", "TEXT"), ("removed", "TEXT"), ("outcome_value", "REAL")):
         if name not in columns:
-            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} TEXT")
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} {kind}")
     conn.executescript(CONTACT_SCHEMA)
 
 
