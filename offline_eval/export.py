@@ -50,6 +50,7 @@ from bandit.vwformat import reward_to_cost
 from offline_eval.dsjson import DSJsonRow, catalogue_multi, dsjson_line, parse_dsjson_line
 from offline_eval.logs import (
     BASE_COLUMNS,
+    CONTACT_COLUMNS,
     CUSTOMER_PREFIX,
     TRIGGER_PREFIX,
     LoggedBandit,
@@ -127,7 +128,7 @@ _BASE_TYPES: Final[dict[str, pa.DataType]] = {
     "contact_policy": pa.string(),
     "removed": pa.string(),
 }
-assert list(_BASE_TYPES) == BASE_COLUMNS
+assert list(_BASE_TYPES) == [*BASE_COLUMNS, *CONTACT_COLUMNS]
 
 _OUTCOME_SCHEMA: Final = pa.schema(
     [
@@ -250,7 +251,9 @@ def _columns(
     """A chunk of SQL rows as columns (``text_lists``: tags and pmf as JSON text, for CSV)."""
     pmf = np.zeros((len(chunk), k), dtype=np.float64)
     rows = [_row(row, pmf, i) for i, row in enumerate(chunk)]
-    cols: dict[str, list[Any]] = {c: [r[c] for r in rows] for c in BASE_COLUMNS}
+    cols: dict[str, list[Any]] = {
+        c: [r[c] for r in rows] for c in (*BASE_COLUMNS, *CONTACT_COLUMNS)
+    }
     for name, kind in kinds.items():
         values = [r.get(name) for r in rows]
         if kind == _JSON or (kind == _TAGS and text_lists):
@@ -301,7 +304,7 @@ def _write_parquet(reader: _LogReader, out: Path, chunk_size: int, progress: boo
 def _write_csv(reader: _LogReader, out: Path, chunk_size: int, progress: bool) -> int:
     kinds = reader.feature_kinds()
     k = max((len(c) for c in reader.catalogues().values()), default=1)
-    names = [*BASE_COLUMNS, *kinds, "pmf"]
+    names = [*BASE_COLUMNS, *CONTACT_COLUMNS, *kinds, "pmf"]
     written = 0
     bar = _bar(reader.total, f"writing {out.name}", progress)
     with out.open("w", encoding="utf-8", newline="") as f:

@@ -60,9 +60,11 @@ BASE_COLUMNS = [
     "fixed_cost",
     "discount_rate",
     "contact_cost",
-    "contact_policy",
-    "removed",
 ]
+CONTACT_COLUMNS = ["contact_policy", "removed"]
+"""The contact policy a decision was made under (its digest; empty: none) and what it removed
+(JSON ``[[offer, channel, rule], …]``); in the log's frames and every export, after
+:data:`BASE_COLUMNS`."""
 
 
 @dataclass
