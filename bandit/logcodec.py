@@ -179,6 +179,8 @@ def encode_head(d: Decision) -> str:
 
 
 def _contact_json(d: Decision) -> str:
+    if not d.removed:  # the usual case, written out directly
+        return f',"contact_policy":{_str(d.contact_policy)},"removed":[]'
     return "," + _dumps(_contact(d))[1:-1]
 
 

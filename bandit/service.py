@@ -407,6 +407,8 @@ class DecisionService:
         if not self._ready:
             raise NotReady("the decision service is not serving")
         self.check_outcome(o)
+        if self.contact is not None:
+            self.contact.outcome(o.type, o.customer_id, o.event_id)
         notify = None if on_done is None else call_on_done
         item = self.log.submit_outcome(
             o,

@@ -39,7 +39,8 @@ from bandit.contact.policy import (
     Suppression,
     resolve_zone,
 )
-from bandit.errors import InvalidRequest
+from bandit.errors import InvalidRequest, OfferBanditError
+from bandit.records import StoredDecision
 from bandit.types import Decision, Treatment
 
 if TYPE_CHECKING:
@@ -63,9 +64,13 @@ class ContactLog(Protocol):
         negative_types: Collection[str],
     ) -> LoggedHistory: ...
 
+    def customers_with_outcomes(self, types: Collection[str]) -> set[str]: ...
+
     def offer_counts(
         self, offers: Collection[str], since: float | None = None
     ) -> dict[str, int]: ...
+
+    def get(self, event_id: str) -> StoredDecision: ...
 
     def offer_spend(self, offers: Collection[str]) -> dict[str, float]: ...
 
@@ -148,9 +153,14 @@ class ContactGate:
         self._counts: dict[str, int] = {}
         self._today: dict[tuple[str, str, float], int] = {}
         self._kept: dict[tuple[int, tuple[int, ...]], tuple[Any, tuple[Treatment, ...]]] = {}
+        self._annoyed: set[str] = set()
+        """Customers with an outcome of a type the policy's suppressions list: only theirs
+        are read from the log (most customers have none)."""
+        self._annoyed_types: frozenset[str] = frozenset()
         self.policy = policy
         self._reads = _Reads.of(policy)
         self._load_budgets(policy, self._reads)
+        self._load_annoyed(self._reads)
 
     def reload(self, policy: ContactPolicy) -> None:
         """Apply ``policy`` from the next Choose on (budget counters of offers it newly
@@ -158,7 +168,27 @@ class ContactGate:
         reads = _Reads.of(policy)
         with self.lock:
             self._load_budgets(policy, reads)
+            self._load_annoyed(reads)
             self.policy, self._reads = policy, reads
+
+    def _load_annoyed(self, reads: _Reads) -> None:
+        if reads.negative_types != self._annoyed_types:
+            self._annoyed = self.log.customers_with_outcomes(reads.negative_types)
+            self._annoyed_types = reads.negative_types
+
+    def outcome(self, outcome_type: str, customer_id: str, event_id: str) -> None:
+        """An outcome is being recorded: if its type is one the suppressions list, its
+        customer's negative outcomes are read from the log from now on (called before the
+        outcome is queued; it counts once it is committed)."""
+        if outcome_type not in self._annoyed_types:
+            return
+        if not customer_id:
+            try:
+                customer_id = self.log.get(event_id).decision.context.customer.id
+            except OfferBanditError:
+                return  # names no logged decision: the outcome will be refused or unattributed
+        with self.lock:
+            self._annoyed.add(customer_id)
 
     def _load_budgets(self, policy: ContactPolicy, reads: _Reads) -> None:
         new = [o for o in reads.budget_offers if o not in self._counts]
@@ -177,11 +207,14 @@ class ContactGate:
         reads = self._reads
         queued = self._live(customer_id)
         history = CustomerHistory()
-        if reads.contacts_for is not None or reads.negatives_for is not None:
+        if reads.contacts_for is not None or (
+            reads.negatives_for is not None and customer_id in self._annoyed
+        ):
+            negatives_for = reads.negatives_for if customer_id in self._annoyed else None
             logged = self.log.contact_history(
                 customer_id,
                 None if reads.contacts_for is None else now - reads.contacts_for,
-                None if reads.negatives_for is None else now - reads.negatives_for,
+                None if negatives_for is None else now - negatives_for,
                 reads.negative_types,
             )
             contacts = logged.contacts

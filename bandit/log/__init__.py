@@ -105,6 +105,9 @@ class DecisionLog(Protocol):
         ``contacts_since`` and outcomes of ``negative_types`` since ``negatives_since``
         (``None``: not read); an index lookup, read on every Choose under a policy."""
 
+    def customers_with_outcomes(self, types: Collection[str]) -> set[str]:
+        """Customers with an outcome of one of ``types`` (read when a policy is loaded)."""
+
     def offer_counts(self, offers: Collection[str], since: float | None = None) -> dict[str, int]:
         """Non-control decisions of each offer decided since ``since`` (``None``: ever)."""
 

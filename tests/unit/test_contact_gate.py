@@ -93,3 +93,26 @@ def test_without_a_policy_nothing_changes_and_reload_is_refused(tmp_path: Path) 
             svc.reload_contact_policy(ContactPolicy.parse(CAP_ONE))
     finally:
         svc.stop()
+
+
+def test_the_log_head_under_a_policy_is_what_the_encoder_writes() -> None:
+    from bandit.logcodec import _dumps, _head, decode_head, encode_head, pack_pmf
+    from bandit.types import CONTROL_TREATMENT, Context, Decision, TreatmentRef
+
+    for removed in ((), ((TreatmentRef("a", "sms"), "quiet"),)):
+        d = Decision(
+            "e1",
+            Context(Customer("c"), Trigger("t")),
+            (CONTROL_TREATMENT,),
+            (1.0,),
+            0,
+            "v0",
+            "p",
+            1.0,
+            removed=removed,
+            contact_policy="abc123",
+        )
+        text = encode_head(d)
+        assert text == _dumps(_head(d, with_pmf=False))
+        back = decode_head(text, d.treatments, pack_pmf(d.pmf))
+        assert (back.removed, back.contact_policy) == (removed, "abc123")

@@ -58,6 +58,23 @@ def customer_history(
     return LoggedHistory(contacts, negatives)
 
 
+def customers_with_outcomes(conn: sqlite3.Connection, types: Collection[str]) -> set[str]:
+    """Customers with an outcome of one of ``types`` (carrying their id, or naming one of
+    their decisions). A scan of the outcomes: run when a policy is loaded, not per Choose."""
+    if not types:
+        return set()
+    names = sorted(types)
+    marks = ",".join("?" * len(names))
+    rows = conn.execute(
+        "SELECT customer_id FROM outcomes"
+        f" WHERE type IN ({marks}) AND customer_id IS NOT NULL AND voided_at IS NULL"
+        " UNION SELECT d.customer_id FROM outcomes o JOIN decisions d ON d.event_id = o.event_id"
+        f" WHERE o.type IN ({marks}) AND o.voided_at IS NULL",
+        (*names, *names),
+    )
+    return {str(r[0]) for r in rows}
+
+
 def offer_counts(
     conn: sqlite3.Connection, offers: Collection[str], since: float | None = None
 ) -> dict[str, int]:
@@ -118,4 +135,4 @@ def charge(conn: sqlite3.Connection, seq: int, revenue: float) -> None:
         )
 
 
-__all__ = ["charge", "customer_history", "offer_counts", "offer_spend"]
+__all__ = ["charge", "customer_history", "customers_with_outcomes", "offer_counts", "offer_spend"]

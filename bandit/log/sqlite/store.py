@@ -402,6 +402,9 @@ class SqliteDecisionLog:
             self._reader(), customer_id, contacts_since, negatives_since, negative_types
         )
 
+    def customers_with_outcomes(self, types: Collection[str]) -> set[str]:
+        return contacts.customers_with_outcomes(self._reader(), types)
+
     def offer_counts(self, offers: Collection[str], since: float | None = None) -> dict[str, int]:
         return contacts.offer_counts(self._reader(), offers, since)
 
