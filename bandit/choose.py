@@ -1,7 +1,8 @@
 """The Choose path as a list of small steps, each with one job.
 
 A :class:`Draft` goes through the steps in order: candidates → eligibility → retry →
-holdout → score → control floor → sample → log. A step reads what the steps before it set
+holdout → contact policy (when one is set, :mod:`bandit.contact.gate`) → score → control
+floor → sample → log. A step reads what the steps before it set
 and sets its own part; one that answers early (a retried request already logged) sets
 :attr:`Draft.answered` and the pipeline stops there. A new rule — a contact policy, say — is
 one more element of the list (:func:`standard_steps`), not an edit of a long method.
@@ -27,7 +28,7 @@ from bandit.learner import Learner
 from bandit.ratelog import RateLimitedLog
 from bandit.records import StoredDecision
 from bandit.sampling import derive_seed, floored_pmf, sample_index, uniform_from_seed
-from bandit.types import Context, Decision, Features, Treatment
+from bandit.types import Context, Decision, Features, Treatment, TreatmentRef
 
 log = logging.getLogger(__name__)
 _rate_log = RateLimitedLog(log, interval=10.0)
@@ -73,14 +74,17 @@ class Draft:
         "catalogue",
         "chosen",
         "commit",
+        "contact_policy",
         "context",
         "event_id",
         "fingerprint",
+        "finish",
         "hold",
         "holdout",
         "on_done",
         "pmf",
         "policy",
+        "removed",
         "request",
         "scores",
         "seed",
@@ -108,6 +112,13 @@ class Draft:
         self.answered: Decision | None = None
         """The decision to answer with at once (set by a step that ends the pipeline)."""
         self.commit: Commit[Decision] | None = None
+        self.removed: tuple[tuple[TreatmentRef, str], ...] = ()
+        """Candidates the contact policy removed, with the rule that removed each."""
+        self.contact_policy = ""
+        """The digest of the contact policy that judged the candidates; empty: none."""
+        self.finish: Callable[[Draft], None] | None = None
+        """Called once the pipeline ends, answered or not (a step that holds something
+        until the decision is queued sets it)."""
 
 
 class Step(Protocol):
@@ -130,11 +141,15 @@ class Pipeline:
         """The decision and the handle of its queued log write, or (for a retried request
         already logged) the logged decision and ``None``."""
         draft = Draft(request, on_done, hold)
-        for step in self.steps:
-            step(draft)
-            if draft.answered is not None:
-                return draft.answered, draft.commit
-        raise AssertionError("the Choose pipeline ended without answering")
+        try:
+            for step in self.steps:
+                step(draft)
+                if draft.answered is not None:
+                    return draft.answered, draft.commit
+            raise AssertionError("the Choose pipeline ended without answering")
+        finally:
+            if draft.finish is not None:
+                draft.finish(draft)
 
 
 # ---- parts the steps share ----------------------------------------------------------------
@@ -428,6 +443,8 @@ class LogStep:
             deferred=req.defer_activation,
             seed=draft.seed,
             holdout=draft.holdout,
+            removed=draft.removed,
+            contact_policy=draft.contact_policy,
         )
         on_done = draft.on_done
         notify = None if on_done is None else call_on_done
@@ -463,9 +480,11 @@ def standard_steps(
     holdout_key: str,
     control_floor: ControlFloorStep,
     clock: Clock,
+    contact: Step | None = None,
 ) -> list[Step]:
-    """The service's Choose steps, in order."""
-    return [
+    """The service's Choose steps, in order; ``contact`` (a contact policy's step,
+    :class:`bandit.contact.gate.ContactStep`) runs after the holdout, before scoring."""
+    steps: list[Step] = [
         CandidatesStep(limits, catalogues),
         ConsentStep(),
         RetryStep(log),
@@ -476,11 +495,11 @@ def standard_steps(
             holdout_key,
             lambda: decider.version,
         ),
-        ScoreStep(decider),
-        control_floor,
-        SampleStep(),
-        LogStep(log, clock),
     ]
+    if contact is not None:
+        steps.append(contact)
+    steps += [ScoreStep(decider), control_floor, SampleStep(), LogStep(log, clock)]
+    return steps
 
 
 __all__ = [

@@ -31,6 +31,7 @@ from bandit.types import (
     FeatureValue,
     Offer,
     Treatment,
+    TreatmentRef,
     Trigger,
     freeze_features,
 )
@@ -77,6 +78,18 @@ def _head(d: Decision, *, with_pmf: bool = True) -> dict[str, Any]:
         "deferred": d.deferred,
         "seed": d.seed,
         "holdout": d.holdout,
+        **_contact(d),
+    }
+
+
+def _contact(d: Decision) -> dict[str, Any]:
+    """The contact policy's part of a head: present only under a policy (older readers and
+    decisions without one see the head they always did)."""
+    if not d.contact_policy:
+        return {}
+    return {
+        "contact_policy": d.contact_policy,
+        "removed": [[t.offer_id, t.channel_id, rule] for t, rule in d.removed],
     }
 
 
@@ -159,8 +172,16 @@ def encode_head(d: Decision) -> str:
         f'"chosen":{_number(d.chosen)},'
         f'"model_version":{_str(d.model_version)},"policy":{_str(d.policy)},'
         f'"decided_at":{_number(d.decided_at)},"deferred":{_bool(d.deferred)},'
-        f'"seed":{_number(d.seed)},"holdout":{_bool(d.holdout)}}}'
+        f'"seed":{_number(d.seed)},"holdout":{_bool(d.holdout)}'
+        + (_contact_json(d) if d.contact_policy else "")
+        + "}"
     )
+
+
+def _contact_json(d: Decision) -> str:
+    if not d.removed:  # the usual case, written out directly
+        return f',"contact_policy":{_str(d.contact_policy)},"removed":[]'
+    return "," + _dumps(_contact(d))[1:-1]
 
 
 def pack_pmf(pmf: tuple[float, ...]) -> bytes:
@@ -284,6 +305,10 @@ def _decision(r: dict[str, Any], treatments: tuple[Treatment, ...]) -> Decision:
         deferred=bool(r["deferred"]),
         seed=int(r["seed"]),
         holdout=bool(r.get("holdout", False)),
+        removed=tuple(
+            (TreatmentRef(str(o), str(c)), str(rule)) for o, c, rule in r.get("removed", ())
+        ),
+        contact_policy=str(r.get("contact_policy", "")),
     )
 
 

@@ -9,6 +9,13 @@ attributed outcome):
   (an offer that was not redeemed costs nothing), and the contact cost is always paid. With
   nothing attributed: ``default_reward − contact cost``.
 
+**Outcome values.** ``outcome_values`` gives some outcome types a money value of their own,
+added to the reward of the decision they are attributed to — typically negative: an
+``unsubscribe`` worth −20 makes the learner avoid treatments that annoy
+(:meth:`RewardRule.with_outcomes`). The log sums the values of a decision's attributed
+outcomes (its ``outcome_value`` column) and adds the sum to the reward when the decision
+closes; revenue reports are unaffected.
+
 VW minimises cost, so the learner uses ``cost = −reward × reward_scale``
 (:func:`bandit.vwformat.reward_to_cost`).
 
@@ -43,11 +50,46 @@ class RewardRule:
     """Attributed revenue above this is learned as this much (the log keeps the raw value);
     net rewards are kept within ± this."""
 
+    outcome_values: tuple[tuple[str, float], ...] = ()
+    """Money values of outcome types (``(("unsubscribe", -20.0),)``), added to the reward of
+    the decision an outcome of that type is attributed to."""
+
     def __post_init__(self) -> None:
         if not (math.isfinite(self.max_learned_revenue) and self.max_learned_revenue > 0):
             raise ValueError(
                 f"max_learned_revenue must be finite and positive, not {self.max_learned_revenue}"
             )
+        for kind, value in self.outcome_values:
+            if not (kind and math.isfinite(value) and abs(value) <= self.max_learned_revenue):
+                raise ValueError(
+                    f"outcome_values[{kind!r}] must be a finite amount within "
+                    f"±max_learned_revenue, not {value}"
+                )
+
+    def value_of(self, outcome_type: str) -> float:
+        """The money value of an outcome type (0 when none is configured).
+
+        >>> RewardRule(outcome_values=(("unsubscribe", -20.0),)).value_of("unsubscribe")
+        -20.0
+        """
+        for kind, value in self.outcome_values:
+            if kind == outcome_type:
+                return value
+        return 0.0
+
+    def with_outcomes(self, reward: float, value: float) -> float:
+        """A closing reward with its attributed outcomes' values added, kept within
+        ±``max_learned_revenue``.
+
+        >>> rule = RewardRule(max_learned_revenue=100.0)
+        >>> rule.with_outcomes(-0.5, -20.0), rule.with_outcomes(-90.0, -20.0)
+        (-20.5, -100.0)
+        """
+        if not value:
+            return reward
+        total = reward + value
+        bound = self.max_learned_revenue
+        return total if -bound <= total <= bound else (bound if total > 0 else -bound)
 
     def clip(self, revenue: float) -> float:
         """``revenue`` as the learner may see it: within [0, ``max_learned_revenue``].

@@ -41,8 +41,10 @@ from bandit.choose import (
     standard_steps,
 )
 from bandit.commit import Commit, OnDone
+from bandit.contact import ContactPolicy
+from bandit.contact.gate import ContactGate, ContactStep
 from bandit.eligibility import ChooseInput, Limits
-from bandit.errors import InvalidRequest, NotReady, OfferBanditError, TooLarge
+from bandit.errors import InvalidRequest, InvalidState, NotReady, OfferBanditError, TooLarge
 from bandit.learn import Closer, Learning, learnable, starting_point
 from bandit.learner import (
     DEFAULT_EXPLORATION,
@@ -136,6 +138,9 @@ class ServiceConfig:
     """SQLite durability: FULL fsyncs every commit (survives power loss); NORMAL survives
     process crashes (kill -9) but may lose the last commits on power loss; OFF is for
     simulations only."""
+    contact_policy: ContactPolicy | None = None
+    """The contact policy applied before scoring (:mod:`bandit.contact`); None: none.
+    :meth:`DecisionService.reload_contact_policy` replaces it while serving."""
     event_id_prefix: str = ""
     """Empty (the default): event ids start with a random prefix drawn at each start, so they
     stay unique across restarts. Sixteen hex digits: that fixed prefix instead, which makes a
@@ -164,6 +169,10 @@ class Stats:
     learn_skipped: int = 0
     """Closed decisions since this process started that the learner skipped because their
     label could not be held by VW (non-finite or beyond the number policy's range)."""
+    removals: dict[str, int] = field(default_factory=dict)
+    """Treatments removed by each contact-policy rule (by rule name), over the whole log."""
+    contact_policy: str = ""
+    """The digest of the contact policy in force; empty: none."""
 
 
 def policy_arguments(config: ServiceConfig) -> list[str]:
@@ -244,6 +253,10 @@ class DecisionService:
         # counter.
         event_ids = EventIds(config.event_id_prefix or uuid.uuid4().hex[:16])
         self._control_floor = ControlFloorStep(config.control_share)
+        self.contact: ContactGate | None = None
+        """The contact policy's gate (:mod:`bandit.contact.gate`); None without a policy."""
+        if config.contact_policy is not None:
+            self.contact = ContactGate(config.contact_policy, self.log, self.clock.now)
         self.catalogues = Catalogues()
         """The catalogues of Choose requests, interned by content (:mod:`bandit.catalogue`);
         a transport asks it for a request's catalogue."""
@@ -258,6 +271,7 @@ class DecisionService:
             holdout_key=config.holdout_key,
             control_floor=self._control_floor,
             clock=self.clock,
+            contact=None if self.contact is None else ContactStep(self.contact),
         )
         self.choose_pipeline = Pipeline(steps)
         """The Choose path's steps (:mod:`bandit.choose`)."""
@@ -332,6 +346,15 @@ class DecisionService:
             raise NotReady("the decision service is not serving")
         return self.choose_pipeline.run(req, on_done, hold)
 
+    def reload_contact_policy(self, policy: ContactPolicy) -> None:
+        """Apply ``policy`` from the next Choose on. A service started without a policy has
+        no contact step: it refuses (:class:`~bandit.errors.InvalidState`)."""
+        if self.contact is None:
+            raise InvalidState("contact_policy", "the service was started without one")
+        old = self.contact.policy.digest
+        self.contact.reload(policy)
+        log.info("contact policy %s replaced by %s", old, policy.digest)
+
     def get_decision(self, event_id: str) -> StoredDecision:
         if not event_id:
             raise InvalidRequest("event_id", "is required")
@@ -384,6 +407,8 @@ class DecisionService:
         if not self._ready:
             raise NotReady("the decision service is not serving")
         self.check_outcome(o)
+        if self.contact is not None:
+            self.contact.outcome(o.type, o.customer_id, o.event_id)
         notify = None if on_done is None else call_on_done
         item = self.log.submit_outcome(
             o,
@@ -478,6 +503,8 @@ class DecisionService:
             duplicates=self._duplicates,
             score_fallbacks=self._control_floor.fallbacks,
             learn_skipped=self.learning.skipped,
+            removals=self.log.removal_counts(),
+            contact_policy="" if self.contact is None else self.contact.policy.digest,
         )
 
 

@@ -210,6 +210,11 @@ class Decision:
     """The per-decision sampling seed derived from (server seed, event id)."""
     holdout: bool = False
     """The customer is in the persistent holdout: control was forced (pmf is control = 1)."""
+    removed: tuple[tuple[TreatmentRef, str], ...] = ()
+    """Treatments the contact policy removed before scoring, each with the rule that removed
+    it (they are not in ``treatments``: the pmf is over what was left)."""
+    contact_policy: str = ""
+    """The digest of the contact policy the decision was made under; empty: none."""
 
     def __post_init__(self) -> None:
         if len(self.treatments) != len(self.pmf):

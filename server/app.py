@@ -18,6 +18,8 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from bandit.checkpoint import Checkpoint, read_checkpoint
+from bandit.contact import PolicyError
+from bandit.errors import InvalidState
 from bandit.service import Clock, DecisionService
 from server.interceptors import Interceptor, for_settings
 from server.metrics import Metrics
@@ -81,6 +83,26 @@ class RunningServer:
         if self.watcher is not None:
             self.watcher.cancel()
         await self.health.enter_graceful_shutdown()
+
+    def reload_contact_policy(self, settings: Settings) -> bool:
+        """Re-read the contact-policy file ``settings`` name and apply it from the next Choose
+        on. A file that cannot be used is refused with a log message naming what is wrong,
+        and the running policy stays; returns whether the new one is in force."""
+        try:
+            policy = settings.load_contact_policy()
+            if policy is None:
+                raise PolicyError("no contact_policy file is configured")
+            self.service.reload_contact_policy(policy)
+        except (PolicyError, InvalidState) as exc:
+            current = self.service.contact
+            log.error(
+                "contact policy reload refused, policy %s stays: %s",
+                "none" if current is None else current.policy.digest,
+                exc,
+            )
+            return False
+        log.info("contact policy %s (%s) in force", policy.digest, settings.contact_policy)
+        return True
 
     def stop(self, grace: float = 10.0) -> None:
         """Stop taking calls, let in-flight calls finish, then flush the log and save the model."""
@@ -237,8 +259,13 @@ async def _watch_health(
 
 
 def serve(settings: Settings, registry: ModelRegistry | None = None) -> None:
-    """Run until SIGTERM or SIGINT, then shut down gracefully."""
-    running = start_server(settings, registry=registry)
+    """Run until SIGTERM or SIGINT, then shut down gracefully; SIGHUP re-reads the contact
+    policy. A contact policy that cannot be used refuses the start (exit status 2)."""
+    try:
+        running = start_server(settings, registry=registry)
+    except PolicyError as exc:
+        log.error("refusing to start: %s (contact_policy = %s)", exc, settings.contact_policy)
+        raise SystemExit(2) from None
     log.info(
         "offerbandit serving on %s:%d (data in %s, model %s)",
         settings.host,
@@ -255,8 +282,16 @@ def serve(settings: Settings, registry: ModelRegistry | None = None) -> None:
         log.info("signal %d: shutting down", signum)
         done.set()
 
+    def _on_hup(_signum: int, _frame: object) -> None:
+        log.info("SIGHUP: re-reading the contact policy")
+        try:
+            running.reload_contact_policy(settings)
+        except Exception:  # a signal handler must not end the server
+            log.exception("contact policy reload failed; the running policy stays")
+
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGHUP, _on_hup)
     done.wait()
     running.stop()
     log.info("offerbandit stopped cleanly")

@@ -384,6 +384,8 @@ def decision_to_pb(s: StoredDecision, schema_version: int) -> pb.Decision:
         state=_STATE[s.state],
         reward=s.reward or 0.0,
         schema_version=schema_version,
+        contact_policy=d.contact_policy,
+        removed=[pb.Removal(treatment=ref_to_pb(t), rule=rule) for t, rule in d.removed],
     )
     if s.activated_at is not None:
         out.activated_at.CopyFrom(seconds_to_pb(s.activated_at))
@@ -467,6 +469,8 @@ def stats_to_pb(s: Stats) -> pb.Stats:
         closed_decisions=s.log.closed,
         score_fallbacks=s.score_fallbacks,
         learn_skipped=s.learn_skipped,
+        removals=s.removals,
+        contact_policy=s.contact_policy,
     )
     values = (inc.per_decision, inc.ci_low, inc.ci_high, inc.total)
     if inc.decisions >= 2 and all(math.isfinite(v) for v in values):

@@ -16,6 +16,7 @@ from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bandit.checkpoint import Checkpoint
+from bandit.contact import ContactPolicy
 from bandit.eligibility import Limits
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
 from bandit.records import Windows
@@ -52,6 +53,10 @@ class Settings(BaseSettings):
     crashes (kill -9) but an OS crash or power loss may lose the last commits; cheaper."""
     seed: int = 0
     """Server seed: with the event id it determines each decision's sampling."""
+    event_id_prefix: str = Field("", pattern="^([0-9a-f]{16})?$")
+    """Empty (the default): event ids start with a random prefix drawn at each start. Sixteen
+    lowercase hex digits: that prefix, which makes a run on a fresh log reproducible — for
+    tests and simulations only (a restart on the same log would reuse event ids)."""
 
     policy: Literal["uplift", "vw"] = "uplift"
     """The live policy's kind: "uplift" (a conservative uplift model: control unless a
@@ -97,6 +102,10 @@ class Settings(BaseSettings):
     """Reward (money) of a decision with nothing attributed, before contact costs."""
     reward_scale: float = Field(0.01, gt=0)
     """Money → VW cost units: cost = −reward × scale."""
+    outcome_values: dict[str, float] = Field(default_factory=dict)
+    """Money values of outcome types added to the reward of the decision an outcome of that
+    type is attributed to, e.g. {"unsubscribe": -20, "complaint": -50}: the learner learns
+    to avoid treatments that annoy (docs/contact-policies.md). Within ±max_learned_revenue."""
     max_clock_skew_seconds: float = Field(300.0, ge=0)
     """How far in the future an outcome's occurred_at may be."""
     max_stream_outcomes: int = Field(100_000, ge=1)
@@ -134,6 +143,17 @@ class Settings(BaseSettings):
     (and no per-call cost). See server/metrics.py for what is measured."""
     metrics_host: str = "127.0.0.1"
     """Interface of the metrics endpoint."""
+
+    contact_policy: Path | None = None
+    """A contact-policy file (TOML: caps, repeats, suppressions, quiet hours, offer validity,
+    budgets; docs/contact-policies.md) applied to every Choose before scoring. Unset or
+    empty (the default): none. Checked at start (a bad file refuses to start) and re-read on
+    SIGHUP (a bad file is refused and the running policy stays)."""
+
+    @field_validator("contact_policy", mode="before")
+    @classmethod
+    def _no_policy(cls, v: Any) -> Any:
+        return None if v == "" else v
 
     checkpoint_every_learns: int = Field(1000, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
@@ -227,6 +247,7 @@ class Settings(BaseSettings):
                 scale=self.reward_scale,
                 mode=self.reward_mode,
                 max_learned_revenue=self.max_learned_revenue,
+                outcome_values=tuple(sorted(self.outcome_values.items())),
             ),
             max_revenue_per_outcome=self.max_revenue_per_outcome,
             checkpoint_every_learns=self.checkpoint_every_learns,
@@ -240,4 +261,13 @@ class Settings(BaseSettings):
             synchronous=self.durability.upper(),
             holdout_share=self.holdout_share,
             holdout_key=self.holdout_key,
+            contact_policy=self.load_contact_policy(),
+            event_id_prefix=self.event_id_prefix,
         )
+
+    def load_contact_policy(self) -> ContactPolicy | None:
+        """The contact policy the settings name (:class:`~bandit.contact.PolicyError` naming
+        what is wrong with it), or None."""
+        if self.contact_policy is None:
+            return None
+        return ContactPolicy.load(self.contact_policy)

@@ -7,6 +7,7 @@ from bandit.contact.history import (
     BudgetUse,
     Contact,
     CustomerHistory,
+    LoggedHistory,
     NegativeOutcome,
 )
 from bandit.contact.policy import ContactPolicy, PolicyError, Situation, Verdict
@@ -17,6 +18,7 @@ __all__ = [
     "Contact",
     "ContactPolicy",
     "CustomerHistory",
+    "LoggedHistory",
     "NegativeOutcome",
     "PolicyError",
     "Situation",

@@ -82,3 +82,12 @@ class Budgets:
 
 
 _UNUSED = BudgetUse()
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedHistory:
+    """What the decision log holds of one customer: contacts by event id (to merge with the
+    ones still queued) and negative outcomes."""
+
+    contacts: dict[str, Contact] = field(default_factory=dict)
+    negatives: tuple[NegativeOutcome, ...] = ()

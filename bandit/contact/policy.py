@@ -81,6 +81,7 @@ __all__ = [
     "Budget",
     "Cap",
     "ContactPolicy",
+    "Cut",
     "PolicyError",
     "QuietHours",
     "Repeat",
@@ -125,6 +126,22 @@ class Situation:
 
 
 @dataclass(frozen=True, slots=True)
+class Cut:
+    """What one rule removes in one situation: every treatment, or those of some offers or
+    of some channels. :meth:`ContactPolicy.apply` works each rule's out once per call, then
+    checks the candidates against them (``removes`` is the same rule, candidate by
+    candidate)."""
+
+    rule: str
+    everything: bool = False
+    offers: frozenset[str] = frozenset()
+    channels: frozenset[str] = frozenset()
+
+
+_ANY = TreatmentRef("-", "-")
+
+
+@dataclass(frozen=True, slots=True)
 class Cap:
     """At most ``max`` contacts within ``seconds`` — on ``channel``, or on all channels."""
 
@@ -137,6 +154,13 @@ class Cap:
         if self.channel is not None and t.channel_id != self.channel:
             return False
         return s.history.contacts_since(s.now - self.seconds, self.channel) >= self.max
+
+    def cut(self, s: Situation) -> Cut | None:
+        if s.history.contacts_since(s.now - self.seconds, self.channel) < self.max:
+            return None
+        if self.channel is None:
+            return Cut(self.name, everything=True)
+        return Cut(self.name, channels=frozenset((self.channel,)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +176,14 @@ class Repeat:
             return False
         last = s.history.last_offered(t.offer_id)
         return last is not None and s.now - last < self.seconds
+
+    def cut(self, s: Situation) -> Cut | None:
+        recent = frozenset(
+            c.offer_id
+            for c in s.history.contacts
+            if s.now - c.at < self.seconds and (self.offer is None or c.offer_id == self.offer)
+        )
+        return Cut(self.name, offers=recent) if recent else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +205,18 @@ class Suppression:
             if self.scope == "all" or not n.channel_id or n.channel_id == t.channel_id:
                 return True
         return False
+
+    def cut(self, s: Situation) -> Cut | None:
+        channels: set[str] = set()
+        for n in s.history.negatives:
+            if n.type not in self.outcomes:
+                continue
+            if self.seconds is not None and s.now - n.at >= self.seconds:
+                continue
+            if self.scope == "all" or not n.channel_id:
+                return Cut(self.name, everything=True)
+            channels.add(n.channel_id)
+        return Cut(self.name, channels=frozenset(channels)) if channels else None
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +240,13 @@ class QuietHours:
             return self.start <= minute < self.end
         return minute >= self.start or minute < self.end
 
+    def cut(self, s: Situation) -> Cut | None:
+        if not self.removes(_ANY if self.channel is None else TreatmentRef("", self.channel), s):
+            return None
+        if self.channel is None:
+            return Cut(self.name, everything=True)
+        return Cut(self.name, channels=frozenset((self.channel,)))
+
 
 @dataclass(frozen=True, slots=True)
 class Validity:
@@ -208,6 +259,11 @@ class Validity:
 
     def removes(self, t: TreatmentRef, s: Situation) -> bool:
         return t.offer_id == self.offer and not self.start <= s.now < self.end
+
+    def cut(self, s: Situation) -> Cut | None:
+        if self.start <= s.now < self.end:
+            return None
+        return Cut(self.name, offers=frozenset((self.offer,)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,6 +287,11 @@ class Budget:
             or (self.per_day is not None and used.today >= self.per_day)
             or (self.money is not None and used.money >= self.money)
         )
+
+    def cut(self, s: Situation) -> Cut | None:
+        if not self.removes(TreatmentRef(self.offer, ""), s):
+            return None
+        return Cut(self.name, offers=frozenset((self.offer,)))
 
 
 Rule = Cap | Repeat | Suppression | QuietHours | Validity | Budget
@@ -256,14 +317,21 @@ class ContactPolicy:
 
     def apply(self, treatments: Sequence[TreatmentRef], situation: Situation) -> Verdict:
         """The candidates the rules leave (control always stays)."""
+        cuts = [c for r in self.rules if (c := r.cut(situation)) is not None]
+        if not cuts:
+            return Verdict(tuple(range(len(treatments))), ())
         kept: list[int] = []
         removed: list[tuple[TreatmentRef, str]] = []
         for i, t in enumerate(treatments):
-            rule = None if t.is_control else self._first_removing(t, situation)
-            if rule is None:
+            if t.is_control:
                 kept.append(i)
+                continue
+            for c in cuts:
+                if c.everything or t.offer_id in c.offers or t.channel_id in c.channels:
+                    removed.append((t, c.rule))
+                    break
             else:
-                removed.append((t, rule))
+                kept.append(i)
         return Verdict(tuple(kept), tuple(removed))
 
     def _first_removing(self, t: TreatmentRef, situation: Situation) -> str | None:

@@ -15,9 +15,10 @@ submitter (``commit_queued``) or to an explicit ``wake_writer``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any, Protocol
 
+from bandit.contact.history import LoggedHistory
 from bandit.records import ClosedDecision, LogStats, OutcomeInput, StoredDecision
 from bandit.types import Decision
 
@@ -90,6 +91,31 @@ class DecisionLog(Protocol):
 
     def stats(self, now: float, recent_seconds: float) -> LogStats:
         """Counts, revenue and the incremental estimate."""
+
+    # ---- what a contact policy reads (:mod:`bandit.contact`) ------------------------------
+
+    def contact_history(
+        self,
+        customer_id: str,
+        contacts_since: float | None,
+        negatives_since: float | None,
+        negative_types: Collection[str],
+    ) -> LoggedHistory:
+        """The customer's contacts (activated non-control decisions) since
+        ``contacts_since`` and outcomes of ``negative_types`` since ``negatives_since``
+        (``None``: not read); an index lookup, read on every Choose under a policy."""
+
+    def customers_with_outcomes(self, types: Collection[str]) -> set[str]:
+        """Customers with an outcome of one of ``types`` (read when a policy is loaded)."""
+
+    def offer_counts(self, offers: Collection[str], since: float | None = None) -> dict[str, int]:
+        """Non-control decisions of each offer decided since ``since`` (``None``: ever)."""
+
+    def offer_spend(self, offers: Collection[str]) -> dict[str, float]:
+        """Money charged to each offer as its costs were attributed."""
+
+    def removal_counts(self) -> dict[str, int]:
+        """Treatments removed by each contact-policy rule, over the whole log."""
 
 
 __all__ = ["DecisionLog", "Notify"]

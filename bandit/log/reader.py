@@ -92,6 +92,10 @@ class LoggedDecision:
     discount_rate: float
     contact_cost: float
     voided_at: float | None = None
+    contact_policy: str = ""
+    """The digest of the contact policy it was decided under (empty: none)."""
+    removed: tuple[tuple[str, str, str], ...] = ()
+    """What that policy removed: (offer, channel, rule) per treatment."""
 
 
 @dataclass(frozen=True, slots=True)

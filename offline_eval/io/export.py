@@ -46,9 +46,11 @@ from bandit.vwformat import reward_to_cost
 from offline_eval.io.dsjson import catalogue_multi, dsjson_line
 from offline_eval.io.logs import (
     BASE_COLUMNS,
+    CONTACT_COLUMNS,
     CUSTOMER_PREFIX,
     TRIGGER_PREFIX,
     open_log,
+    removed_text,
 )
 
 __all__ = [
@@ -116,8 +118,10 @@ _BASE_TYPES: Final[dict[str, pa.DataType]] = {
     "fixed_cost": pa.float64(),
     "discount_rate": pa.float64(),
     "contact_cost": pa.float64(),
+    "contact_policy": pa.string(),
+    "removed": pa.string(),
 }
-assert list(_BASE_TYPES) == BASE_COLUMNS
+assert list(_BASE_TYPES) == [*BASE_COLUMNS, *CONTACT_COLUMNS]
 _DECISION_FIELDS: Final = [c for c in BASE_COLUMNS if c != "n_treatments"]
 """The frame's columns that are fields of :class:`~bandit.log.reader.LoggedDecision`."""
 
@@ -180,6 +184,8 @@ def _columns(
     cols: dict[str, list[Any]] = {c: [getattr(d, c) for d in chunk] for c in _DECISION_FIELDS}
     cols["n_treatments"] = [len(d.pmf) for d in chunk]
     cols = {c: cols[c] for c in BASE_COLUMNS}
+    cols["contact_policy"] = [d.contact_policy for d in chunk]
+    cols["removed"] = [removed_text(d.removed) for d in chunk]
     for name, kind in kinds.items():
         prefix, feature = name[: len(CUSTOMER_PREFIX)], name[len(CUSTOMER_PREFIX) :]
         if prefix == CUSTOMER_PREFIX:
@@ -237,7 +243,7 @@ def _write_parquet(part: _Slice, out: Path, chunk_size: int, progress: bool) -> 
 def _write_csv(part: _Slice, out: Path, chunk_size: int, progress: bool) -> int:
     kinds = part.kinds()
     voided = part.selection.include_voided
-    names = [*BASE_COLUMNS, *kinds, "pmf", *([VOIDED_COLUMN] if voided else [])]
+    names = [*BASE_COLUMNS, *CONTACT_COLUMNS, *kinds, "pmf", *([VOIDED_COLUMN] if voided else [])]
     written = 0
     bar = _bar(part.total, f"writing {out.name}", progress)
     with out.open("w", encoding="utf-8", newline="") as f:
@@ -283,6 +289,8 @@ def _dsjson_row(
         "reward": d.reward,
         "revenue": d.revenue,
         "n_outcomes": d.n_outcomes,
+        "contact_policy": d.contact_policy,
+        "removed": [list(x) for x in d.removed],
     }
     if voided:
         meta[VOIDED_COLUMN] = d.voided_at

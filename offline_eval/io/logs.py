@@ -17,6 +17,7 @@ unless asked for.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,10 @@ BASE_COLUMNS = [
     "discount_rate",
     "contact_cost",
 ]
+CONTACT_COLUMNS = ["contact_policy", "removed"]
+"""The contact policy a decision was made under (its digest; empty: none) and what it removed
+(JSON ``[[offer, channel, rule], …]``); in the log's frames and every export, after
+:data:`BASE_COLUMNS`."""
 
 
 @dataclass
@@ -180,8 +185,20 @@ def load_sqlite(
             reader.close()
     frame = pd.DataFrame.from_records(rows_out[:i])
     if frame.empty:
-        frame = pd.DataFrame(columns=[*BASE_COLUMNS, *(["voided_at"] if include_voided else [])])
+        frame = pd.DataFrame(
+            columns=[*BASE_COLUMNS, *CONTACT_COLUMNS, *(["voided_at"] if include_voided else [])]
+        )
     return LoggedBandit(frame, pmf[:i], catalogues, source=reader.source)
+
+
+def removed_text(removed: Any) -> str:
+    """What the contact policy removed, as text: JSON ``[[offer, channel, rule], …]``
+    (``[]`` when nothing was).
+
+    >>> removed_text([["o", "sms", "cap[0]"]])
+    '[["o","sms","cap[0]"]]'
+    """
+    return json.dumps([list(x) for x in removed], separators=(",", ":"), ensure_ascii=False)
 
 
 def decision_row(
@@ -216,6 +233,8 @@ def decision_row(
         "fixed_cost": d.fixed_cost,
         "discount_rate": d.discount_rate,
         "contact_cost": d.contact_cost,
+        "contact_policy": d.contact_policy,
+        "removed": removed_text(d.removed),
     }
     for name, value in d.customer_features.items():
         out[CUSTOMER_PREFIX + name] = tuple(value) if isinstance(value, list) else value

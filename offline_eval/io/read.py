@@ -28,9 +28,11 @@ from offline_eval.io.dsjson import DSJsonRow, parse_dsjson_line
 from offline_eval.io.export import FORMAT_VERSION, PARQUET_META_KEY, VOIDED_COLUMN
 from offline_eval.io.logs import (
     BASE_COLUMNS,
+    CONTACT_COLUMNS,
     CUSTOMER_PREFIX,
     TRIGGER_PREFIX,
     LoggedBandit,
+    removed_text,
 )
 
 __all__ = ["read_dsjson", "read_parquet", "read_table"]
@@ -129,7 +131,11 @@ def read_dsjson(
     pmf = np.zeros((len(pmfs), k), dtype=np.float64)
     for i, row_pmf in enumerate(pmfs):
         pmf[i, : len(row_pmf)] = row_pmf
-    frame = pd.DataFrame.from_records(records) if records else pd.DataFrame(columns=BASE_COLUMNS)
+    frame = (
+        pd.DataFrame.from_records(records)
+        if records
+        else pd.DataFrame(columns=[*BASE_COLUMNS, *CONTACT_COLUMNS])
+    )
     return LoggedBandit(frame, pmf, catalogues, source=str(p), pmf_complete=complete)
 
 
@@ -171,6 +177,8 @@ def _dsjson_record(
         "fixed_cost": chosen_t.offer.fixed_cost if chosen_t.offer else 0.0,
         "discount_rate": chosen_t.offer.discount_rate if chosen_t.offer else 0.0,
         "contact_cost": chosen_t.channel.contact_cost if chosen_t.channel else 0.0,
+        "contact_policy": str(meta.get("contact_policy", "")),
+        "removed": removed_text(meta.get("removed", ())),
     }
     for name, value in r.customer_features.items():
         out[CUSTOMER_PREFIX + name] = value

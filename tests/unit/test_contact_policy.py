@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -19,7 +20,7 @@ from bandit.contact import (
     PolicyError,
     Situation,
 )
-from bandit.contact.policy import DAY, Cap, Repeat, Suppression
+from bandit.contact.policy import DAY, Budget, Cap, QuietHours, Repeat, Suppression, Validity
 from bandit.types import CONTROL, TreatmentRef
 
 NOW = dt.datetime(2026, 12, 6, 12, 0, tzinfo=dt.UTC).timestamp()
@@ -298,3 +299,44 @@ def test_rules_only_remove_and_more_history_never_readmits(
     for t, name in v_small.removed:
         assert any(r.name == name and r.removes(t, small) for r in rs)
     assert set(v_big.kept) <= set(v_small.kept)  # caps, repeats: more contacts, fewer treatments
+
+
+negatives = st.lists(
+    st.builds(
+        NegativeOutcome,
+        st.floats(NOW - 3 * DAY, NOW),
+        st.sampled_from(["unsubscribe", "purchase"]),
+        st.sampled_from(["", "email", "sms"]),
+    ),
+    max_size=3,
+)
+
+
+@settings(max_examples=300, database=None, derandomize=True)
+@given(rules, contacts, negatives, st.floats(NOW - DAY, NOW + DAY))
+def test_apply_is_the_first_rule_that_removes_each_candidate(
+    rs: list,  # type: ignore[type-arg]
+    history: list,  # type: ignore[type-arg]
+    negs: list,  # type: ignore[type-arg]
+    now: float,
+) -> None:
+    """apply works out each rule's cut once per call; it must agree with the rules asked
+    candidate by candidate, in order."""
+    extra = (
+        QuietHours("quiet", 0, 12 * 60, "Europe/Berlin", "sms"),
+        Validity("valid", "o2", NOW - DAY / 2, NOW + DAY / 2),
+        Budget("budget", "o1", count=2),
+    )
+    named = [replace(r, name=f"{r.name}{i}") for i, r in enumerate(rs)]
+    policy = ContactPolicy((*named, *extra))
+    s = Situation(
+        now,
+        CustomerHistory(tuple(history), tuple(negs)),
+        Budgets({"o1": BudgetUse(count=2)}) if now > NOW else Budgets(),
+    )
+    expected = [
+        (t, next(r.name for r in policy.rules if r.removes(t, s)))
+        for t in ALL
+        if not t.is_control and any(r.removes(t, s) for r in policy.rules)
+    ]
+    assert list(policy.apply(ALL, s).removed) == expected

@@ -10,6 +10,7 @@ from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from bandit.errors import InvalidRequest, InvalidState, UnknownEvent, quote
+from bandit.log.sqlite.contacts import charge
 from bandit.log.sqlite.groupcommit import Job
 from bandit.outcomes import (
     Costs,
@@ -130,11 +131,19 @@ class OutcomeJobs:
             event_id = target.event_id
             status = attribution_status(target, o.customer_id, occurred)
             if status is OutcomeStatus.ATTRIBUTED:
+                charge(conn, target.seq, o.revenue)
                 conn.execute(
                     "UPDATE decisions SET n_outcomes = n_outcomes + 1, revenue = revenue + ?"
                     " WHERE seq = ?",
                     (o.revenue, target.seq),
                 )
+                value = self.reward_rule.value_of(o.type)
+                if value:
+                    conn.execute(
+                        "UPDATE decisions SET outcome_value = COALESCE(outcome_value, 0) + ?"
+                        " WHERE seq = ?",
+                        (value, target.seq),
+                    )
                 if closes_at_outcome(self.reward_rule, status):
                     self.close(conn, [target.seq], now)
         conn.execute(
@@ -179,12 +188,15 @@ class OutcomeJobs:
         (last,) = conn.execute(LAST_CLOSED).fetchone()
         rule = self.reward_rule
         for seq in seqs:
-            revenue, n, is_control, fixed, rate, contact = conn.execute(
-                "SELECT revenue, n_outcomes, is_control, fixed_cost, discount_rate, contact_cost"
-                " FROM decisions WHERE seq = ?",
+            revenue, n, is_control, fixed, rate, contact, value = conn.execute(
+                "SELECT revenue, n_outcomes, is_control, fixed_cost, discount_rate, contact_cost,"
+                " outcome_value FROM decisions WHERE seq = ?",
                 (seq,),
             ).fetchone()
-            reward = closing_reward(rule, revenue, n, Costs(bool(is_control), fixed, rate, contact))
+            reward = rule.with_outcomes(
+                closing_reward(rule, revenue, n, Costs(bool(is_control), fixed, rate, contact)),
+                value or 0.0,
+            )
             last += 1
             conn.execute(
                 "UPDATE decisions SET closed_seq = ?, closed_at = ?, reward = ? WHERE seq = ?",
@@ -231,8 +243,8 @@ class OutcomeJobs:
         learns the corrected reward. Its value is how many were newly voided."""
 
         def job(conn: sqlite3.Connection) -> int:
-            rows: list[tuple[str, str | None, str, float]] = []
-            select = "SELECT outcome_id, event_id, status, revenue FROM outcomes WHERE "
+            rows: list[tuple[str, str | None, str, float, str]] = []
+            select = "SELECT outcome_id, event_id, status, revenue, type FROM outcomes WHERE "
             for oid in outcome_ids:
                 rows += conn.execute(
                     select + "outcome_id = ? AND voided_at IS NULL", (oid,)
@@ -243,7 +255,7 @@ class OutcomeJobs:
                     received_between,
                 ).fetchall()
             seen: set[str] = set()
-            for oid, event_id, status, revenue in rows:
+            for oid, event_id, status, revenue, kind in rows:
                 if oid in seen:
                     continue
                 seen.add(oid)
@@ -252,8 +264,9 @@ class OutcomeJobs:
                     continue
                 conn.execute(
                     "UPDATE decisions SET n_outcomes = MAX(n_outcomes - 1, 0),"
-                    " revenue = MAX(revenue - ?, 0) WHERE event_id = ?",
-                    (revenue, event_id),
+                    " revenue = MAX(revenue - ?, 0),"
+                    " outcome_value = COALESCE(outcome_value, 0) - ? WHERE event_id = ?",
+                    (revenue, self.reward_rule.value_of(kind), event_id),
                 )
                 self.recompute_reward(conn, event_id)
             return len(seen)
@@ -263,15 +276,16 @@ class OutcomeJobs:
     def recompute_reward(self, conn: sqlite3.Connection, event_id: str) -> None:
         row = conn.execute(
             "SELECT revenue, n_outcomes, is_control, fixed_cost, discount_rate, contact_cost,"
-            " closed_seq FROM decisions WHERE event_id = ?",
+            " closed_seq, outcome_value FROM decisions WHERE event_id = ?",
             (event_id,),
         ).fetchone()
         if row is None or row[6] is None:
             return
-        revenue, n, is_control, fixed, rate, contact, _ = row
+        revenue, n, is_control, fixed, rate, contact, _, value = row
         reward, revenue = recomputed_reward(
             self.reward_rule, revenue, n, Costs(bool(is_control), fixed, rate, contact)
         )
+        reward = self.reward_rule.with_outcomes(reward, value or 0.0)
         conn.execute(
             "UPDATE decisions SET reward = ?, revenue = ? WHERE event_id = ?",
             (reward, revenue, event_id),

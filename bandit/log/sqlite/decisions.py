@@ -9,6 +9,7 @@ ids of the catalogues it has seen by their JSON, the readers the decoded candida
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sqlite3
 from collections.abc import Sequence
@@ -25,7 +26,7 @@ from bandit.logcodec import (
     pack_pmf,
 )
 from bandit.records import ClosedDecision, StoredDecision, Windows
-from bandit.types import Decision, Treatment
+from bandit.types import Context, Customer, Decision, Treatment, Trigger
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ _DECISION_COLUMNS = (
     "event_id, request_id, request_hash, customer_id, decided_at, deferred, activated_at,"
     " window_closes_at, chosen_offer, chosen_channel, is_control, holdout, propensity,"
     " fixed_cost, discount_rate, contact_cost, model_version, policy, record, pmf,"
-    " catalogue_id"
+    " contact_policy, removed, catalogue_id"
 )
 
 
@@ -99,6 +100,8 @@ class DecisionRows:
             decision.policy,
             record,
             pack_pmf(decision.pmf),
+            decision.contact_policy or None,
+            removed_json(decision) if decision.removed else None,
         )
         request_id = decision.request_id
         catalogue_ids = self._catalogue_ids
@@ -249,6 +252,25 @@ def insert_decisions_sql(n: int) -> str:
     return f"INSERT INTO decisions ({_DECISION_COLUMNS}) VALUES " + ",".join([one] * n)
 
 
+def removed_json(decision: Decision) -> str:
+    """What the contact policy removed, as the ``removed`` column holds it.
+
+    >>> from bandit.types import CONTROL_TREATMENT, TreatmentRef as R
+    >>> d = Decision("e", _CTX, (CONTROL_TREATMENT,), (1.0,), 0, "", "", 0.0,
+    ...              removed=((R("o", "sms"), "cap[0]"),), contact_policy="abc")
+    >>> removed_json(d)
+    '[["o","sms","cap[0]"]]'
+    """
+    return json.dumps(
+        [[t.offer_id, t.channel_id, rule] for t, rule in decision.removed],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+_CTX = Context(Customer("c"), Trigger("t"))
+
+
 def stored(row: Sequence[Any], treatments: tuple[Treatment, ...]) -> StoredDecision:
     """A decision read with :data:`COLUMNS`."""
     return StoredDecision(
@@ -263,4 +285,4 @@ def stored(row: Sequence[Any], treatments: tuple[Treatment, ...]) -> StoredDecis
     )
 
 
-__all__ = ["COLUMNS", "DecisionRows", "insert_decisions_sql", "stored"]
+__all__ = ["COLUMNS", "DecisionRows", "insert_decisions_sql", "removed_json", "stored"]

@@ -281,6 +281,8 @@ def _decision(row: tuple[Any, ...]) -> LoggedDecision:
         discount_rate=discount_rate,
         contact_cost=contact_cost,
         voided_at=voided_at,
+        contact_policy=str(r.get("contact_policy", "")),
+        removed=tuple((str(o), str(c), str(rule)) for o, c, rule in r.get("removed", ())),
     )
 
 

@@ -45,7 +45,10 @@ CREATE TABLE IF NOT EXISTS decisions (
     closed_at REAL,
     reward REAL,
     pmf BLOB,
-    voided_at REAL
+    voided_at REAL,
+    contact_policy TEXT,
+    removed TEXT,
+    outcome_value REAL
 );
 CREATE INDEX IF NOT EXISTS decisions_customer ON decisions (customer_id, activated_at);
 CREATE INDEX IF NOT EXISTS decisions_open ON decisions (window_closes_at)
@@ -73,6 +76,14 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_event ON outcomes (event_id);
 """
 
+CONTACT_SCHEMA = """
+CREATE INDEX IF NOT EXISTS outcomes_customer ON outcomes (customer_id, type)
+    WHERE customer_id IS NOT NULL;
+CREATE TABLE IF NOT EXISTS offer_spend (offer_id TEXT PRIMARY KEY, money REAL NOT NULL);
+"""
+"""What contact policies read (:mod:`.contacts`): a customer's outcomes by their id, and the
+money charged per offer. Created with a new log and added to an older one on open."""
+
 
 def schema_version_of(conn: sqlite3.Connection) -> int:
     """The schema version a decision log records in its ``meta`` table (0 if none)."""
@@ -87,6 +98,19 @@ def add_void_columns(conn: sqlite3.Connection) -> None:
         columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
         if "voided_at" not in columns:
             conn.execute(f"ALTER TABLE {table} ADD COLUMN voided_at REAL")
+
+
+def add_contact_columns(conn: sqlite3.Connection) -> None:
+    """The contact policy's part of the log (additive, so the schema version stays):
+    ``contact_policy`` (the digest a decision was made under) and ``removed`` (JSON
+    ``[[offer, channel, rule], …]``: what the policy removed) and ``outcome_value`` (the
+    summed values of its attributed outcomes' types, :mod:`bandit.rewards`) on decisions, and
+    :data:`CONTACT_SCHEMA`."""
+    columns = {r[1] for r in conn.execute("PRAGMA table_info(decisions)")}
+    for name, kind in (("contact_policy", "TEXT"), ("removed", "TEXT"), ("outcome_value", "REAL")):
+        if name not in columns:
+            conn.execute(f"ALTER TABLE decisions ADD COLUMN {name} {kind}")
+    conn.executescript(CONTACT_SCHEMA)
 
 
 def migrate_from_1(conn: sqlite3.Connection, path: Path) -> None:
@@ -109,4 +133,11 @@ def migrate_from_1(conn: sqlite3.Connection, path: Path) -> None:
     log.info("decision log %s migrated from schema version 1 to %d", path, SCHEMA_VERSION)
 
 
-__all__ = ["SCHEMA", "add_void_columns", "migrate_from_1", "schema_version_of"]
+__all__ = [
+    "CONTACT_SCHEMA",
+    "SCHEMA",
+    "add_contact_columns",
+    "add_void_columns",
+    "migrate_from_1",
+    "schema_version_of",
+]

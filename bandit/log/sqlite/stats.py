@@ -55,4 +55,16 @@ def log_stats(c: sqlite3.Connection, now: float, recent_seconds: float) -> LogSt
     )
 
 
-__all__ = ["log_stats"]
+def removal_counts(c: sqlite3.Connection) -> dict[str, int]:
+    """Treatments removed by each contact-policy rule, over the whole log (a scan of the
+    decisions, as GetStats' other counts)."""
+    return {
+        str(rule): int(n)
+        for rule, n in c.execute(
+            "SELECT json_extract(j.value, '$[2]'), COUNT(*) FROM decisions d,"
+            " json_each(d.removed) j WHERE d.removed IS NOT NULL GROUP BY 1 ORDER BY 1"
+        )
+    }
+
+
+__all__ = ["log_stats", "removal_counts"]

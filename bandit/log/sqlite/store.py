@@ -22,16 +22,25 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import Any
 
+from bandit.contact.history import LoggedHistory
 from bandit.errors import StorageError
+from bandit.log.sqlite import contacts
 from bandit.log.sqlite.attribution import LAST_CLOSED, AttributionRule, LastTouch, OutcomeJobs
 from bandit.log.sqlite.decisions import DecisionRows
 from bandit.log.sqlite.groupcommit import GroupCommit, Job, Notify, Pending, run_jobs
-from bandit.log.sqlite.schema import SCHEMA, add_void_columns, migrate_from_1, schema_version_of
-from bandit.log.sqlite.stats import log_stats
+from bandit.log.sqlite.schema import (
+    CONTACT_SCHEMA,
+    SCHEMA,
+    add_contact_columns,
+    add_void_columns,
+    migrate_from_1,
+    schema_version_of,
+)
+from bandit.log.sqlite.stats import log_stats, removal_counts
 from bandit.logcodec import PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION
 from bandit.ratelog import RateLimitedLog
 from bandit.records import ClosedDecision, LogStats, OutcomeInput, StoredDecision, Windows
@@ -188,8 +197,9 @@ class SqliteDecisionLog:
                         f"it. Export it with the offerbandit version that wrote it."
                     )
                 add_void_columns(conn)
+                add_contact_columns(conn)
                 return
-            conn.executescript("BEGIN;" + SCHEMA + "COMMIT;")
+            conn.executescript("BEGIN;" + SCHEMA + CONTACT_SCHEMA + "COMMIT;")
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
             )
@@ -379,10 +389,35 @@ class SqliteDecisionLog:
         job = self._outcomes.void_outcomes_job(now, outcome_ids, received_between)
         return int(self.run(job))
 
+    # ---- what contact policies read (:mod:`.contacts`) ---------------------------------------
+
+    def contact_history(
+        self,
+        customer_id: str,
+        contacts_since: float | None,
+        negatives_since: float | None,
+        negative_types: Collection[str],
+    ) -> LoggedHistory:
+        return contacts.customer_history(
+            self._reader(), customer_id, contacts_since, negatives_since, negative_types
+        )
+
+    def customers_with_outcomes(self, types: Collection[str]) -> set[str]:
+        return contacts.customers_with_outcomes(self._reader(), types)
+
+    def offer_counts(self, offers: Collection[str], since: float | None = None) -> dict[str, int]:
+        return contacts.offer_counts(self._reader(), offers, since)
+
+    def offer_spend(self, offers: Collection[str]) -> dict[str, float]:
+        return contacts.offer_spend(self._reader(), offers)
+
     # ---- stats (:mod:`.stats`) ---------------------------------------------------------------
 
     def stats(self, now: float, recent_seconds: float) -> LogStats:
         return log_stats(self._reader(), now, recent_seconds)
+
+    def removal_counts(self) -> dict[str, int]:
+        return removal_counts(self._reader())
 
 
 __all__ = ["SqliteDecisionLog"]

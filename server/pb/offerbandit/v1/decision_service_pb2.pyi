@@ -536,6 +536,8 @@ class Decision(_message.Message):
     STATE_FIELD_NUMBER: _builtins.int
     REWARD_FIELD_NUMBER: _builtins.int
     SCHEMA_VERSION_FIELD_NUMBER: _builtins.int
+    CONTACT_POLICY_FIELD_NUMBER: _builtins.int
+    REMOVED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     request_id: _builtins.str
     chosen_index: _builtins.int
@@ -548,6 +550,11 @@ class Decision(_message.Message):
     """Attribution and learning state."""
     reward: _builtins.float
     schema_version: _builtins.int
+    contact_policy: _builtins.str
+    """The contact policy the decision was made under (its file's digest; empty: none), and
+    the treatments it removed before scoring — not among `treatments`: the pmf is over
+    what was left — each with the rule that removed it.
+    """
     @_builtins.property
     def decided_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
@@ -564,6 +571,8 @@ class Decision(_message.Message):
     def pmf(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]: ...
     @_builtins.property
     def activated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def removed(self) -> _containers.RepeatedCompositeFieldContainer[Global___Removal]: ...
     def __init__(
         self,
         *,
@@ -584,14 +593,41 @@ class Decision(_message.Message):
         state: Global___DecisionState.ValueType = ...,
         reward: _builtins.float = ...,
         schema_version: _builtins.int = ...,
+        contact_policy: _builtins.str = ...,
+        removed: _abc.Iterable[Global___Removal] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "customer", b"customer", "decided_at", b"decided_at", "trigger", b"trigger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "chosen_index", b"chosen_index", "control", b"control", "customer", b"customer", "decided_at", b"decided_at", "deferred", b"deferred", "event_id", b"event_id", "model_version", b"model_version", "pmf", b"pmf", "policy", b"policy", "propensity", b"propensity", "request_id", b"request_id", "reward", b"reward", "schema_version", b"schema_version", "state", b"state", "treatments", b"treatments", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activated_at", b"activated_at", "chosen_index", b"chosen_index", "contact_policy", b"contact_policy", "control", b"control", "customer", b"customer", "decided_at", b"decided_at", "deferred", b"deferred", "event_id", b"event_id", "model_version", b"model_version", "pmf", b"pmf", "policy", b"policy", "propensity", b"propensity", "removed", b"removed", "request_id", b"request_id", "reward", b"reward", "schema_version", b"schema_version", "state", b"state", "treatments", b"treatments", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Decision: _TypeAlias = Decision  # noqa: Y015
+
+@_typing.final
+class Removal(_message.Message):
+    """A treatment a contact-policy rule removed from a decision's candidates."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TREATMENT_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    rule: _builtins.str
+    @_builtins.property
+    def treatment(self) -> Global___TreatmentRef: ...
+    def __init__(
+        self,
+        *,
+        treatment: Global___TreatmentRef | None = ...,
+        rule: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["treatment", b"treatment"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule", "treatment", b"treatment"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Removal: _TypeAlias = Removal  # noqa: Y015
 
 @_typing.final
 class LoggedTreatment(_message.Message):
@@ -851,6 +887,26 @@ Global___TreatmentStats: _TypeAlias = TreatmentStats  # noqa: Y015
 class Stats(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    @_typing.final
+    class RemovalsEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.int
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.int = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
     DECISIONS_FIELD_NUMBER: _builtins.int
     ACTIVATIONS_FIELD_NUMBER: _builtins.int
     OUTCOMES_ATTRIBUTED_FIELD_NUMBER: _builtins.int
@@ -867,6 +923,8 @@ class Stats(_message.Message):
     INCREMENTAL_FIELD_NUMBER: _builtins.int
     SCORE_FALLBACKS_FIELD_NUMBER: _builtins.int
     LEARN_SKIPPED_FIELD_NUMBER: _builtins.int
+    REMOVALS_FIELD_NUMBER: _builtins.int
+    CONTACT_POLICY_FIELD_NUMBER: _builtins.int
     decisions: _builtins.int
     activations: _builtins.int
     outcomes_attributed: _builtins.int
@@ -888,6 +946,8 @@ class Stats(_message.Message):
     """Closed decisions since the server started that the learner skipped because their label
     was beyond what VW's float32 arithmetic holds.
     """
+    contact_policy: _builtins.str
+    """The digest of the contact policy in force; empty: none."""
     @_builtins.property
     def recent(self) -> _containers.RepeatedCompositeFieldContainer[Global___TreatmentStats]: ...
     @_builtins.property
@@ -895,6 +955,10 @@ class Stats(_message.Message):
         """The live policy's incremental net revenue against all-control, over the recent period.
         Unset while fewer than two decisions have closed in the period (no estimate yet).
         """
+
+    @_builtins.property
+    def removals(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
+        """Treatments removed by each contact-policy rule (by rule name), over the whole log."""
 
     def __init__(
         self,
@@ -915,10 +979,12 @@ class Stats(_message.Message):
         incremental: Global___IncrementalEstimate | None = ...,
         score_fallbacks: _builtins.int = ...,
         learn_skipped: _builtins.int = ...,
+        removals: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
+        contact_policy: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["incremental", b"incremental"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "attributed_revenue", b"attributed_revenue", "closed_decisions", b"closed_decisions", "decisions", b"decisions", "incremental", b"incremental", "learn_skipped", b"learn_skipped", "learned_decisions", b"learned_decisions", "model_version", b"model_version", "outcomes_attributed", b"outcomes_attributed", "outcomes_duplicate", b"outcomes_duplicate", "outcomes_late", b"outcomes_late", "outcomes_unattributed", b"outcomes_unattributed", "pending_activation", b"pending_activation", "pending_windows", b"pending_windows", "recent", b"recent", "score_fallbacks", b"score_fallbacks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["activations", b"activations", "attributed_revenue", b"attributed_revenue", "closed_decisions", b"closed_decisions", "contact_policy", b"contact_policy", "decisions", b"decisions", "incremental", b"incremental", "learn_skipped", b"learn_skipped", "learned_decisions", b"learned_decisions", "model_version", b"model_version", "outcomes_attributed", b"outcomes_attributed", "outcomes_duplicate", b"outcomes_duplicate", "outcomes_late", b"outcomes_late", "outcomes_unattributed", b"outcomes_unattributed", "pending_activation", b"pending_activation", "pending_windows", b"pending_windows", "recent", b"recent", "removals", b"removals", "score_fallbacks", b"score_fallbacks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,355 @@
+"""The contact policy in the Choose path: :class:`ContactGate` holds the live policy, the
+contacts and coupons of decisions queued but not yet committed, and the offers' budget
+counters; :class:`ContactStep` applies the policy to a Choose call's candidates.
+
+**One Choose at a time per gate.** The step takes the gate's lock before it reads the
+customer's history and keeps it until the decision is queued on the log (the pipeline's
+``finish``): the decision's contact and coupon are then added to the gate, so a concurrent
+Choose for the same customer sees them whether or not the log has committed them — two
+Chooses cannot both pass a cap of one, and a count budget is never overspent. The gRPC
+server runs Choose on one event loop, so the lock is never contended there; in-process
+callers on several threads are serialised between the policy step and the log step.
+
+**Queued contacts.** A contact queued on the log stays in the gate until its write is done;
+the log's history is read after the gate drops the done ones, and the two are merged by
+event id, so a contact is never missed nor counted twice.
+
+**Budgets.** Coupon counts (in total and per day) are read from the log when a policy is
+loaded and then counted here as decisions are made (a decision whose write fails still
+counts: the error is on the safe side). Money charged is read from the log per Choose (a
+primary-key read per money-budgeted offer among the candidates).
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import threading
+from collections.abc import Callable, Collection
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from bandit.contact.history import Budgets, BudgetUse, Contact, CustomerHistory, LoggedHistory
+from bandit.contact.policy import (
+    Budget,
+    Cap,
+    ContactPolicy,
+    Repeat,
+    Situation,
+    Suppression,
+    resolve_zone,
+)
+from bandit.errors import InvalidRequest, OfferBanditError
+from bandit.records import StoredDecision
+from bandit.types import Decision, Treatment
+
+if TYPE_CHECKING:
+    from bandit.choose import Draft
+
+TIME_ZONE_FEATURE = "time_zone"
+"""The customer feature naming their IANA time zone (``Europe/Berlin``), for quiet hours."""
+
+_KEPT_TUPLES = 4096
+"""Most kept-candidate tuples remembered (cleared when full)."""
+
+
+class ContactLog(Protocol):
+    """What the gate reads from the decision log (:class:`bandit.log.DecisionLog`)."""
+
+    def contact_history(
+        self,
+        customer_id: str,
+        contacts_since: float | None,
+        negatives_since: float | None,
+        negative_types: Collection[str],
+    ) -> LoggedHistory: ...
+
+    def customers_with_outcomes(self, types: Collection[str]) -> set[str]: ...
+
+    def offer_counts(
+        self, offers: Collection[str], since: float | None = None
+    ) -> dict[str, int]: ...
+
+    def get(self, event_id: str) -> StoredDecision: ...
+
+    def offer_spend(self, offers: Collection[str]) -> dict[str, float]: ...
+
+
+class Done(Protocol):
+    """A queued write's handle (:class:`bandit.commit.Commit`)."""
+
+    @property
+    def done(self) -> bool: ...
+
+
+@dataclass(slots=True)
+class _Queued:
+    event_id: str
+    customer_id: str
+    contact: Contact
+    commit: Done
+
+
+@dataclass(frozen=True, slots=True)
+class _Reads:
+    """What a policy makes the gate read, worked out once per policy."""
+
+    contacts_for: float | None
+    """Seconds of contacts the rules look back over (None: none read)."""
+    negatives_for: float | None
+    negative_types: frozenset[str]
+    budget_offers: frozenset[str]
+    money_offers: frozenset[str]
+    day_zone: dict[str, str]
+    """Per offer with a per-day budget: the zone its day starts in."""
+
+    @classmethod
+    def of(cls, policy: ContactPolicy) -> _Reads:
+        looks = [r.seconds for r in policy.rules if isinstance(r, Cap | Repeat)]
+        sups = [r for r in policy.rules if isinstance(r, Suppression)]
+        budgets = [r for r in policy.rules if isinstance(r, Budget)]
+        zone: dict[str, str] = {}
+        for b in budgets:
+            if b.per_day is not None:
+                zone.setdefault(b.offer, b.time_zone)
+        return cls(
+            contacts_for=max(looks) if looks else None,
+            negatives_for=(
+                None
+                if not sups
+                else (
+                    float("inf")
+                    if any(s.seconds is None for s in sups)
+                    else max(s.seconds for s in sups if s.seconds is not None)
+                )
+            ),
+            negative_types=policy.negative_outcomes,
+            budget_offers=policy.budget_offers,
+            money_offers=frozenset(b.offer for b in budgets if b.money is not None),
+            day_zone=zone,
+        )
+
+
+def day_start(now: float, zone: str) -> float:
+    """The start of ``now``'s day in ``zone`` (seconds since the epoch).
+
+    >>> day_start(86_400.0 * 3 + 5.0, "UTC")
+    259200.0
+    """
+    local = dt.datetime.fromtimestamp(now, resolve_zone(zone))
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+
+class ContactGate:
+    """The live contact policy of one service and what it must remember between Choose
+    calls (see the module's docstring). :meth:`reload` swaps the policy whole."""
+
+    def __init__(self, policy: ContactPolicy, log: ContactLog, now: Callable[[], float]) -> None:
+        self.log = log
+        self.now = now
+        self.lock = threading.Lock()
+        self._queued: dict[str, list[_Queued]] = {}
+        self._order: collections.deque[_Queued] = collections.deque()
+        self._counts: dict[str, int] = {}
+        self._today: dict[tuple[str, str, float], int] = {}
+        self._kept: dict[tuple[int, tuple[int, ...]], tuple[Any, tuple[Treatment, ...]]] = {}
+        self._annoyed: set[str] = set()
+        """Customers with an outcome of a type the policy's suppressions list: only theirs
+        are read from the log (most customers have none)."""
+        self._annoyed_types: frozenset[str] = frozenset()
+        self.policy = policy
+        self._reads = _Reads.of(policy)
+        self._load_budgets(policy, self._reads)
+        self._load_annoyed(self._reads)
+
+    def reload(self, policy: ContactPolicy) -> None:
+        """Apply ``policy`` from the next Choose on (budget counters of offers it newly
+        budgets are read from the log first)."""
+        reads = _Reads.of(policy)
+        with self.lock:
+            self._load_budgets(policy, reads)
+            self._load_annoyed(reads)
+            self.policy, self._reads = policy, reads
+
+    def _load_annoyed(self, reads: _Reads) -> None:
+        if reads.negative_types != self._annoyed_types:
+            self._annoyed = self.log.customers_with_outcomes(reads.negative_types)
+            self._annoyed_types = reads.negative_types
+
+    def outcome(self, outcome_type: str, customer_id: str, event_id: str) -> None:
+        """An outcome is being recorded: if its type is one the suppressions list, its
+        customer's negative outcomes are read from the log from now on (called before the
+        outcome is queued; it counts once it is committed)."""
+        if outcome_type not in self._annoyed_types:
+            return
+        if not customer_id:
+            try:
+                customer_id = self.log.get(event_id).decision.context.customer.id
+            except OfferBanditError:
+                return  # names no logged decision: the outcome will be refused or unattributed
+        with self.lock:
+            self._annoyed.add(customer_id)
+
+    def _load_budgets(self, policy: ContactPolicy, reads: _Reads) -> None:
+        new = [o for o in reads.budget_offers if o not in self._counts]
+        self._counts.update(self.log.offer_counts(new))
+        now = self.now()
+        for offer, zone in reads.day_zone.items():
+            key = (offer, zone, day_start(now, zone))
+            if key not in self._today:
+                self._today[key] = self.log.offer_counts([offer], key[2])[offer]
+
+    # ---- inside the lock (the step, then finish) -------------------------------------------
+
+    def situation(self, customer_id: str, now: float, zone: str, offers: set[str]) -> Situation:
+        """What the rules judge this customer's Choose by: the log's history merged with the
+        contacts still queued, and the budgets of ``offers``."""
+        reads = self._reads
+        queued = self._live(customer_id)
+        history = CustomerHistory()
+        if reads.contacts_for is not None or (
+            reads.negatives_for is not None and customer_id in self._annoyed
+        ):
+            negatives_for = reads.negatives_for if customer_id in self._annoyed else None
+            logged = self.log.contact_history(
+                customer_id,
+                None if reads.contacts_for is None else now - reads.contacts_for,
+                None if negatives_for is None else now - negatives_for,
+                reads.negative_types,
+            )
+            contacts = logged.contacts
+            if queued:
+                contacts = dict(contacts)
+                for q in queued:
+                    contacts.setdefault(q.event_id, q.contact)
+            history = CustomerHistory(tuple(contacts.values()), logged.negatives)
+        budgets = Budgets()
+        budgeted = offers & reads.budget_offers
+        if budgeted:
+            money = self.log.offer_spend(budgeted & reads.money_offers)
+            used: dict[str, BudgetUse] = {}
+            for o in budgeted:
+                zone_o = reads.day_zone.get(o)
+                today = (
+                    0 if zone_o is None else self._today.get((o, zone_o, day_start(now, zone_o)), 0)
+                )
+                used[o] = BudgetUse(self._counts.get(o, 0), today, money.get(o, 0.0))
+            budgets = Budgets(used)
+        return Situation(now, history, budgets, zone)
+
+    def _live(self, customer_id: str) -> list[_Queued]:
+        """The customer's queued contacts not yet done (done ones are dropped first: the
+        log's history, read after, holds them if they were committed)."""
+        order = self._order
+        while order and order[0].commit.done:
+            self._drop(order.popleft())
+        mine = self._queued.get(customer_id)
+        if not mine:
+            return []
+        live = [q for q in mine if not q.commit.done]
+        if len(live) != len(mine):
+            if live:
+                self._queued[customer_id] = live
+            else:
+                del self._queued[customer_id]
+        return live
+
+    def _drop(self, q: _Queued) -> None:
+        mine = self._queued.get(q.customer_id)
+        if mine is not None and q in mine:
+            mine.remove(q)
+            if not mine:
+                del self._queued[q.customer_id]
+
+    def kept(
+        self, candidates: tuple[Treatment, ...], kept: tuple[int, ...]
+    ) -> tuple[Treatment, ...]:
+        """The kept candidates as one tuple object per (candidates, kept), so the per-tuple
+        memos further down (VW text, the log's catalogue JSON) keep hitting."""
+        key = (id(candidates), kept)
+        found = self._kept.get(key)
+        if found is not None and found[0] is candidates:
+            return found[1]
+        out = tuple(candidates[i] for i in kept)
+        if len(self._kept) >= _KEPT_TUPLES:
+            self._kept.clear()
+        self._kept[key] = (candidates, out)
+        return out
+
+    def made(self, decision: Decision, commit: Done) -> None:
+        """Count ``decision`` (queued on the log as ``commit``): its contact, unless deferred
+        (a deferred decision is a contact from its activation), and its coupon."""
+        t = decision.chosen_treatment
+        if t.is_control:
+            return
+        ref = t.ref
+        if not decision.deferred:
+            q = _Queued(
+                decision.event_id,
+                decision.context.customer.id,
+                Contact(decision.decided_at, ref.offer_id, ref.channel_id),
+                commit,
+            )
+            self._queued.setdefault(q.customer_id, []).append(q)
+            self._order.append(q)
+        offer = ref.offer_id
+        if offer in self._reads.budget_offers:
+            self._counts[offer] = self._counts.get(offer, 0) + 1
+            zone = self._reads.day_zone.get(offer)
+            if zone is not None:
+                key = (offer, zone, day_start(decision.decided_at, zone))
+                self._today[key] = self._today.get(key, 0) + 1
+
+    def finish(self, draft: Draft) -> None:
+        """The pipeline's last word on a Choose the step let through: count what was queued,
+        then let the next Choose in."""
+        try:
+            decision, commit = draft.answered, draft.commit
+            if decision is not None and commit is not None:
+                self.made(decision, commit)
+        finally:
+            self.lock.release()
+
+
+class ContactStep:
+    """Apply the contact policy: remove the candidates its rules forbid (never control),
+    record which rule removed each, and stamp the policy's digest. Skips holdout decisions
+    (control with certainty already). A ``time_zone`` customer feature that is not a known
+    IANA zone is refused, naming the field."""
+
+    __slots__ = ("gate",)
+
+    def __init__(self, gate: ContactGate) -> None:
+        self.gate = gate
+
+    def __call__(self, draft: Draft) -> None:
+        if draft.holdout:
+            draft.contact_policy = self.gate.policy.digest
+            return
+        ctx = draft.context
+        assert ctx is not None
+        zone = ctx.customer.features.get(TIME_ZONE_FEATURE, "")
+        if zone:
+            if not isinstance(zone, str):
+                raise InvalidRequest(
+                    f"customer.features.{TIME_ZONE_FEATURE}", "must be a text (an IANA zone)"
+                )
+            try:
+                resolve_zone(zone)
+            except ValueError as exc:
+                raise InvalidRequest(f"customer.features.{TIME_ZONE_FEATURE}", str(exc)) from None
+        gate = self.gate
+        gate.lock.acquire()
+        draft.finish = gate.finish
+        policy = gate.policy
+        cands = draft.candidates
+        offers = {t.ref.offer_id for t in cands} if gate._reads.budget_offers else set()
+        situation = gate.situation(ctx.customer.id, gate.now(), str(zone), offers)
+        verdict = policy.apply([t.ref for t in cands], situation)
+        if verdict.removed:
+            draft.candidates = gate.kept(cands, verdict.kept)
+            draft.removed = verdict.removed
+        draft.contact_policy = policy.digest
+
+
+__all__ = ["TIME_ZONE_FEATURE", "ContactGate", "ContactLog", "ContactStep", "day_start"]

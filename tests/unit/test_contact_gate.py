@@ -1,0 +1,118 @@
+"""The contact policy in the Choose path, in process (no sockets): a contact queued on the log
+but not committed counts, the policy's removals reach the logged decision, and the pmf is over
+what was kept."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from bandit.contact import ContactPolicy
+from bandit.eligibility import ChooseInput
+from bandit.errors import InvalidRequest, InvalidState
+from bandit.service import DecisionService, ManualClock, ServiceConfig
+from bandit.types import Channel, Customer, Offer, Trigger
+
+OFFERS = (Offer("a"), Offer("b"))
+CHANNELS = (Channel("email"), Channel("sms"))
+CAP_ONE = "[[cap]]\nname = 'once'\nmax = 1\ndays = 7\n"
+
+
+def _service(tmp_path: Path, policy: str | None) -> DecisionService:
+    svc = DecisionService(
+        ServiceConfig(
+            data_dir=tmp_path,
+            policy="vw",
+            exploration="--epsilon 0.5",
+            background=False,
+            event_id_prefix="00000000000000c1",
+            contact_policy=None if policy is None else ContactPolicy.parse(policy),
+        ),
+        ManualClock(1_800_000_000.0),
+    )
+    svc.start()
+    return svc
+
+
+def _req(cid: str = "c1", **features: str) -> ChooseInput:
+    return ChooseInput(Customer(cid, features), Trigger("login"), OFFERS, CHANNELS)
+
+
+def test_a_contact_still_queued_on_the_log_counts(tmp_path: Path) -> None:
+    svc = _service(tmp_path, CAP_ONE)
+    try:
+        for _ in range(50):
+            first, commit = svc.submit_choice(_req(), hold=True)
+            assert commit is not None
+            if not first.is_control:
+                break
+            commit.commit_here()
+        assert not first.is_control
+        assert not commit.done  # queued, not written: the log does not have it yet
+        second, again = svc.submit_choice(_req(), hold=True)
+        assert again is not None
+        assert [t.is_control for t in second.treatments] == [True]
+        assert second.pmf == (1.0,)
+        assert {rule for _, rule in second.removed} == {"once"}
+        assert len(second.removed) == 4
+        assert second.contact_policy == svc.config.contact_policy.digest  # type: ignore[union-attr]
+        commit.commit_here()
+        again.commit_here()
+        third = svc.choose(_req())  # from the log now
+        assert len(third.removed) == 4
+        logged = svc.get_decision(third.event_id).decision
+        assert logged.removed == third.removed
+        assert logged.contact_policy == third.contact_policy
+        assert svc.stats().removals == {"once": 8}
+        other = svc.choose(_req("c2"))
+        assert other.removed == ()
+        assert math.isclose(sum(other.pmf), 1.0)
+    finally:
+        svc.stop()
+
+
+def test_an_unknown_time_zone_is_refused_naming_the_field(tmp_path: Path) -> None:
+    svc = _service(tmp_path, CAP_ONE)
+    try:
+        with pytest.raises(InvalidRequest, match=r"customer\.features\.time_zone: unknown"):
+            svc.choose(_req(time_zone="Nowhere/Else"))
+        assert svc.stats().log.decisions == 0
+        assert svc.choose(_req(time_zone="Asia/Tokyo")).contact_policy  # the lock was let go
+    finally:
+        svc.stop()
+
+
+def test_without_a_policy_nothing_changes_and_reload_is_refused(tmp_path: Path) -> None:
+    svc = _service(tmp_path, None)
+    try:
+        d = svc.choose(_req())
+        assert (d.removed, d.contact_policy) == ((), "")
+        with pytest.raises(InvalidState, match="contact_policy"):
+            svc.reload_contact_policy(ContactPolicy.parse(CAP_ONE))
+    finally:
+        svc.stop()
+
+
+def test_the_log_head_under_a_policy_is_what_the_encoder_writes() -> None:
+    from bandit.logcodec import _dumps, _head, decode_head, encode_head, pack_pmf
+    from bandit.types import CONTROL_TREATMENT, Context, Decision, TreatmentRef
+
+    for removed in ((), ((TreatmentRef("a", "sms"), "quiet"),)):
+        d = Decision(
+            "e1",
+            Context(Customer("c"), Trigger("t")),
+            (CONTROL_TREATMENT,),
+            (1.0,),
+            0,
+            "v0",
+            "p",
+            1.0,
+            removed=removed,
+            contact_policy="abc123",
+        )
+        text = encode_head(d)
+        assert text == _dumps(_head(d, with_pmf=False))
+        back = decode_head(text, d.treatments, pack_pmf(d.pmf))
+        assert (back.removed, back.contact_policy) == (removed, "abc123")
