@@ -72,6 +72,7 @@ _PASS_THROUGH: dict[str, Callable[[argparse.Namespace], int]] = {
     "token": _offline("offerbandit.tokens"),
     "backup": _offline("offerbandit.backup"),
     "erase": _offline("offerbandit.admin", "erase_main"),
+    "campaign": _offline("offerbandit.campaign"),
     "soak": _offline("offerbandit.soak"),
     "void": _offline("offerbandit.admin", "void_main"),
     "rollback": _offline("offerbandit.admin", "rollback_main"),
@@ -120,6 +121,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("token", "create or list bearer tokens for a server's tokens_file"),
         ("backup", "a consistent copy of the decision log while the server runs"),
         ("erase", "erase customers from the decision log (right to be forgotten)"),
+        ("campaign", "decide for a whole audience through a running server; activate sends"),
         ("void", "flag decisions or outcomes as void: kept in the log, never learned"),
         ("rollback", "make an older kept model checkpoint the newest again"),
     ):

@@ -54,9 +54,10 @@ class Settings(BaseSettings):
     seed: int = 0
     """Server seed: with the event id it determines each decision's sampling."""
     event_id_prefix: str = Field("", pattern="^([0-9a-f]{16})?$")
-    """Empty (the default): event ids start with a random prefix drawn at each start. Sixteen
-    lowercase hex digits: that prefix, which makes a run on a fresh log reproducible — for
-    tests and simulations only (a restart on the same log would reuse event ids)."""
+    """The key event ids are made with (bandit.choose.EventIds). Empty (the default): a random
+    one drawn at each start. Sixteen lowercase hex digits: that key, which makes a run on a
+    fresh log reproducible — for tests and simulations only (a restart on the same log would
+    draw the same event ids again)."""
 
     policy: Literal["uplift", "vw"] = "uplift"
     """The live policy's kind: "uplift" (a conservative uplift model: control unless a

@@ -1,0 +1,384 @@
+"""``offerbandit campaign``: decide for a whole audience in one job, through a running server.
+
+    offerbandit campaign run --campaign xmas.toml --audience customers.parquet \\
+        --out sendlist.csv [--server 127.0.0.1:50051]
+    offerbandit campaign activate --sent sent.csv [--server 127.0.0.1:50051]
+
+``run`` streams the audience (Parquet or CSV: a ``customer_id`` column, every other column a
+customer feature; empty cells are left out) through one ``ChooseStream`` to the server, so
+every decision goes through the live policy, the contact policies and the log exactly as a
+Choose does, and each is **deferred**: its attribution window opens when the send platform
+confirms the send (``activate``). The send list (CSV or Parquet) has one row per customer:
+``customer_id, event_id, action`` (``send`` or ``control``: leave this customer alone),
+``offer_id, channel_id, propensity, model_version, planned_send_at`` and ``error`` (the
+reason, for a customer the server refused; the rest goes on). A row is written only once its
+decision is durable.
+
+Resumable: each request's id is ``<campaign id>:<customer id>``, so a re-run after a crash
+(or of a grown audience) answers already-decided customers with their logged decision and
+decides nobody twice.
+
+The campaign file (TOML)::
+
+    id = "xmas-2026"                  # names the campaign's request ids
+    trigger = "campaign_xmas"         # the trigger type of its decisions
+    planned_send_at = 2026-12-20T09:00:00+01:00   # optional, copied to the send list
+    trigger_features = {season = "xmas"}           # optional
+
+    [[offer]]
+    id = "d10"
+    discount_rate = 0.1               # or fixed_cost = 4.0
+    features = {kind = "discount"}
+
+    [[channel]]
+    id = "email"
+    contact_cost = 0.01
+
+``activate`` reads a file with an ``event_id`` column (and optionally ``sent_at``, seconds or
+ISO 8601) and activates each decision; it prints how many were activated, unknown or failed.
+The server address and a bearer token come from ``--server`` and ``--token`` (or
+``OFFERBANDIT_TOKEN``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as dt
+import math
+import sys
+import tomllib
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from bandit.types import Channel, Customer, FeatureValue, Offer, Trigger
+from server.client import OfferBanditClient, choose_request
+from server.pb.offerbandit.v1 import decision_service_pb2 as pb
+
+SEND_LIST_COLUMNS = [
+    "customer_id",
+    "event_id",
+    "action",
+    "offer_id",
+    "channel_id",
+    "propensity",
+    "model_version",
+    "planned_send_at",
+    "error",
+]
+
+
+class CampaignError(ValueError):
+    """A campaign file or audience that cannot be used; the message says where."""
+
+
+@dataclass(frozen=True)
+class Campaign:
+    id: str
+    trigger: Trigger
+    offers: list[Offer]
+    channels: list[Channel]
+    planned_send_at: str = ""
+    source: str = field(default="", compare=False)
+
+    @classmethod
+    def load(cls, path: Path) -> Campaign:
+        try:
+            doc = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise CampaignError(f"campaign file {path}: {exc}") from exc
+        unknown = set(doc) - {
+            "id",
+            "trigger",
+            "planned_send_at",
+            "trigger_features",
+            "offer",
+            "channel",
+        }
+        if unknown:
+            raise CampaignError(f"campaign file {path}: unknown key(s) {sorted(unknown)}")
+        cid, trigger = doc.get("id"), doc.get("trigger")
+        if not isinstance(cid, str) or not cid or ":" in cid:
+            raise CampaignError("id: a non-empty string without ':'")
+        if not isinstance(trigger, str) or not trigger:
+            raise CampaignError("trigger: a non-empty string (the trigger type)")
+        offers = [_offer(i, o) for i, o in enumerate(doc.get("offer", []))]
+        channels = [_channel(i, c) for i, c in enumerate(doc.get("channel", []))]
+        if not offers or not channels:
+            raise CampaignError("a campaign needs at least one [[offer]] and one [[channel]]")
+        send_at = doc.get("planned_send_at", "")
+        if isinstance(send_at, dt.datetime):
+            send_at = send_at.isoformat()
+        features = doc.get("trigger_features", {})
+        if not isinstance(features, dict):
+            raise CampaignError("trigger_features: a table")
+        return cls(cid, Trigger(trigger, features), offers, channels, str(send_at), str(path))
+
+
+def _offer(i: int, o: Any) -> Offer:
+    if not isinstance(o, dict) or not isinstance(o.get("id"), str):
+        raise CampaignError(f"offer[{i}]: a table with an id")
+    extra = set(o) - {"id", "features", "fixed_cost", "discount_rate"}
+    if extra:
+        raise CampaignError(f"offer[{i}]: unknown key(s) {sorted(extra)}")
+    return Offer(
+        o["id"],
+        dict(o.get("features", {})),
+        fixed_cost=float(o.get("fixed_cost", 0.0)),
+        discount_rate=float(o.get("discount_rate", 0.0)),
+    )
+
+
+def _channel(i: int, c: Any) -> Channel:
+    if not isinstance(c, dict) or not isinstance(c.get("id"), str):
+        raise CampaignError(f"channel[{i}]: a table with an id")
+    extra = set(c) - {"id", "features", "contact_cost"}
+    if extra:
+        raise CampaignError(f"channel[{i}]: unknown key(s) {sorted(extra)}")
+    return Channel(
+        c["id"], dict(c.get("features", {})), contact_cost=float(c.get("contact_cost", 0.0))
+    )
+
+
+def audience(path: Path, batch_rows: int = 10_000) -> Iterator[Customer]:
+    """The audience's customers, streamed (Parquet by row groups, CSV in chunks)."""
+    if path.suffix.lower() == ".parquet":
+        frames: Iterator[pd.DataFrame] = (
+            b.to_pandas() for b in pq.ParquetFile(path).iter_batches(batch_size=batch_rows)
+        )
+    else:
+        frames = iter(pd.read_csv(path, chunksize=batch_rows, keep_default_na=True))
+    for frame in frames:
+        if "customer_id" not in frame.columns:
+            raise CampaignError(f"{path}: no customer_id column")
+        names = [c for c in frame.columns if c != "customer_id"]
+        for row in frame.itertuples(index=False, name=None):
+            values = dict(zip(frame.columns, row, strict=True))
+            cid = values["customer_id"]
+            if cid is None or (isinstance(cid, float) and math.isnan(cid)):
+                continue
+            features: dict[str, FeatureValue] = {}
+            for n in names:
+                v = values[n]
+                if v is None or (isinstance(v, float) and math.isnan(v)):
+                    continue
+                features[n] = v.item() if hasattr(v, "item") else v
+            yield Customer(str(cid), features)
+
+
+@dataclass
+class RunSummary:
+    decided: int = 0
+    sent: int = 0
+    control: int = 0
+    refused: int = 0
+
+
+def run(
+    client: OfferBanditClient,
+    campaign: Campaign,
+    customers: Iterator[Customer],
+    out: Path,
+    *,
+    progress: bool = True,
+    limit: int | None = None,
+) -> RunSummary:
+    """Decide for every customer through one ChooseStream and write the send list."""
+    pending: list[str] = []
+
+    def requests() -> Iterator[pb.ChooseRequest]:
+        for n, customer in enumerate(customers):
+            if limit is not None and n >= limit:
+                return
+            pending.append(customer.id)
+            yield choose_request(
+                customer,
+                campaign.trigger,
+                campaign.offers,
+                campaign.channels,
+                defer_activation=True,
+                request_id=f"{campaign.id}:{customer.id}",
+            )
+
+    summary = RunSummary()
+    with (
+        _SendList(out) as sink,
+        tqdm(desc=f"campaign {campaign.id}", unit="dec", disable=not progress) as bar,
+    ):
+        for result in client.choose_stream(requests(), timeout=None):
+            customer_id = pending[result.index]
+            if result.error_code:
+                summary.refused += 1
+                sink.write(
+                    [
+                        customer_id,
+                        "",
+                        "",
+                        "",
+                        "",
+                        None,
+                        "",
+                        "",
+                        f"{result.error_code}: {result.error}",
+                    ]
+                )
+            else:
+                d = result.decision
+                send = bool(d.chosen.offer_id)
+                summary.sent += send
+                summary.control += not send
+                sink.write(
+                    [
+                        customer_id,
+                        d.event_id,
+                        "send" if send else "control",
+                        d.chosen.offer_id,
+                        d.chosen.channel_id,
+                        d.propensity,
+                        d.model_version,
+                        campaign.planned_send_at,
+                        "",
+                    ]
+                )
+            summary.decided += 1
+            bar.update(1)
+    return summary
+
+
+class _SendList:
+    """Rows appended to a CSV or Parquet file as they come (Parquet in row groups)."""
+
+    def __init__(self, path: Path, group_rows: int = 10_000) -> None:
+        self.path = path
+        self.parquet = path.suffix.lower() == ".parquet"
+        self.group_rows = group_rows
+        self.rows: list[list[Any]] = []
+        self.tmp = path.with_name(path.name + ".partial")
+
+    def __enter__(self) -> _SendList:
+        self.tmp.parent.mkdir(parents=True, exist_ok=True)
+        if self.parquet:
+            schema = pa.schema(
+                [(c, pa.float64() if c == "propensity" else pa.string()) for c in SEND_LIST_COLUMNS]
+            )
+            self.writer: Any = pq.ParquetWriter(self.tmp, schema)
+        else:
+            self.file = self.tmp.open("w", newline="", encoding="utf-8")
+            self.writer = csv.writer(self.file)
+            self.writer.writerow(SEND_LIST_COLUMNS)
+        return self
+
+    def write(self, row: list[Any]) -> None:
+        if self.parquet:
+            self.rows.append(row)
+            if len(self.rows) >= self.group_rows:
+                self._flush()
+        else:
+            self.writer.writerow(row)
+
+    def _flush(self) -> None:
+        if self.rows:
+            columns = list(zip(*self.rows, strict=True))
+            self.writer.write_table(
+                pa.table(
+                    {c: list(v) for c, v in zip(SEND_LIST_COLUMNS, columns, strict=True)},
+                    schema=self.writer.schema,
+                )
+            )
+            self.rows = []
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if self.parquet:
+            self._flush()
+            self.writer.close()
+        else:
+            self.file.close()
+        if exc_type is None:
+            self.tmp.replace(self.path)  # a complete send list, or none: never half of one
+
+
+def _when(text: Any) -> float | None:
+    if text is None or (isinstance(text, float) and math.isnan(text)) or text == "":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        t = dt.datetime.fromisoformat(str(text))
+        return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
+
+
+def activate(client: OfferBanditClient, sent: Path, threads: int = 8) -> dict[str, int]:
+    """Activate every event id in ``sent``; counts by outcome."""
+    frame = (
+        pq.read_table(sent).to_pandas() if sent.suffix.lower() == ".parquet" else pd.read_csv(sent)
+    )
+    if "event_id" not in frame.columns:
+        raise CampaignError(f"{sent}: no event_id column")
+    at = frame["sent_at"] if "sent_at" in frame.columns else [None] * len(frame)
+    counts = {"activated": 0, "unknown": 0, "failed": 0}
+
+    def one(event_id: str, when: Any) -> str:
+        try:
+            client.activate(str(event_id), _when(when))
+            return "activated"
+        except grpc.RpcError as exc:
+            return "unknown" if exc.code() == grpc.StatusCode.NOT_FOUND else "failed"
+
+    with ThreadPoolExecutor(threads) as pool:
+        for outcome in pool.map(one, frame["event_id"], at):
+            counts[outcome] += 1
+    return counts
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="offerbandit campaign",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="action", required=True)
+    r = sub.add_parser("run", help="decide for an audience and write the send list")
+    r.add_argument("--campaign", type=Path, required=True)
+    r.add_argument("--audience", type=Path, required=True, help="Parquet or CSV")
+    r.add_argument("--out", type=Path, required=True, help="the send list (.csv or .parquet)")
+    a = sub.add_parser("activate", help="activate the decisions the platform has sent")
+    a.add_argument("--sent", type=Path, required=True, help="a file with an event_id column")
+    for q in (r, a):
+        q.add_argument("--server", default="127.0.0.1:50051")
+        q.add_argument("--token", help="bearer token (default: OFFERBANDIT_TOKEN)")
+    ns = p.parse_args(argv)
+    try:
+        with OfferBanditClient(ns.server, token=ns.token, timeout=30) as client:
+            if ns.action == "run":
+                campaign = Campaign.load(ns.campaign)
+                s = run(client, campaign, audience(ns.audience), ns.out)
+                print(
+                    f"campaign {campaign.id}: {s.decided} customers, {s.sent} to send, "
+                    f"{s.control} left alone (control), {s.refused} refused; send list {ns.out}"
+                )
+                return 0
+            counts = activate(client, ns.sent)
+            print(", ".join(f"{v} {k}" for k, v in counts.items()))
+            return 0 if counts["failed"] == 0 else 1
+    except (CampaignError, OSError) as exc:
+        print(f"offerbandit campaign: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(
+            f"offerbandit campaign: the server answered {exc.code().name}: {exc.details()}",
+            file=sys.stderr,
+        )
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
