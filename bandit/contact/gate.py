@@ -14,6 +14,10 @@ callers on several threads are serialised between the policy step and the log st
 the log's history is read after the gate drops the done ones, and the two are merged by
 event id, so a contact is never missed nor counted twice.
 
+**Negative outcomes** are read from the log only for customers known to have one: the gate
+loads them with the policy and adds a customer as an outcome of a suppression's type is
+recorded (:meth:`ContactGate.outcome`, called by the service before the outcome is queued).
+
 **Budgets.** Coupon counts (in total and per day) are read from the log when a policy is
 loaded and then counted here as decisions are made (a decision whose write fails still
 counts: the error is on the safe side). Money charged is read from the log per Choose (a
