@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 
 from offerbandit.bench import Result, choose_requests, drive, merge, report, start_server
+from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 from server.pb.offerbandit.v1 import decision_service_pb2_grpc as pb_grpc
 
 FIVE_RULES = """
@@ -57,7 +58,11 @@ count = 1000000000
 
 
 def measure(
-    policy: Path | None, data: Path, concurrency: int, seconds: float, requests: list[object]
+    policy: Path | None,
+    data: Path,
+    concurrency: int,
+    seconds: float,
+    requests: list[pb.ChooseRequest],
 ) -> Result:
     os.environ["OFFERBANDIT_CONTACT_POLICY"] = "" if policy is None else str(policy)
     proc, address = start_server(data, "full")
@@ -72,6 +77,9 @@ def measure(
 
         name = "choose/10" if policy is None else "policy/10"
         result = drive(name, choose, concurrency, seconds, 50_000, server_pid=proc.pid)
+        digest = stubs[0].GetStats(pb.GetStatsRequest(), timeout=10).contact_policy
+        if bool(digest) != (policy is not None):  # the server runs what it is said to run
+            raise RuntimeError(f"server's contact policy is {digest!r}, expected {policy}")
         for ch in channels:
             ch.close()
         return result
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--concurrency", type=int, default=16)
     ns = parser.parse_args(argv)
-    requests: list[object] = list(choose_requests(10, count=4096))
+    requests = choose_requests(10, count=4096)
     parts: dict[str, list[Result]] = {"none": [], "policy": []}
     with tempfile.TemporaryDirectory() as tmp:
         policy = Path(tmp) / "five.toml"

@@ -14,6 +14,10 @@ callers on several threads are serialised between the policy step and the log st
 the log's history is read after the gate drops the done ones, and the two are merged by
 event id, so a contact is never missed nor counted twice.
 
+**Negative outcomes** are read from the log only for customers known to have one: the gate
+loads them with the policy and adds a customer as an outcome of a suppression's type is
+recorded (:meth:`ContactGate.outcome`, called by the service before the outcome is queued).
+
 **Budgets.** Coupon counts (in total and per day) are read from the log when a policy is
 loaded and then counted here as decisions are made (a decision whose write fails still
 counts: the error is on the safe side). Money charged is read from the log per Choose (a
@@ -41,7 +45,7 @@ from bandit.contact.policy import (
 )
 from bandit.errors import InvalidRequest, OfferBanditError
 from bandit.records import StoredDecision
-from bandit.types import Decision, Treatment
+from bandit.types import Decision, Treatment, TreatmentRef
 
 if TYPE_CHECKING:
     from bandit.choose import Draft
@@ -153,6 +157,9 @@ class ContactGate:
         self._counts: dict[str, int] = {}
         self._today: dict[tuple[str, str, float], int] = {}
         self._kept: dict[tuple[int, tuple[int, ...]], tuple[Any, tuple[Treatment, ...]]] = {}
+        self._refs: dict[
+            int, tuple[tuple[Treatment, ...], tuple[TreatmentRef, ...], frozenset[str]]
+        ] = {}
         self._annoyed: set[str] = set()
         """Customers with an outcome of a type the policy's suppressions list: only theirs
         are read from the log (most customers have none)."""
@@ -201,7 +208,9 @@ class ContactGate:
 
     # ---- inside the lock (the step, then finish) -------------------------------------------
 
-    def situation(self, customer_id: str, now: float, zone: str, offers: set[str]) -> Situation:
+    def situation(
+        self, customer_id: str, now: float, zone: str, offers: frozenset[str]
+    ) -> Situation:
         """What the rules judge this customer's Choose by: the log's history merged with the
         contacts still queued, and the budgets of ``offers``."""
         reads = self._reads
@@ -260,6 +269,21 @@ class ContactGate:
             mine.remove(q)
             if not mine:
                 del self._queued[q.customer_id]
+
+    def refs(
+        self, candidates: tuple[Treatment, ...]
+    ) -> tuple[tuple[TreatmentRef, ...], frozenset[str]]:
+        """The candidates' refs and offer ids, made once per candidate tuple (a Choose's
+        candidates belong to its catalogue: the same tuple call after call)."""
+        found = self._refs.get(id(candidates))
+        if found is not None and found[0] is candidates:
+            return found[1], found[2]
+        refs = tuple(t.ref for t in candidates)
+        offers = frozenset(r.offer_id for r in refs if not r.is_control)
+        if len(self._refs) >= _KEPT_TUPLES:
+            self._refs.clear()
+        self._refs[id(candidates)] = (candidates, refs, offers)
+        return refs, offers
 
     def kept(
         self, candidates: tuple[Treatment, ...], kept: tuple[int, ...]
@@ -343,9 +367,9 @@ class ContactStep:
         draft.finish = gate.finish
         policy = gate.policy
         cands = draft.candidates
-        offers = {t.ref.offer_id for t in cands} if gate._reads.budget_offers else set()
+        refs, offers = gate.refs(cands)
         situation = gate.situation(ctx.customer.id, gate.now(), str(zone), offers)
-        verdict = policy.apply([t.ref for t in cands], situation)
+        verdict = policy.apply(refs, situation)
         if verdict.removed:
             draft.candidates = gate.kept(cands, verdict.kept)
             draft.removed = verdict.removed

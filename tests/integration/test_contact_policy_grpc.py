@@ -294,3 +294,22 @@ def test_reload_refuses_a_bad_file_and_keeps_the_running_policy(servers: Servers
 def test_a_bad_policy_file_refuses_the_start(servers: Servers) -> None:
     with pytest.raises(PolicyError, match=r"cap\[0\]\.max"):
         servers.start("[[cap]]\nmax = -1\ndays = 7\n")
+
+
+def test_a_deferred_decision_is_a_contact_from_its_activation(servers: Servers) -> None:
+    running, _ = servers.start(CAP_ONE)
+    with OfferBanditClient(running.address) as client:
+        for _ in range(40):
+            deferred = client.choose(
+                customer("d1"), trigger(), OFFERS, CHANNELS, defer_activation=True
+            )
+            if deferred.chosen.offer_id:
+                break
+        assert deferred.chosen.offer_id
+        # deferred too, so never a contact itself: only the activation below can cap `after`
+        before = client.choose(customer("d1"), trigger(), OFFERS, CHANNELS, defer_activation=True)
+        assert len(client.get_decision(before.event_id).removed) == 0  # not a contact yet
+        client.activate(deferred.event_id)
+        after = client.choose(customer("d1"), trigger(), OFFERS, CHANNELS)
+        assert {r for *_, r in _removed(client.get_decision(after.event_id))} == {"one a week"}
+        assert len(client.get_decision(after.event_id).removed) == 6
