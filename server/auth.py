@@ -41,7 +41,7 @@ import secrets
 import threading
 import time
 import tomllib
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,6 +49,9 @@ from typing import TYPE_CHECKING, Any
 import grpc
 
 from server.interceptors import Interceptor
+
+if TYPE_CHECKING:
+    from server.interceptors import Continuation
 
 log = logging.getLogger(__name__)
 
@@ -218,10 +221,6 @@ def bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str | None:
                 return token.strip()
             return None
     return None
-
-
-if TYPE_CHECKING:
-    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]]
 
 
 class TokenAuth(Interceptor):

@@ -14,8 +14,8 @@ With ``tokens_file`` set, :class:`server.auth.TokenAuth` checks every call's bea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 
@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 else:  # generic in the stubs only
     Interceptor = grpc.aio.ServerInterceptor
 """One interceptor (``intercept_service(continuation, handler_call_details)``)."""
+S = TypeVar("S")
+
+if TYPE_CHECKING:
+    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]]
+    """What an interceptor calls for the handler of the method asked."""
 
 
 def for_settings(settings: Settings, extra: Sequence[Interceptor] = ()) -> list[Interceptor]:
@@ -43,4 +48,61 @@ def for_settings(settings: Settings, extra: Sequence[Interceptor] = ()) -> list[
     return own + list(extra)
 
 
-__all__ = ["Interceptor", "for_settings"]
+def status_name(context: Any) -> str:
+    """The status a finished call's context was ended with (after an abort), by name."""
+    code = context.code() if hasattr(context, "code") else None
+    return str(code.name) if isinstance(code, grpc.StatusCode) else "UNKNOWN"
+
+
+def around(
+    handler: grpc.RpcMethodHandler[Any, Any],
+    begin: Callable[[], S],
+    end: Callable[[S, str], None],
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """A handler of the same kind as ``handler`` (unary or streaming, either way) that calls
+    ``begin()`` before each call and ``end(state, status)`` after it, whatever happened:
+    ``status`` is ``OK``, or the name of the status the call ended with. The wire format
+    (deserializer, serializer) stays the handler's."""
+    des, ser = handler.request_deserializer, handler.response_serializer
+    unary: Any = handler.unary_unary or handler.stream_unary
+    if unary is not None:
+
+        async def answer(request: Any, context: Any) -> Any:
+            state, status = begin(), "OK"
+            try:
+                return await unary(request, context)
+            except BaseException:
+                status = status_name(context)
+                raise
+            finally:
+                end(state, status)
+
+        make = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary is not None
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return make(answer, request_deserializer=des, response_serializer=ser)
+    streaming: Any = handler.stream_stream or handler.unary_stream  # async generators
+    assert streaming is not None
+
+    async def stream(request: Any, context: Any) -> Any:
+        state, status = begin(), "OK"
+        try:
+            async for message in streaming(request, context):
+                yield message
+        except BaseException:
+            status = status_name(context)
+            raise
+        finally:
+            end(state, status)
+
+    make_stream = (
+        grpc.stream_stream_rpc_method_handler
+        if handler.stream_stream is not None
+        else grpc.unary_stream_rpc_method_handler
+    )
+    return make_stream(stream, request_deserializer=des, response_serializer=ser)
+
+
+__all__ = ["Interceptor", "around", "for_settings", "status_name"]

@@ -27,15 +27,15 @@ import logging
 import sys
 import time
 import uuid
-from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
 
-from server.interceptors import Interceptor
+from server.interceptors import Interceptor, around
 
 if TYPE_CHECKING:
-    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]]
+    from server.interceptors import Continuation
+
 
 REQUEST_ID: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 """The id of the call being answered (empty outside calls, or without the access log)."""
@@ -122,56 +122,15 @@ class AccessLog(Interceptor):
         method = details.method.rsplit("/", 1)[-1]
         rid = _request_id(details.invocation_metadata)
 
-        def done(start: float, context: Any, code: str | None) -> None:
-            if code is None:
-                status = context.code() if hasattr(context, "code") else None
-                code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+        def begin() -> tuple[contextvars.Token[str], float]:
+            return REQUEST_ID.set(rid), time.perf_counter()
+
+        def end(state: tuple[contextvars.Token[str], float], code: str) -> None:
+            token, start = state
             ms = round(1000 * (time.perf_counter() - start), 3)
             access.info(
                 "%s %s %.3f ms", method, code, ms, extra={"method": method, "code": code, "ms": ms}
             )
+            _reset(token)
 
-        if handler.unary_unary is not None or handler.stream_unary is not None:
-            inner: Any = handler.unary_unary or handler.stream_unary
-
-            async def answer(request: Any, context: Any) -> Any:
-                token = REQUEST_ID.set(rid)
-                start = time.perf_counter()
-                code: str | None = "OK"
-                try:
-                    return await inner(request, context)
-                except BaseException:
-                    code = None
-                    raise
-                finally:
-                    done(start, context, code)
-                    _reset(token)
-
-            make = (
-                grpc.unary_unary_rpc_method_handler
-                if handler.unary_unary is not None
-                else grpc.stream_unary_rpc_method_handler
-            )
-            return make(answer, handler.request_deserializer, handler.response_serializer)
-        streaming: Any = handler.stream_stream or handler.unary_stream
-
-        async def streamed(request: Any, context: Any) -> Any:
-            token = REQUEST_ID.set(rid)
-            start = time.perf_counter()
-            code: str | None = "OK"
-            try:
-                async for message in streaming(request, context):
-                    yield message
-            except BaseException:
-                code = None
-                raise
-            finally:
-                done(start, context, code)
-                _reset(token)
-
-        make_stream = (
-            grpc.stream_stream_rpc_method_handler
-            if handler.stream_stream is not None
-            else grpc.unary_stream_rpc_method_handler
-        )
-        return make_stream(streamed, handler.request_deserializer, handler.response_serializer)
+        return around(handler, begin, end)

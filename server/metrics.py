@@ -27,7 +27,7 @@ machine or expose it deliberately.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -36,10 +36,11 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bandit.service import DecisionService
-from server.interceptors import Interceptor
+from server.interceptors import Interceptor, around
 
 if TYPE_CHECKING:
-    Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any]]]
+    from server.interceptors import Continuation
+
 
 BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0)
 
@@ -65,60 +66,7 @@ class CallMetrics(Interceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
-        method = details.method.rsplit("/", 1)[-1]
-        observe = self._observer(method)
-        if handler.unary_unary is not None:
-            inner = handler.unary_unary
-
-            async def unary_unary(request: Any, context: Any) -> Any:
-                start, code = time.perf_counter(), "OK"
-                try:
-                    return await inner(request, context)
-                except BaseException:
-                    code = _code(context)
-                    raise
-                finally:
-                    observe(start, code)
-
-            return grpc.unary_unary_rpc_method_handler(
-                unary_unary, handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary is not None:
-            inner_su = handler.stream_unary
-
-            async def stream_unary(requests: Any, context: Any) -> Any:
-                start, code = time.perf_counter(), "OK"
-                try:
-                    return await inner_su(requests, context)
-                except BaseException:
-                    code = _code(context)
-                    raise
-                finally:
-                    observe(start, code)
-
-            return grpc.stream_unary_rpc_method_handler(
-                stream_unary, handler.request_deserializer, handler.response_serializer
-            )
-        streaming: Any = handler.stream_stream or handler.unary_stream  # async generators
-        assert streaming is not None
-
-        async def streamed(request: Any, context: Any) -> Any:
-            start, code = time.perf_counter(), "OK"
-            try:
-                async for message in streaming(request, context):
-                    yield message
-            except BaseException:
-                code = _code(context)
-                raise
-            finally:
-                observe(start, code)
-
-        make = (
-            grpc.stream_stream_rpc_method_handler
-            if handler.stream_stream is not None
-            else grpc.unary_stream_rpc_method_handler
-        )
-        return make(streamed, handler.request_deserializer, handler.response_serializer)
+        return around(handler, time.perf_counter, self._observer(details.method.rsplit("/", 1)[-1]))
 
     def _observer(self, method: str) -> Callable[[float, str], None]:
         histogram = self.seconds.labels(method)
@@ -128,13 +76,6 @@ class CallMetrics(Interceptor):
             self.calls.labels(method, code).inc()
 
         return observe
-
-
-def _code(context: Any) -> str:
-    code = context.code() if hasattr(context, "code") else None
-    if isinstance(code, grpc.StatusCode):
-        return str(code.name)
-    return "CANCELLED_OR_UNKNOWN"
 
 
 class ServiceCollector(Collector):
