@@ -29,7 +29,7 @@ refused with an error in the log and the tokens before it stay in force.
 
 >>> entry = new_token_entry("ci", ["read"], token="s3cret")
 >>> entry["sha256"][:12], entry["roles"]
-('e07ec8e89d25', ['read'])
+('1ec1c26b50d5', ['read'])
 """
 
 from __future__ import annotations
