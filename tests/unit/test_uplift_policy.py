@@ -84,7 +84,8 @@ def test_the_pmf_is_the_stated_mixture_of_the_confident_choice_and_posterior_vot
         pmf = np.array(p.scores(_ctx(segment), TREATMENTS))
         mean, dev = p.uplift(_ctx(segment), TREATMENTS)
         sd = np.sqrt(np.mean(dev**2, axis=1))
-        lower = mean - p.settings.kappa * sd
+        kappa = p.settings.kappa * math.sqrt(1 + p.settings.evidence / p.posterior.n)
+        lower = mean - kappa * sd
         best = 1 + int(np.argmax(lower[1:]))
         greedy = best if lower[best] > 0 else 0
         votes = np.bincount(np.argmax(mean[:, None] + dev, axis=0), minlength=3) / 16

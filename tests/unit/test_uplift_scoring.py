@@ -76,7 +76,8 @@ def _reference_pmf(
     the closest comparison it rests on is from a tie, in EUR)."""
     s = p.settings
     mean, draws = values[:, 0], values[:, 1:]
-    lower = mean - s.kappa * np.sqrt(np.mean((draws - mean[:, None]) ** 2, axis=1))
+    kappa = s.kappa * np.sqrt(1 + s.evidence / p.posterior.n)
+    lower = mean - kappa * np.sqrt(np.mean((draws - mean[:, None]) ** 2, axis=1))
     control = np.array([t.is_control for t in treatments])
     lower[control] = -np.inf
     order = np.sort(lower)[::-1]
