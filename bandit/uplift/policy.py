@@ -68,12 +68,12 @@ class UpliftSettings:
     kappa: float = 1.0
     """Standard deviations below the mean a treatment's net uplift must stay above 0, for one
     candidate (a one-sided level of ``Φ(−kappa)``, 16 % at 1)."""
-    evidence: float = 40_000.0
+    evidence: float = 10_000.0
     """While the model has learned few decisions, the gate asks for more: ``kappa`` is
-    multiplied by ``sqrt(1 + evidence/n)`` after ``n`` learned decisions (2.2 at 10,000,
-    1.4 at 40,000, 1.2 at 100,000; 0: ``kappa`` throughout). The posterior's spread only
-    knows the noise, not the misfit of a model whose crosses are still at their prior, and
-    picking the best of many noisy lower bounds is confident by chance."""
+    multiplied by ``sqrt(1 + evidence/n)`` after ``n`` learned decisions (2.4 at 2,000,
+    1.4 at 10,000, 1.2 at 20,000, 1.05 at 100,000; 0: ``kappa`` throughout). The
+    posterior's spread only knows the noise, not the misfit of a model whose crosses are still
+    at their prior, and picking the best of many noisy lower bounds is confident by chance."""
     explore: float = 0.1
     """Share of decisions drawn by posterior sampling instead of the confident choice."""
     samples: int = 32
