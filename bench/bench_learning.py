@@ -42,7 +42,7 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS, VWPolicy, vw_arguments
+from bandit.records import Incremental
 from bandit.rewards import RewardRule
 from bandit.sampling import floored_pmf, sample_index
 from bandit.sim import World, WorldConfig, WorldEvent
@@ -60,6 +61,8 @@ from bandit.uplift import UpliftPolicy, uplift_arguments
 from bandit.vwformat import action_lines, reward_to_cost, shared_line
 
 CURVE_POINTS = 200
+LIVE_POINTS = (4_000, 10_000, 20_000, 30_000, 50_000, 100_000)
+"""Decisions after which the live ``GetStats`` estimate is recorded (learning policies)."""
 PUBLISH_EVERY = 1000
 """The uplift policy publishes a new posterior after this many learned decisions (the
 service's default checkpoint cadence)."""
@@ -140,6 +143,11 @@ class RunResult:
     curve_gain: list[float]
     """Value above control per decision in consecutive blocks (for the plot)."""
     seconds: float
+    live: list[list[float]] = field(default_factory=list)
+    """What ``GetStats``' incremental estimate would say after the first ``n`` decisions of
+    :data:`LIVE_POINTS`: ``[n, per decision, 95 % low, high]`` from the realised rewards,
+    ``ψ = r − 1{control}·r/μ(control)`` (bandit/records.py ``Incremental``); learning
+    policies only."""
 
 
 def _static_rule(world: World, n: int) -> NDArray[np.intp]:
@@ -196,6 +204,7 @@ def run_policy(
     candidates: dict[bytes, tuple[Treatment, ...]] = {}
     since_publish = 0
     values = np.empty((decisions, k_all), dtype=np.float32)
+    psi = np.full(decisions, np.nan)
     masks = np.empty((decisions, k_all), dtype=np.bool_)
     chosen = np.empty(decisions, dtype=np.intp)
     stages = np.empty(decisions, dtype=np.intp)
@@ -257,15 +266,9 @@ def run_policy(
         chosen[i] = col
         t = treatments[col]
         outcome = world.apply(event, t)
-        if uplift is not None:
+        if policy is not None or uplift is not None:
             in_window = outcome.purchased and outcome.delay_seconds < window
             revenue = outcome.revenue if in_window else 0.0
-            uplift_pending.append((event.time + window, event, t, revenue, in_window))
-        if policy is not None:
-            in_window = outcome.purchased and outcome.delay_seconds < window
-            revenue = outcome.revenue if in_window else 0.0
-            if spec.clip_revenue is not None:
-                revenue = min(revenue, spec.clip_revenue)
             reward = rule.reward(
                 revenue=revenue,
                 n_outcomes=int(in_window),
@@ -274,6 +277,20 @@ def run_policy(
                 discount_rate=t.offer.discount_rate if t.offer else 0.0,
                 contact_cost=t.channel.contact_cost if t.channel else 0.0,
             )
+            psi[i] = reward - (reward / pmf[0] if col == 0 else 0.0)  # cols[0] is control
+        if uplift is not None:
+            uplift_pending.append((event.time + window, event, t, revenue, in_window))
+        if policy is not None:
+            if spec.clip_revenue is not None:
+                revenue = min(revenue, spec.clip_revenue)
+                reward = rule.reward(
+                    revenue=revenue,
+                    n_outcomes=int(in_window),
+                    is_control=t.is_control,
+                    fixed_cost=t.offer.fixed_cost if t.offer else 0.0,
+                    discount_rate=t.offer.discount_rate if t.offer else 0.0,
+                    contact_cost=t.channel.contact_cost if t.channel else 0.0,
+                )
             pending.append(
                 (
                     event.time + window,
@@ -288,7 +305,20 @@ def run_policy(
         if len(buffer) >= 2048:
             flush()
     flush()
-    return _result(spec.name, seed, values, masks, chosen, stages, time.perf_counter() - started)
+    result = _result(spec.name, seed, values, masks, chosen, stages, time.perf_counter() - started)
+    if np.isnan(psi).all():
+        return result
+    return replace(result, live=_live(psi))
+
+
+def _live(psi: NDArray[np.float64]) -> list[list[float]]:
+    """``GetStats``' incremental estimate after the first ``n`` decisions (bandit/records.py)."""
+    out = []
+    for n in LIVE_POINTS:
+        if n <= len(psi):
+            e = Incremental.from_sums(n, float(psi[:n].sum()), float(np.square(psi[:n]).sum()))
+            out.append([n, e.per_decision, e.ci_low, e.ci_high])
+    return out
 
 
 def _result(
@@ -400,6 +430,25 @@ def table(rows: Sequence[dict[str, Any]]) -> str:
             f" | {r['seconds'][0]:.0f} |"
         )
     return "\n".join(out)
+
+
+def live_table(results: Sequence[RunResult], names: Sequence[str]) -> str:
+    """Per learning policy and ``n``: the live estimate per seed (its 95 % interval) and how
+    many seeds' intervals lie above 0."""
+    lines = ["\nlive GetStats estimate after n decisions (EUR a decision above all-control):"]
+    for name in names:
+        runs = sorted((r for r in results if r.policy == name and r.live), key=lambda r: r.seed)
+        points = sorted({int(p[0]) for r in runs for p in r.live})
+        for n in points:
+            cells = [
+                f"{p[1]:+.2f} [{p[2]:+.2f}, {p[3]:+.2f}]"
+                for r in runs
+                for p in r.live
+                if int(p[0]) == n
+            ]
+            above = sum(1 for r in runs for p in r.live if int(p[0]) == n and p[2] > 0)
+            lines.append(f"  {name} n={n}: {'; '.join(cells)} — above 0: {above}/{len(cells)}")
+    return "\n".join(lines)
 
 
 def plot(results: Sequence[RunResult], order: Sequence[str], path: Path) -> None:
@@ -638,6 +687,7 @@ def report(
         o, s, c = ref["oracle_last20"][0], ref["static_last20"][0], ref["control_last20"][0]
         print(f"\n(on {ref['policy']}'s events: oracle {o:.2f}, best static {s:.2f}, "
               f"control {c:.2f} per decision)")  # fmt: skip
+    print(live_table(results, names))
     plot(results, names, ns.plot)
     ns.json.parent.mkdir(parents=True, exist_ok=True)
     payload = {

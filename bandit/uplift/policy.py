@@ -16,7 +16,9 @@ estimated from every decision, control ones included.
 The pmf is an explicit mixture, so every logged propensity is exact:
 
 * with probability ``1 − explore``: the treatment with the highest lower bound
-  ``mean(U) − kappa·sd(U)`` if that bound is above 0, else control;
+  ``mean(U) − k·sd(U)`` if that bound is above 0, else control, where
+  ``k = kappa·sqrt(1 + evidence/n)`` after ``n`` learned decisions (the gate asks for more
+  while little is known; :attr:`UpliftSettings.evidence`);
 * with probability ``explore``: posterior sampling computed exactly over the model's ``S``
   published posterior draws — each draw votes for its best treatment (control's uplift is 0
   in every draw), and the votes' shares are the probabilities.
@@ -36,6 +38,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import math
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -63,7 +66,14 @@ class UpliftSettings:
     """The uplift policy's hyper-parameters (its ``args`` after ``uplift``)."""
 
     kappa: float = 1.0
-    """Standard deviations below the mean a treatment's net uplift must stay above 0."""
+    """Standard deviations below the mean a treatment's net uplift must stay above 0, for one
+    candidate (a one-sided level of ``Φ(−kappa)``, 16 % at 1)."""
+    evidence: float = 10_000.0
+    """While the model has learned few decisions, the gate asks for more: ``kappa`` is
+    multiplied by ``sqrt(1 + evidence/n)`` after ``n`` learned decisions (2.4 at 2,000,
+    1.4 at 10,000, 1.2 at 20,000, 1.05 at 100,000; 0: ``kappa`` throughout). The
+    posterior's spread only knows the noise, not the misfit of a model whose crosses are still
+    at their prior, and picking the best of many noisy lower bounds is confident by chance."""
     explore: float = 0.1
     """Share of decisions drawn by posterior sampling instead of the confident choice."""
     samples: int = 32
@@ -100,6 +110,8 @@ class UpliftSettings:
             raise ValueError(f"ridges must be > 0 (or auto), not {self.ridge}, {self.ridge_cross}")
         if not self.max_revenue > 0.0:
             raise ValueError(f"max_revenue must be > 0, not {self.max_revenue}")
+        if not self.evidence >= 0.0:
+            raise ValueError(f"evidence must be >= 0, not {self.evidence}")
         if self.form not in ("product", "additive"):
             raise ValueError(f"form must be 'product' or 'additive', not {self.form!r}")
         if not 16 <= self.max_params <= 16384:
@@ -110,6 +122,7 @@ class UpliftSettings:
             UPLIFT,
             "--kappa", f"{self.kappa:g}",
             "--explore", f"{self.explore:g}",
+            "--evidence", f"{self.evidence:g}",
             "--samples", str(self.samples),
             "--ridge", f"{self.ridge:g}",
             "--ridge-cross", f"{self.ridge_cross:g}" if self.ridge_cross else "auto",
@@ -125,6 +138,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="uplift", add_help=False, exit_on_error=False)
     d = UpliftSettings()
     p.add_argument("--kappa", type=float, default=d.kappa)
+    p.add_argument("--evidence", type=float, default=d.evidence)
     p.add_argument("--explore", type=float, default=d.explore)
     p.add_argument("--samples", type=int, default=d.samples)
     p.add_argument("--ridge", type=float, default=d.ridge)
@@ -159,6 +173,7 @@ def parse_settings(args: Sequence[str], seed: int = 0) -> UpliftSettings:
         raise ValueError(f"unknown uplift options: {' '.join(rest)}")
     return UpliftSettings(
         kappa=ns.kappa,
+        evidence=ns.evidence,
         explore=ns.explore,
         samples=ns.samples,
         ridge=ns.ridge,
@@ -182,18 +197,33 @@ def uplift_arguments(options: str = "", seed: int = 0) -> list[str]:
 
 @dataclass(frozen=True, slots=True)
 class _Catalogue:
-    """A candidate tuple prepared for scoring against one feature index."""
+    """A candidate tuple prepared for scoring against one published posterior: which
+    weights each context token reaches, and how they add up per treatment."""
 
-    eff: IntArray
-    """Effect token ids present in the catalogue."""
-    coef: FloatArray
-    """``[K, len(eff)]`` token values per treatment."""
+    cross: IntArray
+    """``[context tokens, 1 + E]``: per context token (as many as the index had when this
+    was built) its baseline weight, then its crosses with the catalogue's ``E`` effect tokens
+    (pair tokens aside)."""
+    mix: NDArray[np.float32]
+    """``[K + 1, 1 + E]``: a treatment's linear predictor from those (1 for the baseline,
+    its token values for the effects); the last row is the baseline alone."""
+    pair: IntArray
+    """``[context tokens, K]``: each treatment's pair token crossed with each context token
+    (0 but for the bias and trigger types, the only context tokens pairs are crossed with,
+    and for treatments without a learned pair)."""
+    pair_value: NDArray[np.float32]
+    """``[K, 1]``: the pair token's value per treatment."""
     discount: FloatArray
     keep: FloatArray
-    """``1 − discount``: the share of the basket the business keeps."""
+    """``1 − discount``: the share of the basket the business keeps (``[K, 1]``)."""
     fixed: FloatArray
+    """``[K, 1]``."""
     contact: FloatArray
+    """``[K, 1]``."""
     control: NDArray[np.bool_]
+    any_control: bool
+    control_at: int
+    """Control's position (0 when there is none)."""
 
 
 class UpliftPolicy:
@@ -220,6 +250,8 @@ class UpliftPolicy:
         self._table = _pack(self.posterior)
         self._catalogues: dict[int, tuple[tuple[Treatment, ...], int, _Catalogue]] = {}
         self._generation = 0
+        self._gate_kappa = settings.kappa
+        """``kappa`` as the gate applies it to the published posterior (see ``evidence``)."""
 
     @classmethod
     def from_args(cls, args: Sequence[str], model: bytes | None = None) -> UpliftPolicy:
@@ -233,86 +265,114 @@ class UpliftPolicy:
     # ---- scoring ------------------------------------------------------------------------------
 
     def _catalogue(self, treatments: tuple[Treatment, ...]) -> _Catalogue:
+        """The candidates' weights and costs, cached by the tuple's identity (the service
+        hands the same tuple for the same catalogue) until the next publication."""
         hit = self._catalogues.get(id(treatments))
         if hit is not None and hit[0] is treatments and hit[1] == self._generation:
             return hit[2]
-        rows = [self.index.effects(t) for t in treatments]
-        eff = np.unique(np.concatenate([r[0] for r in rows])) if rows else np.zeros(0, np.intp)
-        col = {int(j): i for i, j in enumerate(eff)}
-        coef = np.zeros((len(treatments), len(eff)))
-        for k, (ids, vals) in enumerate(rows):
-            for j, v in zip(ids, vals, strict=True):
-                coef[k, col[int(j)]] = v
+        index = self.index
+        n_ctx, k = len(index.ctx_ids), len(treatments)
+        rows = [index.effects(t) for t in treatments]
+        eff = sorted({int(j) for ids, _ in rows for j in ids if not index.pair_eff[j]})
+        col = {j: 1 + i for i, j in enumerate(eff)}
+        mix = np.zeros((k + 1, 1 + len(eff)), dtype=np.float32)
+        mix[:, 0] = 1.0
+        pair = np.zeros((n_ctx, k), dtype=np.intp)
+        pair_value = np.zeros((k, 1), dtype=np.float32)
+        for t, (ids, vals) in enumerate(rows):
+            for j, v in zip(ids.tolist(), vals.tolist(), strict=True):
+                if index.pair_eff[j]:
+                    pair[:, t] = index.cross[j, :n_ctx]
+                    pair_value[t] = v
+                else:
+                    mix[t, col[j]] = v
+        cross = np.empty((n_ctx, 1 + len(eff)), dtype=np.intp)
+        cross[:, 0] = index.base[:n_ctx]
+        cross[:, 1:] = index.cross[eff, :n_ctx].T
+        control = np.array([t.is_control for t in treatments], dtype=np.bool_)
+        discount = np.array([t.offer.discount_rate if t.offer else 0.0 for t in treatments])
         cat = _Catalogue(
-            eff=eff.astype(np.intp),
-            coef=coef,
-            discount=np.array([t.offer.discount_rate if t.offer else 0.0 for t in treatments]),
-            keep=np.array([1.0 - t.offer.discount_rate if t.offer else 1.0 for t in treatments]),
-            fixed=np.array([t.offer.fixed_cost if t.offer else 0.0 for t in treatments]),
-            contact=np.array([t.channel.contact_cost if t.channel else 0.0 for t in treatments]),
-            control=np.array([t.is_control for t in treatments], dtype=np.bool_),
+            cross=cross,
+            mix=mix,
+            pair=pair,
+            pair_value=pair_value,
+            discount=discount,
+            keep=(1.0 - discount)[:, None],
+            fixed=np.array([t.offer.fixed_cost if t.offer else 0.0 for t in treatments])[:, None],
+            contact=np.array([t.channel.contact_cost if t.channel else 0.0 for t in treatments])[
+                :, None
+            ],
+            control=control,
+            any_control=bool(control.any()),
+            control_at=int(np.argmax(control)) if k else 0,
         )
         if len(self._catalogues) >= 256:
             self._catalogues.clear()
         self._catalogues[id(treatments)] = (treatments, self._generation, cat)
         return cat
 
+    def _values(self, context: Context, cat: _Catalogue) -> NDArray[np.float64]:
+        """``[K, 1 + S]``: each treatment's net uplift over control from the posterior means
+        (column 0) and in each posterior draw (columns 1…); control's row is 0.
+
+        Two gathers of the published table — the context tokens' baseline and effect
+        weights, then the pairs' for the bias and trigger types — and one small product
+        give every treatment's two linear predictors (means and draws: the table holds each
+        draw's full weights) and the baseline's."""
+        table = self._table
+        dim = len(table)
+        index = self.index
+        ck, cv = index.context(context)
+        x = cv.astype(np.float32)
+        is_type = index.type_ctx[ck]
+        types = ck[is_type]
+        if index.n_params <= dim and len(ck) and ck.max() < len(cat.cross):
+            cross = cat.cross[ck]
+            pair = cat.pair[types]
+        else:  # learned from since the last publication: what is new has no weight yet
+            known = ck < len(cat.cross)
+            cross = np.zeros((len(ck), cat.cross.shape[1]), dtype=np.intp)
+            cross[known] = cat.cross[ck[known]]
+            cross[cross >= dim] = 0
+            pair = np.zeros((len(types), cat.pair.shape[1]), dtype=np.intp)
+            pair[known[is_type]] = cat.pair[types[known[is_type]]]
+            pair[pair >= dim] = 0
+        width = table.shape[1]
+        y = (x @ table[cross].reshape(len(ck), -1)).reshape(-1, width)
+        t = cat.mix @ y  # [K + 1, W]: the treatments', then the baseline's
+        t[:-1] += cat.pair_value * (x[is_type] @ table[pair].reshape(len(types), -1)).reshape(
+            -1, width
+        )
+        b = t[-1]
+        t = t[:-1]
+        n = self.settings.samples
+        if self.settings.form == "product":
+            # U = (1 − d)·P·B − f·P − c − P₀·B₀, purchase P and basket B (columns [P, B]).
+            p = t[:, : n + 1]
+            np.minimum(np.maximum(p, 0.0, out=p), 1.0, out=p)
+            q = t[:, n + 1 :]
+            np.maximum(q, 0.0, out=q)
+            p0 = np.minimum(np.maximum(b[: n + 1], 0.0), 1.0)
+            q0 = np.maximum(b[n + 1 :], 0.0)
+            values = p * (cat.keep * q - cat.fixed) - cat.contact
+            values -= p0 * q0
+        else:
+            # U = (1 − d)·R − d·R₀ − f·P − c with R₀, P₀ the baseline, R, P the effects
+            # (columns [R, P]).
+            e = t - b
+            d = cat.discount[:, None]
+            values = (
+                cat.keep * e[:, : n + 1] - d * b[: n + 1] - cat.fixed * t[:, n + 1 :] - cat.contact
+            )
+        values[cat.control] = 0.0
+        return values
+
     def uplift(
         self, context: Context, treatments: tuple[Treatment, ...]
     ) -> tuple[FloatArray, NDArray[np.float64]]:
         """Each treatment's mean net uplift over control (``[K]``, money) and its posterior
         draws' deviations from that mean (``[K, S]``); control's are 0."""
-        table = self._table
-        dim = len(table)
-        cat = self._catalogue(treatments)
-        ck, cv = self.index.context(context)
-        base = self.index.base[ck]
-        cross = self.index.cross[cat.eff[:, None], ck[None, :]]
-        if self.index.n_params > dim:  # learned from since the last publication
-            base[base >= dim] = 0
-            cross[cross >= dim] = 0
-        x = cv.astype(np.float32)
-        # One gather for both targets, means and draws: columns [mean_r, mean_p, draws_r, draws_p].
-        b = x @ table[base]
-        e = cat.coef @ np.matmul(x, table[cross])
-        n = self.settings.samples
-        d, f = cat.discount, cat.fixed
-        if self.settings.form == "product":
-            return self._product_uplift(cat, b, e, n)
-        d_ = d[:, None]
-        f_ = f[:, None]
-        mean = (1.0 - d) * e[:, 0] - d * b[0] - f * (b[1] + e[:, 1]) - cat.contact
-        dev = (
-            (1.0 - d_) * e[:, 2 : 2 + n]
-            - d_ * b[None, 2 : 2 + n]
-            - f_ * (b[None, 2 + n :] + e[:, 2 + n :])
-        )
-        mean[cat.control] = 0.0
-        dev[cat.control] = 0.0
-        return mean, dev
-
-    @staticmethod
-    def _product_uplift(
-        cat: _Catalogue, b: NDArray[np.float32], e: NDArray[np.float32], n: int
-    ) -> tuple[FloatArray, NDArray[np.float64]]:
-        """``U = (1 − d)·P·B − f·P − c − P₀·B₀`` with purchase ``P`` and basket ``B``
-        (per draw, and from the means)."""
-        # Columns of b (base) and e (effects per treatment): mean P, mean B, then the draws'
-        # deviations from them. Column 0 of the results is the mean, 1… the draws.
-        t = e + b
-        t[:, 2 : 2 + n] += t[:, :1]
-        t[:, 2 + n :] += t[:, 1:2]
-        b0 = b.copy()
-        b0[2 : 2 + n] += b0[0]
-        b0[2 + n :] += b0[1]
-        p = np.clip(np.concatenate((t[:, :1], t[:, 2 : 2 + n]), axis=1), 0.0, 1.0)
-        q = np.concatenate((t[:, 1:2], t[:, 2 + n :]), axis=1)
-        np.maximum(q, 0.0, out=q)
-        p0 = np.clip(np.concatenate((b0[:1], b0[2 : 2 + n])), 0.0, 1.0)
-        q0 = np.maximum(np.concatenate((b0[1:2], b0[2 + n :])), 0.0)
-        values = p * (cat.keep[:, None] * q - cat.fixed[:, None]) - cat.contact[:, None]
-        values -= p0 * q0
-        values[cat.control] = 0.0
+        values = self._values(context, self._catalogue(treatments))
         mean = values[:, 0].astype(np.float64)
         return mean, values[:, 1:] - mean[:, None]
 
@@ -323,20 +383,25 @@ class UpliftPolicy:
         cat = self._catalogue(treatments)
         pmf = np.zeros(k)
         if self.posterior.n == 0:
-            greedy = int(np.argmax(cat.control)) if cat.control.any() else 0
+            greedy = cat.control_at
             pmf += s.explore / k
         else:
-            mean, dev = self.uplift(context, treatments)
-            sd = np.sqrt(np.mean(np.square(dev), axis=1))
-            lower = mean - s.kappa * sd
-            best = int(np.argmax(np.where(cat.control, -np.inf, lower))) if k > 1 else 0
-            control = int(np.argmax(cat.control)) if cat.control.any() else best
-            greedy = best if lower[best] > 0.0 or not cat.control.any() else control
+            values = self._values(context, cat)
+            mean = values[:, 0].astype(np.float64)
+            draws = values[:, 1:]
+            dev = draws - mean[:, None]
+            dev *= dev
+            sd = np.sqrt(dev.sum(axis=1) / dev.shape[1])
+            lower = mean - self._gate_kappa * sd
+            if cat.any_control:
+                lower[cat.control] = -np.inf
+            best = int(np.argmax(lower)) if k > 1 else 0
+            greedy = best if lower[best] > 0.0 or not cat.any_control else cat.control_at
             if s.explore > 0.0:
-                votes = np.argmax(mean[:, None] + dev, axis=0)
-                pmf += s.explore * np.bincount(votes, minlength=k) / dev.shape[1]
+                votes = np.argmax(draws, axis=0)
+                pmf = s.explore * np.bincount(votes, minlength=k) / draws.shape[1]
         pmf[greedy] += 1.0 - s.explore
-        return [float(p) for p in pmf]
+        return pmf.tolist()
 
     # ---- learning -----------------------------------------------------------------------------
 
@@ -399,10 +464,16 @@ class UpliftPolicy:
                 (post.noise[_PURCHASE], b.noise[0]),
                 post.n,
             )
-        self.posterior = post
-        self._table = _pack(self.posterior)
-        self._generation += 1
+        self._set_posterior(post)
         return self.posterior
+
+    def _set_posterior(self, post: Posterior) -> None:
+        """Score with ``post`` from now on."""
+        s = self.settings
+        self.posterior = post
+        self._table = _pack(post)
+        self._gate_kappa = s.kappa * math.sqrt(1.0 + s.evidence / max(post.n, 1))
+        self._generation += 1
 
     def _tuned_ridge(self, stats: LinearStats) -> float:
         """The crosses' prior precision with the highest marginal likelihood (ties: the
@@ -453,13 +524,14 @@ class UpliftPolicy:
             self.index = FeatureIndex.from_state(
                 meta["index"], data["base"], data["cross"], data["crossed"]
             )
-            self.posterior = Posterior(
-                (data["mean_0"], data["mean_1"]),
-                (data["draws_0"], data["draws_1"]),
-                tuple(float(x) for x in meta["noise"]),
-                int(meta["n"]),
+            self._set_posterior(
+                Posterior(
+                    (data["mean_0"], data["mean_1"]),
+                    (data["draws_0"], data["draws_1"]),
+                    tuple(float(x) for x in meta["noise"]),
+                    int(meta["n"]),
+                )
             )
-            self._table = _pack(self.posterior)
             self._stats = None
             keys = ("xtx", "xty", "yty", "n_dim")
             self._lazy_stats = {k: data[f"stats_{k}"] for k in keys}
@@ -469,7 +541,6 @@ class UpliftPolicy:
         self.learned = int(meta["learned"])
         self.ridge_cross = float(meta["ridge_cross"])
         self._tuned_at = int(meta["tuned_at"])
-        self._generation += 1
 
 
 def is_uplift_model(model: bytes) -> bool:
@@ -483,11 +554,14 @@ def is_uplift_model(model: bytes) -> bool:
 
 
 def _pack(post: Posterior) -> NDArray[np.float32]:
-    """``[D, 2 + 2S]``: both targets' means, then both targets' draws (revenue and purchase
-    in the additive form; purchase and basket in the product form)."""
+    """``[D, 2 + 2S]``: the first target's mean and its ``S`` draws (full weights: mean plus
+    deviation), then the second's (revenue and purchase in the additive form; purchase and
+    basket in the product form)."""
     d = max(len(post.means[0]), len(post.means[1]))
-    cols = [_pad(post.means[0], d), _pad(post.means[1], d)]
-    cols += [_pad(post.samples[0], d), _pad(post.samples[1], d)]
+    cols: list[NDArray[Any]] = []
+    for mean, draws in zip(post.means, post.samples, strict=True):
+        m = _pad(mean, d)
+        cols += [m, m[:, None] + _pad(draws, d)]
     return np.ascontiguousarray(np.column_stack(cols), dtype=np.float32)
 
 

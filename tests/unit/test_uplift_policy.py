@@ -84,7 +84,8 @@ def test_the_pmf_is_the_stated_mixture_of_the_confident_choice_and_posterior_vot
         pmf = np.array(p.scores(_ctx(segment), TREATMENTS))
         mean, dev = p.uplift(_ctx(segment), TREATMENTS)
         sd = np.sqrt(np.mean(dev**2, axis=1))
-        lower = mean - p.settings.kappa * sd
+        kappa = p.settings.kappa * math.sqrt(1 + p.settings.evidence / p.posterior.n)
+        lower = mean - kappa * sd
         best = 1 + int(np.argmax(lower[1:]))
         greedy = best if lower[best] > 0 else 0
         votes = np.bincount(np.argmax(mean[:, None] + dev, axis=0), minlength=3) / 16
@@ -191,6 +192,7 @@ def test_the_fast_context_reader_matches_the_general_path() -> None:
     ("options", "message"),
     [
         ("--kappa -1", "kappa must be >= 0"),
+        ("--evidence -5", "evidence must be >= 0"),
         ("--explore 1.5", "explore must be within"),
         ("--samples 0", "samples must be within"),
         ("--ridge 0", "ridges must be > 0"),
@@ -221,3 +223,19 @@ def test_a_reloaded_model_learns_tokens_it_has_never_seen() -> None:
         q.learn(ctx, fresh, 10.0, True)
     q.publish()
     assert math.fsum(q.scores(_ctx("a"), (*TREATMENTS, fresh))) == pytest.approx(1.0)
+
+
+def test_the_gate_asks_for_more_evidence_while_little_is_learned() -> None:
+    # The same model, published once: the gate's kappa is kappa·sqrt(1 + evidence/n), so a
+    # treatment confident at kappa 1 is left alone while n is small next to ``evidence``.
+    plain = UpliftPolicy.from_args(uplift_arguments("--explore 0 --evidence 0", seed=0))
+    strict = UpliftPolicy.from_args(uplift_arguments("--explore 0 --evidence 1e9", seed=0))
+    for p in (plain, strict):
+        _train(p, 6_000, seed=5)
+        p.publish()
+    mean, dev = plain.uplift(_ctx("a", 5), TREATMENTS)
+    sd = np.sqrt(np.mean(dev**2, axis=1))
+    assert mean[1] - sd[1] > 0  # the voucher in segment a: confident at kappa 1 …
+    assert mean[1] - math.sqrt(1 + 1e9 / 6_000) * sd[1] < 0  # … not with the evidence term
+    assert plain.scores(_ctx("a", 5), TREATMENTS) == [0.0, 1.0, 0.0]
+    assert strict.scores(_ctx("a", 5), TREATMENTS) == [1.0, 0.0, 0.0]
