@@ -16,10 +16,10 @@ import asyncio
 import functools
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import grpc
 
@@ -45,6 +45,14 @@ Context = grpc.aio.ServicerContext[Any, Any]
 STREAM_GROUP = 256
 """Most outcome writes of one stream awaiting their result before it reads on."""
 T = TypeVar("T")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class _Submission(Protocol[R_co]):
+    """One item of a stream, submitted: its result comes once it is known."""
+
+    def result(self) -> Awaitable[R_co]: ...
 
 
 class Commits:
@@ -355,26 +363,45 @@ class DecisionServicer:
         decision is durable. A refused request gets its error in its result."""
         if not self.svc.ready:
             raise NotReady("the decision service is not serving")
+
+        async def submit(index: int, raw: bytes) -> _Decided:
+            done = self.commits.future()
+            try:
+                decision, commit = self.svc.submit_choice(
+                    cv.choose_from_wire(raw, self.svc.catalogues), self.commits.on_done(done)
+                )
+            except OfferBanditError as exc:
+                return _Decided(index, b"", None, exc.with_traceback(None), done)
+            return _Decided(index, cv.choose_to_wire(decision), decision, commit, done)
+
+        async for result in self._in_order(request_iterator, submit):
+            yield result
+
+    async def _in_order(
+        self,
+        items: AsyncIterator[Any],
+        submit: Callable[[int, Any], Awaitable[_Submission[R]]],
+        answered: Callable[[Any, R], None] | None = None,
+    ) -> AsyncIterator[R]:
+        """``submit(index, item)`` for each item of a stream as it arrives, and each
+        submission's result, in stream order, as soon as it is known.
+
+        A reader task submits while fewer than ``STREAM_GROUP`` submissions await their
+        result (HTTP/2 flow control then holds the client back), so memory is bounded by that
+        group and one message; results are yielded as they come, whether or not more items
+        arrive (``answered(submission, result)`` is told of each first). An error raised by
+        the reader (the stream's own, or ``submit``'s) is raised after the results before it.
+        """
         slots = asyncio.Semaphore(STREAM_GROUP)
-        queued: asyncio.Queue[_Decided | None] = asyncio.Queue()  # ≤ STREAM_GROUP + 1 items
+        queued: asyncio.Queue[_Submission[R] | None] = asyncio.Queue()  # ≤ STREAM_GROUP + 1
         failure: list[BaseException] = []
 
         async def read() -> None:
             index = 0
             try:
-                async for raw in request_iterator:
+                async for item in items:
                     await slots.acquire()
-                    done = self.commits.future()
-                    item: _Decided
-                    try:
-                        decision, commit = self.svc.submit_choice(
-                            cv.choose_from_wire(raw, self.svc.catalogues),
-                            self.commits.on_done(done),
-                        )
-                        item = _Decided(index, cv.choose_to_wire(decision), decision, commit, done)
-                    except OfferBanditError as exc:
-                        item = _Decided(index, b"", None, exc.with_traceback(None), done)
-                    queued.put_nowait(item)
+                    queued.put_nowait(await submit(index, item))
                     index += 1
             except Exception as exc:  # raised to the caller after the results before it
                 failure.append(exc)
@@ -384,8 +411,10 @@ class DecisionServicer:
         with self.commits.call():  # in flight beside others; its writes go to the writer
             reader = asyncio.create_task(read())
             try:
-                while (item := await queued.get()) is not None:
-                    result = await item.result()
+                while (submission := await queued.get()) is not None:
+                    result = await submission.result()
+                    if answered is not None:
+                        answered(submission, result)
                     slots.release()
                     yield result
                 if failure:
@@ -455,56 +484,35 @@ class DecisionServicer:
         if not self.svc.ready:
             raise NotReady("the decision service is not serving")
         max_id = self.svc.config.limits.max_id_length
-        slots = asyncio.Semaphore(STREAM_GROUP)
-        queued: asyncio.Queue[_Queued | None] = asyncio.Queue()  # ≤ STREAM_GROUP + 1 items
-        answered = asyncio.Event()
-        failure: list[BaseException] = []
+        known = asyncio.Event()  # a result came: room may have been freed
 
-        async def read() -> None:
-            count = 0
+        async def submit(index: int, o: Any) -> _Queued:
+            outcome_id = ""
+            if o.__class__ is not Malformed:
+                outcome_id = o.outcome_id if len(o.outcome_id) <= max_id else ""
+            reserved = 0
+            if bounds is not None:
+                id_bytes = len(outcome_id.encode())
+                while (room := bounds.admit(index, id_bytes, max_id)) is None:
+                    known.clear()
+                    await known.wait()
+                reserved = room
+            done = self.commits.future()
+            write: Commit[OutcomeResult] | OfferBanditError
             try:
-                async for o in outcomes:
-                    await slots.acquire()
-                    outcome_id = ""
-                    if o.__class__ is not Malformed:
-                        outcome_id = o.outcome_id if len(o.outcome_id) <= max_id else ""
-                    reserved = 0
-                    if bounds is not None:
-                        id_bytes = len(outcome_id.encode())
-                        while (room := bounds.admit(count, id_bytes, max_id)) is None:
-                            answered.clear()
-                            await answered.wait()
-                        reserved = room
-                    done = self.commits.future()
-                    write: Commit[OutcomeResult] | OfferBanditError
-                    try:
-                        check_parsed(o)
-                        write = self.svc.submit_outcome(
-                            cv.outcome_from_pb(o), self.commits.on_done(done)
-                        )
-                    except OfferBanditError as exc:
-                        write = exc.with_traceback(None)  # its frames would hold the message
-                    queued.put_nowait(_Queued(count, outcome_id, write, done, reserved))
-                    count += 1
-            except Exception as exc:  # raised to the caller after the results before it
-                failure.append(exc)
-            finally:
-                queued.put_nowait(None)
+                check_parsed(o)
+                write = self.svc.submit_outcome(cv.outcome_from_pb(o), self.commits.on_done(done))
+            except OfferBanditError as exc:
+                write = exc.with_traceback(None)  # its frames would hold the message
+            return _Queued(index, outcome_id, write, done, reserved)
 
-        with self.commits.call():  # in flight beside others; its writes go to the writer
-            reader = asyncio.create_task(read())
-            try:
-                while (item := await queued.get()) is not None:
-                    result = await item.result()
-                    if bounds is not None:
-                        bounds.answered(item.reserved, result)
-                        answered.set()
-                    slots.release()
-                    yield result
-                if failure:
-                    raise failure[0]
-            finally:
-                reader.cancel()
+        def answered(item: _Queued, result: pb.OutcomeResult) -> None:
+            if bounds is not None:
+                bounds.answered(item.reserved, result)
+                known.set()
+
+        async for result in self._in_order(outcomes, submit, answered):
+            yield result
 
     @mapped
     async def Activate(self, request: pb.ActivateRequest, context: Context) -> pb.ActivateResponse:
