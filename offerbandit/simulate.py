@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from bandit.contact import ContactPolicy
+from bandit.contact.policy import PolicyError
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
 from bandit.records import OutcomeInput
 from bandit.sim import World, WorldConfig
@@ -242,6 +244,13 @@ def parser() -> argparse.ArgumentParser:
         help='comma-separated namespace pairs, "" for none',
     )
     pol.add_argument("--control-share", type=float, default=0.05)
+    pol.add_argument(
+        "--contact-policy",
+        type=Path,
+        metavar="FILE",
+        help="a contact-policy file (TOML) applied before scoring: compare cap settings with "
+        "the world's truth before switching them on (docs/contact-policies.md)",
+    )
     g = p.add_argument_group("gRPC mode")
     g.add_argument(
         "--duration",
@@ -268,7 +277,8 @@ def main(argv: Sequence[str]) -> int:
     window = ns.window_hours * 3600.0
     if ns.target:
         policy_flags = (
-            "--policy", "--uplift-options", "--exploration", "--interactions", "--control-share"
+            "--policy", "--uplift-options", "--exploration", "--interactions", "--control-share",
+            "--contact-policy",
         )  # fmt: skip
         if any(a.split("=")[0] in policy_flags for a in argv):
             print("note: a running server uses its own policy settings; ignoring "
@@ -295,6 +305,12 @@ def main(argv: Sequence[str]) -> int:
         )
         report = simulate_grpc(sim)
     else:
+        if ns.contact_policy is not None:
+            try:  # refuse a bad file before the run, in one line
+                ContactPolicy.load(ns.contact_policy)
+            except PolicyError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
         config = SimulationConfig(
             seed=ns.seed,
             customers=ns.customers,
@@ -307,6 +323,7 @@ def main(argv: Sequence[str]) -> int:
             window_seconds=window,
             defer_share=0.0 if ns.defer_share is None else ns.defer_share,
             attribution=ns.attribution,
+            contact_policy=None if ns.contact_policy is None else str(ns.contact_policy),
             progress=not ns.no_progress,
         )
         report = simulate_in_process(config, ns.data_dir)

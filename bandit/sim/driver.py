@@ -39,6 +39,7 @@ import numpy as np
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from bandit.contact import ContactPolicy
 from bandit.eligibility import ChooseInput
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
 from bandit.records import OutcomeInput, OutcomeResult, Windows
@@ -597,6 +598,10 @@ class SimulationConfig:
     attribution: Literal["event", "customer"] = "event"
     checkpoint_every_learns: int = 500
     """How often learned weights are published to the decider."""
+    contact_policy: str | None = None
+    """A contact-policy file (:mod:`bandit.contact`) the service applies before scoring, so
+    that a candidate policy's value can be compared with the world's truth before it is
+    switched on; None: no policy."""
     progress: bool = False
 
     def settings(self) -> dict[str, Any]:
@@ -633,6 +638,9 @@ def _simulate_in(world: World, config: SimulationConfig, data_dir: Path) -> Simu
             windows=Windows(default=config.window_seconds),
             checkpoint_every_learns=config.checkpoint_every_learns,
             checkpoint_every_seconds=math.inf,
+            contact_policy=(
+                None if config.contact_policy is None else ContactPolicy.load(config.contact_policy)
+            ),
             background=False,
             synchronous="OFF",
         ),

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from offline_eval._cli import time_arg
 from offline_eval.io.logs import LoggedBandit, load_sqlite
+from offline_eval.replay.contact import load_contact_policies
 from offline_eval.replay.vw_replay import (
     DEFAULT_GRID_EXPLORATIONS,
     DEFAULT_GRID_INTERACTIONS,
@@ -39,6 +40,8 @@ from offline_eval.study.study import (
 )
 
 if TYPE_CHECKING:
+    from bandit.contact import ContactPolicy
+    from offline_eval.replay.policies import TargetPolicy
     from offline_eval.tracking.runs import TrackedStudy
 
 log = logging.getLogger(__name__)
@@ -143,6 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--register", metavar="NAME", help="register the best model under NAME")
     r.add_argument("--alias", default="champion", help="alias of the registered version")
     r.add_argument("--candidate", help="the policy to promote (default: best model by --rank-by)")
+    p.add_argument(
+        "--contact-policy",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="a candidate contact-policy file (TOML; repeat to compare several): the logged "
+        "policy and every --policy are also evaluated with it applied (removed treatments' "
+        "probability goes to control; see docs/contact-policies.md)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -163,8 +176,43 @@ def load_log(path: str, since: float | None, until: float | None, progress: bool
     return load_sqlite(p, since=since, until=until, progress=progress)
 
 
+def with_contact_policies(
+    log_path: str,
+    lb: LoggedBandit,
+    policies: list[TargetPolicy],
+    contact: list[tuple[str, ContactPolicy]],
+    progress: bool,
+) -> list[TargetPolicy]:
+    """The logged policy and each of ``policies`` with each contact policy applied."""
+    from offline_eval.io.logs import open_log
+    from offline_eval.replay.contact import ContactMask, WithContactPolicy, negative_outcomes
+    from offline_eval.replay.policies import LoggedPolicy
+
+    bases: list[TargetPolicy] = [  # control is never removed: control+caps is control
+        LoggedPolicy(),
+        *(p for p in policies if p.name not in ("logged", "control")),
+    ]
+    out: list[TargetPolicy] = []
+    for label, cp in contact:
+        negatives = None
+        if cp.negative_outcomes and Path(log_path).suffix.lower() not in (
+            ".parquet",
+            ".json",
+            ".dsjson",
+        ):
+            reader = open_log(log_path)
+            try:
+                negatives = negative_outcomes(reader, cp, lb)
+            finally:
+                reader.close()
+        mask = ContactMask.of(lb, cp, negatives, progress=progress)
+        out += [WithContactPolicy(b, mask, label) for b in bases]
+    return out
+
+
 def run(ns: argparse.Namespace) -> int:
     progress = not ns.no_progress
+    contact = load_contact_policies(ns.contact_policy)  # a bad file fails before the log loads
     lb = load_log(ns.log, ns.since, ns.until, progress)
     if lb.n == 0:
         print("error: no closed decisions in the log (or the time range)", file=sys.stderr)
@@ -186,6 +234,8 @@ def run(ns: argparse.Namespace) -> int:
         )
         for s in specs
     ]
+    if ns.contact_policy:
+        policies += with_contact_policies(ns.log, lb, policies, contact, progress)
     result: StudyResult
     if ns.search:
         grid = settings_grid(
