@@ -141,6 +141,10 @@ class ServiceConfig:
     contact_policy: ContactPolicy | None = None
     """The contact policy applied before scoring (:mod:`bandit.contact`); None: none.
     :meth:`DecisionService.reload_contact_policy` replaces it while serving."""
+    contact_cache_customers: int = 100_000
+    """Customers whose recent contacts the contact policy keeps in memory between Choose
+    calls (:mod:`bandit.contact.gate`); 0: read them from the log every time, as a log that
+    other processes also write must."""
     event_id_prefix: str = ""
     """Empty (the default): event ids start with a random prefix drawn at each start, so they
     stay unique across restarts. Sixteen hex digits: that fixed prefix instead, which makes a
@@ -256,7 +260,12 @@ class DecisionService:
         self.contact: ContactGate | None = None
         """The contact policy's gate (:mod:`bandit.contact.gate`); None without a policy."""
         if config.contact_policy is not None:
-            self.contact = ContactGate(config.contact_policy, self.log, self.clock.now)
+            self.contact = ContactGate(
+                config.contact_policy,
+                self.log,
+                self.clock.now,
+                cache_customers=config.contact_cache_customers,
+            )
         self.catalogues = Catalogues()
         """The catalogues of Choose requests, interned by content (:mod:`bandit.catalogue`);
         a transport asks it for a request's catalogue."""
@@ -470,7 +479,11 @@ class DecisionService:
         when = now if at is None else at
         if when > now + self.config.max_future_skew_seconds:
             raise InvalidRequest("activated_at", "is too far in the future")
-        return self.log.activate(event_id, when)
+        closes = self.log.activate(event_id, when)
+        gate = self.contact
+        if gate is not None and gate.cache_customers:  # its contact counts from now on
+            gate.activated(self.log.get(event_id).decision.context.customer.id)
+        return closes
 
     # ---- closing and learning (:mod:`bandit.learn`) ------------------------------------------
 

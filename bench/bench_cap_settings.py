@@ -8,7 +8,7 @@ decision (mean ± standard error over the seeds), the share of the oracle's gain
 events treated, and the run's whole incremental value. The default world has no negative
 outcome types, so the settings compare caps and repeats.
 
-    .venv/bin/python bench/bench_cap_settings.py [--seeds 0,1,2] [--decisions 30000]
+    .venv/bin/python bench/bench_cap_settings.py [--seeds 0,1,2] [--decisions 20000]
 """
 
 from __future__ import annotations
@@ -36,23 +36,6 @@ version = "one a week"
 [[cap]]
 max = 1
 days = 7
-""",
-    "≤ 1 / channel / 7 days + no repeat 14 days": """
-version = "one per channel a week, no repeats"
-[[cap]]
-channel = "email"
-max = 1
-days = 7
-[[cap]]
-channel = "sms"
-max = 1
-days = 7
-[[cap]]
-channel = "push"
-max = 1
-days = 7
-[[repeat]]
-days = 14
 """,
     "≤ 1 contact / 2 days": """
 version = "one every two days"
@@ -128,7 +111,7 @@ def table(rows: list[dict[str, object]], seeds: list[int], decisions: int) -> st
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--seeds", default="0,1,2", help="world seeds, comma-separated")
-    p.add_argument("--decisions", type=int, default=30_000)
+    p.add_argument("--decisions", type=int, default=20_000)
     p.add_argument("--customers", type=int, default=5000)
     ns = p.parse_args(argv)
     seeds = [int(s) for s in ns.seeds.split(",") if s.strip()]

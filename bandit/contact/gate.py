@@ -14,6 +14,20 @@ callers on several threads are serialised between the policy step and the log st
 the log's history is read after the gate drops the done ones, and the two are merged by
 event id, so a contact is never missed nor counted twice.
 
+**Recent contacts are cached per customer** when this process is the log's only writer (the
+embedded SQLite log): a customer's contacts are read from the log once, for the longest
+look-back the policy needs, then kept up to date here — a decision's contact is added as it
+is made (:meth:`ContactGate.made`), an activation drops the customer's entry, so the next
+Choose reads it again (:meth:`ContactGate.activated`, called after the activation is
+durable). At most ``cache_customers`` customers are kept (the cache is emptied when full).
+Most customers have no recent contact at all: the gate also keeps the set of customers
+contacted within the policy's look-back (read from the log when a policy is loaded, then
+added to as contacts are made or activated; never shrunk — a customer whose contacts aged
+out is read again, no harm) and reads nothing for a customer outside it; past
+``cache_customers`` customers the set is dropped and every customer read. 0 switches both
+off, as a log shared by several processes must (another process's contacts would not be
+seen).
+
 **Negative outcomes** are read from the log only for customers known to have one: the gate
 loads them with the policy and adds a customer as an outcome of a suppression's type is
 recorded (:meth:`ContactGate.outcome`, called by the service before the outcome is queued).
@@ -69,6 +83,8 @@ class ContactLog(Protocol):
     ) -> LoggedHistory: ...
 
     def customers_with_outcomes(self, types: Collection[str]) -> set[str]: ...
+
+    def customers_contacted_since(self, since: float, limit: int) -> set[str] | None: ...
 
     def offer_counts(
         self, offers: Collection[str], since: float | None = None
@@ -148,10 +164,26 @@ class ContactGate:
     """The live contact policy of one service and what it must remember between Choose
     calls (see the module's docstring). :meth:`reload` swaps the policy whole."""
 
-    def __init__(self, policy: ContactPolicy, log: ContactLog, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        policy: ContactPolicy,
+        log: ContactLog,
+        now: Callable[[], float],
+        *,
+        cache_customers: int = 0,
+    ) -> None:
         self.log = log
         self.now = now
         self.lock = threading.Lock()
+        self.cache_customers = cache_customers
+        self._recent: dict[str, tuple[float, dict[str, Contact]]] = {}
+        """Per customer: contacts activated at or after the first value (see the module's
+        docstring), by event id."""
+        self._contacted: set[str] | None = None
+        """Every customer with a contact within the look-back (and maybe more); None:
+        unknown, read every customer."""
+        self._contacted_for: float | None = None
+        """The look-back :attr:`_contacted` was read for."""
         self._queued: dict[str, list[_Queued]] = {}
         self._order: collections.deque[_Queued] = collections.deque()
         self._counts: dict[str, int] = {}
@@ -168,6 +200,7 @@ class ContactGate:
         self._reads = _Reads.of(policy)
         self._load_budgets(policy, self._reads)
         self._load_annoyed(self._reads)
+        self._load_contacted(self._reads)
 
     def reload(self, policy: ContactPolicy) -> None:
         """Apply ``policy`` from the next Choose on (budget counters of offers it newly
@@ -176,7 +209,42 @@ class ContactGate:
         with self.lock:
             self._load_budgets(policy, reads)
             self._load_annoyed(reads)
+            self._load_contacted(reads)
             self.policy, self._reads = policy, reads
+
+    def _load_contacted(self, reads: _Reads) -> None:
+        lookback = reads.contacts_for
+        if not self.cache_customers or lookback is None:
+            self._contacted = self._contacted_for = None
+            return
+        if self._contacted is not None and self._contacted_for is not None:
+            if lookback <= self._contacted_for:
+                return  # a shorter look-back: the customers in it are among these
+        self._contacted = self.log.customers_contacted_since(
+            self.now() - lookback, self.cache_customers
+        )
+        self._contacted_for = lookback
+
+    def _mark_contacted(self, customer_id: str) -> None:
+        contacted = self._contacted
+        if contacted is not None:
+            contacted.add(customer_id)
+            if len(contacted) > self.cache_customers:
+                self._contacted = None
+
+    def activated(self, customer_id: str) -> None:
+        """One of ``customer_id``'s decisions was activated (durably): their cached contacts
+        are read again at their next Choose."""
+        if self.cache_customers:
+            with self.lock:
+                self._recent.pop(customer_id, None)
+                self._mark_contacted(customer_id)
+
+    def forget(self, customer_id: str) -> None:
+        """Drop what the gate remembers of a customer (erasure)."""
+        with self.lock:
+            self._recent.pop(customer_id, None)
+            self._annoyed.discard(customer_id)
 
     def _load_annoyed(self, reads: _Reads) -> None:
         if reads.negative_types != self._annoyed_types:
@@ -220,12 +288,33 @@ class ContactGate:
             reads.negatives_for is not None and customer_id in self._annoyed
         ):
             negatives_for = reads.negatives_for if customer_id in self._annoyed else None
-            logged = self.log.contact_history(
-                customer_id,
-                None if reads.contacts_for is None else now - reads.contacts_for,
-                None if negatives_for is None else now - negatives_for,
-                reads.negative_types,
-            )
+            lookback = reads.contacts_for
+            cached = None
+            if lookback is not None and negatives_for is None:
+                cached = self._recent.get(customer_id)
+                contacted = self._contacted
+                if cached is None and contacted is not None and customer_id not in contacted:
+                    cached = (now - lookback, {})  # no recent contact: nothing to read
+            if (
+                lookback is not None
+                and cached is not None
+                and now - 2 * lookback <= cached[0] <= now - lookback
+            ):
+                # (renewed once a look-back old: contacts no rule needs are left behind)
+                logged = LoggedHistory(cached[1])
+            else:
+                logged = self.log.contact_history(
+                    customer_id,
+                    None if lookback is None else now - lookback,
+                    None if negatives_for is None else now - negatives_for,
+                    reads.negative_types,
+                )
+                if lookback is not None and self.cache_customers:
+                    # with the contacts still queued: once written, the log's read drops them
+                    recent = dict(logged.contacts)
+                    for q in queued:
+                        recent.setdefault(q.event_id, q.contact)
+                    self._cache(customer_id, now - lookback, recent)
             contacts = logged.contacts
             if queued:
                 contacts = dict(contacts)
@@ -245,6 +334,12 @@ class ContactGate:
                 used[o] = BudgetUse(self._counts.get(o, 0), today, money.get(o, 0.0))
             budgets = Budgets(used)
         return Situation(now, history, budgets, zone)
+
+    def _cache(self, customer_id: str, since: float, contacts: dict[str, Contact]) -> None:
+        recent = self._recent
+        if len(recent) >= self.cache_customers:
+            recent.clear()
+        recent[customer_id] = (since, contacts)
 
     def _live(self, customer_id: str) -> list[_Queued]:
         """The customer's queued contacts not yet done (done ones are dropped first: the
@@ -316,6 +411,10 @@ class ContactGate:
             )
             self._queued.setdefault(q.customer_id, []).append(q)
             self._order.append(q)
+            cached = self._recent.get(q.customer_id)
+            if cached is not None:
+                cached[1][q.event_id] = q.contact
+            self._mark_contacted(q.customer_id)
         offer = ref.offer_id
         if offer in self._reads.budget_offers:
             self._counts[offer] = self._counts.get(offer, 0) + 1

@@ -108,6 +108,11 @@ class DecisionLog(Protocol):
     def customers_with_outcomes(self, types: Collection[str]) -> set[str]:
         """Customers with an outcome of one of ``types`` (read when a policy is loaded)."""
 
+    def customers_contacted_since(self, since: float, limit: int) -> set[str] | None:
+        """Customers with a contact activated at or after ``since``, or None when there are
+        more than ``limit`` (read when a policy is loaded, by a process that is the log's
+        only writer)."""
+
     def offer_counts(self, offers: Collection[str], since: float | None = None) -> dict[str, int]:
         """Non-control decisions of each offer decided since ``since`` (``None``: ever)."""
 

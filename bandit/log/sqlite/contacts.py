@@ -75,6 +75,21 @@ def customers_with_outcomes(conn: sqlite3.Connection, types: Collection[str]) ->
     return {str(r[0]) for r in rows}
 
 
+def customers_contacted_since(
+    conn: sqlite3.Connection, since: float, limit: int
+) -> set[str] | None:
+    """Customers with a contact activated at or after ``since``; None when more than
+    ``limit``. A scan of ``decisions_customer``: run when a policy is loaded, not per Choose."""
+    rows = conn.execute(
+        "SELECT DISTINCT customer_id FROM decisions"
+        " WHERE activated_at >= ? AND is_control = 0 LIMIT ?",
+        (since if math.isfinite(since) else -1e300, limit + 1),
+    ).fetchall()
+    if len(rows) > limit:
+        return None
+    return {str(r[0]) for r in rows}
+
+
 def offer_counts(
     conn: sqlite3.Connection, offers: Collection[str], since: float | None = None
 ) -> dict[str, int]:
@@ -135,4 +150,11 @@ def charge(conn: sqlite3.Connection, seq: int, revenue: float) -> None:
         )
 
 
-__all__ = ["charge", "customer_history", "customers_with_outcomes", "offer_counts", "offer_spend"]
+__all__ = [
+    "charge",
+    "customer_history",
+    "customers_contacted_since",
+    "customers_with_outcomes",
+    "offer_counts",
+    "offer_spend",
+]
