@@ -217,9 +217,9 @@ class ContactGate:
         if not self.cache_customers or lookback is None:
             self._contacted = self._contacted_for = None
             return
-        if self._contacted is not None and self._contacted_for is not None:
-            if lookback <= self._contacted_for:
-                return  # a shorter look-back: the customers in it are among these
+        known = self._contacted_for
+        if self._contacted is not None and known is not None and lookback <= known:
+            return  # a shorter look-back: the customers in it are among these
         self._contacted = self.log.customers_contacted_since(
             self.now() - lookback, self.cache_customers
         )
