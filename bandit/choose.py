@@ -222,7 +222,7 @@ def _canonical(features: Features) -> list[Any]:
 
 def request_fingerprint(req: ChooseInput) -> str:
     """A hash of what a Choose request asks, independent of map ordering on the wire."""
-    body = {
+    body: dict[str, object] = {
         "customer": [req.customer.id, _canonical(req.customer.features)] if req.customer else None,
         "trigger": [req.trigger.type, _canonical(req.trigger.features)] if req.trigger else None,
         "offers": [
@@ -233,6 +233,8 @@ def request_fingerprint(req: ChooseInput) -> str:
         "excluded": sorted([t.offer_id, t.channel_id] for t in req.excluded),
         "defer": req.defer_activation,
     }
+    if req.campaign_id or req.campaign_holdout_share:  # (older requests hash as before)
+        body["campaign"] = [req.campaign_id, req.campaign_holdout_share]
     raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
@@ -341,7 +343,12 @@ class HoldoutStep:
         draft.event_id = self.event_ids.next()
         draft.seed = derive_seed(self.seed, draft.event_id)
         assert draft.context is not None
-        draft.holdout = in_holdout(draft.context.customer.id, self.share, self.key)
+        customer_id = draft.context.customer.id
+        req = draft.request
+        draft.holdout = in_holdout(customer_id, self.share, self.key) or (
+            req.campaign_holdout_share > 0.0
+            and in_holdout(customer_id, req.campaign_holdout_share, "campaign:" + req.campaign_id)
+        )
         if draft.holdout:
             draft.pmf = (1.0,) + (0.0,) * (len(draft.candidates) - 1)
             draft.version = self.version()

@@ -30,6 +30,7 @@ from bandit.types import (
     Treatment,
     TreatmentRef,
     Trigger,
+    freeze_features,
 )
 
 
@@ -60,6 +61,12 @@ class ChooseInput:
     excluded: Sequence[TreatmentRef] = ()
     defer_activation: bool = False
     request_id: str = ""
+    campaign_id: str = ""
+    """The outbound campaign the decision belongs to (added to the trigger's features as
+    ``campaign``)."""
+    campaign_holdout_share: float = 0.0
+    """The campaign's own holdout share (:func:`bandit.choose.in_holdout` keyed by the
+    campaign id)."""
     catalogue: Catalogue | None = field(default=None, compare=False, repr=False)
     """The offers and channels as an interned :class:`~bandit.catalogue.Catalogue` (the
     adapter's, from :class:`~bandit.catalogue.Catalogues`); ``offers`` and ``channels`` are
@@ -195,6 +202,9 @@ def build_candidates(
     _check_id(req.trigger.type, "trigger.type", limits)
     check_features(req.trigger.features, "trigger", limits)
     _check_id(req.request_id, "request_id", limits, required=False)
+    trigger = req.trigger
+    if req.campaign_id or req.campaign_holdout_share:
+        trigger = _campaign_trigger(req, limits)
 
     if len(req.offers) > limits.max_offers:
         raise TooLarge("offers", f"has {len(req.offers)} offers; the limit is {limits.max_offers}")
@@ -230,7 +240,31 @@ def build_candidates(
         offers = {o.id: o for o in cat.offers}
         channels = {c.id: c for c in cat.channels}
         treatments = _filtered(req, offers, channels, limits, consent)
-    return Candidates(context=Context(req.customer, req.trigger), treatments=treatments)
+    return Candidates(context=Context(req.customer, trigger), treatments=treatments)
+
+
+CAMPAIGN_FEATURE = "campaign"
+"""The trigger feature a Choose's ``campaign_id`` is logged as."""
+
+
+def _campaign_trigger(req: ChooseInput, limits: Limits) -> Trigger:
+    """The request's trigger with its campaign as a feature (the campaign fields checked)."""
+    assert req.trigger is not None
+    share = req.campaign_holdout_share
+    if not 0.0 <= share <= 1.0:  # NaN fails too
+        raise InvalidRequest("campaign_holdout_share", f"must be within [0, 1], not {share!r}")
+    if not req.campaign_id:
+        raise InvalidRequest("campaign_id", "is required with a campaign_holdout_share")
+    _check_id(req.campaign_id, "campaign_id", limits)
+    features = req.trigger.features
+    known = features.get(CAMPAIGN_FEATURE)
+    if known is not None and known != req.campaign_id:
+        raise InvalidRequest(
+            f"trigger.features.{CAMPAIGN_FEATURE}", "differs from the request's campaign_id"
+        )
+    return Trigger(
+        req.trigger.type, freeze_features({**features, CAMPAIGN_FEATURE: req.campaign_id})
+    )
 
 
 def without_channels(

@@ -9,7 +9,8 @@ customer feature; empty cells are left out) through one ``ChooseStream`` to the 
 every decision goes through the live policy, the contact policies and the log exactly as a
 Choose does, and each is **deferred**: its attribution window opens when the send platform
 confirms the send (``activate``). The send list (CSV or Parquet) has one row per customer:
-``customer_id, event_id, action`` (``send`` or ``control``: leave this customer alone),
+``customer_id, event_id, action`` (``send``; ``control``: the policy leaves this customer
+alone; ``holdout``: the campaign's holdout, left alone on purpose),
 ``offer_id, channel_id, propensity, model_version, planned_send_at`` and ``error`` (the
 reason, for a customer the server refused; the rest goes on). A row is written only once its
 decision is durable.
@@ -24,6 +25,7 @@ The campaign file (TOML)::
     trigger = "campaign_xmas"         # the trigger type of its decisions
     planned_send_at = 2026-12-20T09:00:00+01:00   # optional, copied to the send list
     trigger_features = {season = "xmas"}           # optional
+    holdout = 0.1                     # optional: the campaign's holdout share
 
     [[offer]]
     id = "d10"
@@ -35,7 +37,9 @@ The campaign file (TOML)::
     contact_cost = 0.01
 
 ``activate`` reads a file with an ``event_id`` column (and optionally ``sent_at``, seconds or
-ISO 8601) and activates each decision; it prints how many were activated, unknown or failed.
+ISO 8601) and activates each decision; with ``--send-list`` also the send list's control and
+holdout rows, at the first send, so their windows run alongside the sends (``offerbandit
+uplift --campaign ID`` compares them). It prints how many were activated, unknown or failed.
 The server address and a bearer token come from ``--server`` and ``--token`` (or
 ``OFFERBANDIT_TOKEN``).
 """
@@ -60,6 +64,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from bandit.choose import HOLDOUT_POLICY
 from bandit.types import Channel, Customer, FeatureValue, Offer, Trigger
 from server.client import OfferBanditClient, choose_request
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
@@ -88,6 +93,9 @@ class Campaign:
     offers: list[Offer]
     channels: list[Channel]
     planned_send_at: str = ""
+    holdout: float = 0.0
+    """The campaign's holdout share: customers left out on purpose (control, logged as
+    holdout decisions), the comparison ``offerbandit uplift --campaign`` reports."""
     source: str = field(default="", compare=False)
 
     @classmethod
@@ -103,6 +111,7 @@ class Campaign:
             "trigger_features",
             "offer",
             "channel",
+            "holdout",
         }
         if unknown:
             raise CampaignError(f"campaign file {path}: unknown key(s) {sorted(unknown)}")
@@ -121,7 +130,20 @@ class Campaign:
         features = doc.get("trigger_features", {})
         if not isinstance(features, dict):
             raise CampaignError("trigger_features: a table")
-        return cls(cid, Trigger(trigger, features), offers, channels, str(send_at), str(path))
+        holdout = doc.get("holdout", 0.0)
+        if isinstance(holdout, bool) or not isinstance(holdout, int | float):
+            raise CampaignError("holdout: a share between 0 and 1 (e.g. 0.1)")
+        if not 0.0 <= holdout < 1.0:
+            raise CampaignError(f"holdout: a share in [0, 1), not {holdout}")
+        return cls(
+            cid,
+            Trigger(trigger, features),
+            offers,
+            channels,
+            str(send_at),
+            float(holdout),
+            str(path),
+        )
 
 
 def _offer(i: int, o: Any) -> Offer:
@@ -180,6 +202,7 @@ class RunSummary:
     decided: int = 0
     sent: int = 0
     control: int = 0
+    holdout: int = 0
     refused: int = 0
 
 
@@ -207,6 +230,8 @@ def run(
                 campaign.channels,
                 defer_activation=True,
                 request_id=f"{campaign.id}:{customer.id}",
+                campaign_id=campaign.id,
+                campaign_holdout_share=campaign.holdout,
             )
 
     summary = RunSummary()
@@ -234,13 +259,15 @@ def run(
             else:
                 d = result.decision
                 send = bool(d.chosen.offer_id)
+                held = d.policy == HOLDOUT_POLICY
                 summary.sent += send
-                summary.control += not send
+                summary.control += not send and not held
+                summary.holdout += held
                 sink.write(
                     [
                         customer_id,
                         d.event_id,
-                        "send" if send else "control",
+                        "send" if send else "holdout" if held else "control",
                         d.chosen.offer_id,
                         d.chosen.channel_id,
                         d.propensity,
@@ -316,14 +343,36 @@ def _when(text: Any) -> float | None:
         return (t if t.tzinfo else t.replace(tzinfo=dt.UTC)).timestamp()
 
 
-def activate(client: OfferBanditClient, sent: Path, threads: int = 8) -> dict[str, int]:
-    """Activate every event id in ``sent``; counts by outcome."""
+def _read(path: Path) -> pd.DataFrame:
     frame = (
-        pq.read_table(sent).to_pandas() if sent.suffix.lower() == ".parquet" else pd.read_csv(sent)
+        pq.read_table(path).to_pandas() if path.suffix.lower() == ".parquet" else pd.read_csv(path)
     )
     if "event_id" not in frame.columns:
-        raise CampaignError(f"{sent}: no event_id column")
-    at = frame["sent_at"] if "sent_at" in frame.columns else [None] * len(frame)
+        raise CampaignError(f"{path}: no event_id column")
+    return frame
+
+
+def activate(
+    client: OfferBanditClient, sent: Path, threads: int = 8, send_list: Path | None = None
+) -> dict[str, int]:
+    """Activate every event id in ``sent``; counts by outcome.
+
+    With ``send_list`` (the campaign's), its ``control`` and ``holdout`` rows are activated
+    too — nothing is sent to them, but their attribution windows must run alongside the sends
+    for the campaign's uplift to compare like with like: they open at the earliest
+    ``sent_at`` in ``sent`` (now, when it has none)."""
+    frame = _read(sent)
+    at = list(frame["sent_at"]) if "sent_at" in frame.columns else [None] * len(frame)
+    events = [str(e) for e in frame["event_id"]]
+    if send_list is not None:
+        rows = _read(send_list)
+        if "action" not in rows.columns:
+            raise CampaignError(f"{send_list}: no action column (not a send list)")
+        left = rows[rows["action"].isin(["control", "holdout"])]
+        times = [t for t in (_when(x) for x in at) if t is not None]
+        start = min(times) if times else None
+        events += [str(e) for e in left["event_id"]]
+        at += [start] * len(left)
     counts = {"activated": 0, "unknown": 0, "failed": 0}
 
     def one(event_id: str, when: Any) -> str:
@@ -334,7 +383,7 @@ def activate(client: OfferBanditClient, sent: Path, threads: int = 8) -> dict[st
             return "unknown" if exc.code() == grpc.StatusCode.NOT_FOUND else "failed"
 
     with ThreadPoolExecutor(threads) as pool:
-        for outcome in pool.map(one, frame["event_id"], at):
+        for outcome in pool.map(one, events, at):
             counts[outcome] += 1
     return counts
 
@@ -352,6 +401,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--out", type=Path, required=True, help="the send list (.csv or .parquet)")
     a = sub.add_parser("activate", help="activate the decisions the platform has sent")
     a.add_argument("--sent", type=Path, required=True, help="a file with an event_id column")
+    a.add_argument(
+        "--send-list",
+        type=Path,
+        help="the campaign's send list: also activate its control and holdout rows (at the "
+        "first send), so the campaign's uplift can be measured",
+    )
     for q in (r, a):
         q.add_argument("--server", default="127.0.0.1:50051")
         q.add_argument("--token", help="bearer token (default: OFFERBANDIT_TOKEN)")
@@ -363,10 +418,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 s = run(client, campaign, audience(ns.audience), ns.out)
                 print(
                     f"campaign {campaign.id}: {s.decided} customers, {s.sent} to send, "
-                    f"{s.control} left alone (control), {s.refused} refused; send list {ns.out}"
+                    f"{s.control} left alone (control), {s.holdout} in the campaign's holdout, "
+                    f"{s.refused} refused; send list {ns.out}"
                 )
                 return 0
-            counts = activate(client, ns.sent)
+            counts = activate(client, ns.sent, send_list=ns.send_list)
             print(", ".join(f"{v} {k}" for k, v in counts.items()))
             return 0 if counts["failed"] == 0 else 1
     except (CampaignError, OSError) as exc:

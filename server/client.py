@@ -38,6 +38,8 @@ def choose_request(
     excluded: Sequence[TreatmentRef] = (),
     defer_activation: bool = False,
     request_id: str = "",
+    campaign_id: str = "",
+    campaign_holdout_share: float = 0.0,
 ) -> pb.ChooseRequest:
     return pb.ChooseRequest(
         customer=cv.customer_to_pb(customer),
@@ -48,6 +50,8 @@ def choose_request(
         excluded=[cv.ref_to_pb(t) for t in excluded],
         defer_activation=defer_activation,
         request_id=request_id,
+        campaign_id=campaign_id,
+        campaign_holdout_share=campaign_holdout_share,
     )
 
 

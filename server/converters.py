@@ -184,6 +184,8 @@ def choose_from_pb(req: pb.ChooseRequest, catalogue: Catalogue | None = None) ->
         excluded=[ref_from_pb(r) for r in req.excluded],
         defer_activation=req.defer_activation,
         request_id=req.request_id,
+        campaign_id=req.campaign_id,
+        campaign_holdout_share=req.campaign_holdout_share,
         catalogue=catalogue,
     )
 

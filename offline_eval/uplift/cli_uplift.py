@@ -74,6 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tracking-uri", help="MLflow tracking URI (default $MLFLOW_TRACKING_URI "
                    "or sqlite:///mlflow.db)")  # fmt: skip
     p.add_argument("--no-mlflow", action="store_true", help="do not log to MLflow")
+    p.add_argument(
+        "--campaign",
+        metavar="ID",
+        help="only this outbound campaign's decisions, with its incremental revenue against "
+        "its own holdout first (docs/campaigns.md)",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -93,6 +99,15 @@ def run(ns: argparse.Namespace) -> int:
     if lb.n == 0:
         print("offerbandit uplift: no closed decisions in the log (or the period)", file=sys.stderr)
         return 1
+    if ns.campaign:
+        from offline_eval.uplift.campaign import campaign_rows, campaign_summary
+
+        try:
+            lb = campaign_rows(lb, ns.campaign)
+        except ValueError as err:
+            print(f"offerbandit uplift: {err}", file=sys.stderr)
+            return 1
+        print(campaign_summary(lb, ns.campaign, ns.alpha) + "\n")
     by: Sequence[str] = tuple(ns.by) if ns.by else DEFAULT_DIMENSIONS
     try:
         report = uplift_report(

@@ -79,6 +79,32 @@ INVALID: list[tuple[str, Mutator, str]] = [
         "excluded[0].offer_id",
     ),
     ("every treatment excluded", _excluded_all, "excluded"),
+    (
+        "holdout share above 1",
+        lambda r: (setattr(r, "campaign_id", "x"), setattr(r, "campaign_holdout_share", 1.5)),
+        "campaign_holdout_share",
+    ),
+    (
+        "NaN holdout share",
+        lambda r: (
+            setattr(r, "campaign_id", "x"),
+            setattr(r, "campaign_holdout_share", float("nan")),
+        ),
+        "campaign_holdout_share",
+    ),
+    (
+        "holdout share without a campaign",
+        lambda r: setattr(r, "campaign_holdout_share", 0.1),
+        "campaign_id",
+    ),
+    (
+        "campaign feature differing from campaign_id",
+        lambda r: (
+            setattr(r, "campaign_id", "x"),
+            r.trigger.features["campaign"].CopyFrom(pb.FeatureValue(text="y")),
+        ),
+        "trigger.features.campaign",
+    ),
     ("NaN customer feature", _set_number("customer", float("nan")), "customer.features['ltv']"),
     ("infinite trigger feature", _set_number("trigger", float("inf")), "trigger.features"),
     ("-inf offer feature", _set_number("offer", float("-inf")), "offers[0].features['weight']"),

@@ -3,12 +3,17 @@ twice, bulk activation, contact policies in the batch, bad files."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
+from bandit.choose import in_holdout
+from offline_eval.io.logs import load_sqlite
+from offline_eval.uplift.cli_uplift import main as uplift_main
 from offerbandit.campaign import Campaign, activate, audience, main, run
 from server.client import OfferBanditClient
 from tests.conftest import ServerFactory
@@ -116,3 +121,67 @@ def test_bad_files_are_refused_with_a_message(tmp_path: Path, capsys: object) ->
     )  # fmt: skip
     assert code == 2
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_a_campaign_holdout_is_logged_and_its_uplift_reported(
+    make_server: ServerFactory, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A campaign with ``holdout = 0.3``: exactly the customers the keyed hash puts in the
+    holdout get control with certainty, logged as holdout decisions; after the sends, the
+    control and holdout rows are activated and the windows close, ``offerbandit uplift
+    --campaign`` reports targeted minus holdout mean net revenue per customer — the value
+    worked out here from the logged rewards."""
+    data = tmp_path / "data"
+    running = make_server(
+        data_dir=data,
+        event_id_prefix="00000000000000cb",
+        attribution_window_seconds=1.5,
+        close_interval_seconds=0.2,
+    )
+    campaign_file, audience_file = _files(tmp_path, 300)
+    campaign_file.write_text(
+        CAMPAIGN.replace('id = "xmas-test"', 'id = "xmas-test"\nholdout = 0.3')
+    )
+    campaign = Campaign.load(campaign_file)
+    assert campaign.holdout == 0.3
+    with OfferBanditClient(running.address) as c:
+        summary = run(c, campaign, audience(audience_file), tmp_path / "send.csv", progress=False)
+        sends = pd.read_csv(tmp_path / "send.csv", keep_default_na=False)
+        expected = {
+            f"cust-{i}" for i in range(300) if in_holdout(f"cust-{i}", 0.3, "campaign:xmas-test")
+        }
+        held = sends[sends["action"] == "holdout"]
+        assert set(held["customer_id"]) == expected
+        assert summary.holdout == len(expected) > 0
+        assert (held["propensity"] == 1.0).all()
+        assert (held["offer_id"] == "").all()
+        logged = c.get_decision(str(held["event_id"].iloc[0]))
+        assert logged.policy == "holdout"
+        assert logged.trigger.features["campaign"].text == "xmas-test"
+        sent = sends[sends["action"] == "send"]
+        sent[["event_id"]].to_csv(tmp_path / "sent.csv", index=False)
+        counts = activate(c, tmp_path / "sent.csv", send_list=tmp_path / "send.csv")
+        assert counts == {"activated": 300, "unknown": 0, "failed": 0}
+        # everyone buys once; a sent customer buys for more
+        for i, row in enumerate(sends.itertuples()):
+            revenue = 60.0 if row.action == "send" else 20.0 + (i % 3)
+            c.record_outcome(f"o-{i}", event_id=row.event_id, revenue=revenue)
+        deadline = time.monotonic() + 60.0
+        while c.stats().closed_decisions < 300:
+            assert time.monotonic() < deadline, "windows did not close"
+            time.sleep(0.2)
+    lb = load_sqlite(data, progress=False)
+    rows = lb.frame[lb.frame["t.campaign"] == "xmas-test"]
+    assert len(rows) == 300
+    diff = rows[~rows["holdout"]]["reward"].mean() - rows[rows["holdout"]]["reward"].mean()
+    code = uplift_main(
+        ["--log", str(data), "--campaign", "xmas-test", "--no-mlflow", "--no-progress",
+         "--out", str(tmp_path / "report")]
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert code == 0
+    assert f"campaign xmas-test: 300 closed decisions — {len(sent)} sent" in out
+    assert f"{len(expected)} in the holdout" in out
+    assert f"incremental net revenue per targeted customer: {diff:+.2f} EUR" in out
+    assert uplift_main(["--log", str(data), "--campaign", "nope", "--no-mlflow"]) == 1
+    assert "campaigns with closed decisions: xmas-test" in capsys.readouterr().err

@@ -356,10 +356,22 @@ class ChooseRequest(_message.Message):
     EXCLUDED_FIELD_NUMBER: _builtins.int
     DEFER_ACTIVATION_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    CAMPAIGN_HOLDOUT_SHARE_FIELD_NUMBER: _builtins.int
     defer_activation: _builtins.bool
     """Decided now, shown maybe later: learned only once Activate is called."""
     request_id: _builtins.str
     """Optional: a retry with the same id returns the same decision, logged once."""
+    campaign_id: _builtins.str
+    """Optional: the outbound campaign this decision belongs to. It is added to the trigger's
+    features as "campaign" (so it is in the log, the exports and `offerbandit uplift
+    --campaign`).
+    """
+    campaign_holdout_share: _builtins.float
+    """Optional, with campaign_id: the campaign's own holdout. A customer whose keyed hash of
+    (campaign_id, customer id) falls below this share gets control with certainty, logged
+    as a holdout decision; the same customer is always in or out for one campaign.
+    """
     @_builtins.property
     def customer(self) -> Global___Customer: ...
     @_builtins.property
@@ -385,10 +397,12 @@ class ChooseRequest(_message.Message):
         excluded: _abc.Iterable[Global___TreatmentRef] | None = ...,
         defer_activation: _builtins.bool = ...,
         request_id: _builtins.str = ...,
+        campaign_id: _builtins.str = ...,
+        campaign_holdout_share: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "trigger", b"trigger"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["channels", b"channels", "customer", b"customer", "defer_activation", b"defer_activation", "excluded", b"excluded", "offers", b"offers", "request_id", b"request_id", "treatments", b"treatments", "trigger", b"trigger"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_holdout_share", b"campaign_holdout_share", "campaign_id", b"campaign_id", "channels", b"channels", "customer", b"customer", "defer_activation", b"defer_activation", "excluded", b"excluded", "offers", b"offers", "request_id", b"request_id", "treatments", b"treatments", "trigger", b"trigger"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
