@@ -12,9 +12,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from bandit.choose import in_holdout
+from offerbandit.campaign import Campaign, activate, audience, main, run
 from offline_eval.io.logs import load_sqlite
 from offline_eval.uplift.cli_uplift import main as uplift_main
-from offerbandit.campaign import Campaign, activate, audience, main, run
 from server.client import OfferBanditClient
 from tests.conftest import ServerFactory
 
