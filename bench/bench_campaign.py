@@ -1,6 +1,9 @@
 """``offerbandit campaign run`` throughput and memory: a synthetic audience of ``--customers``
-(Parquet) decided through a server in its own process (durable log), timed end to end, with
-this process's peak RSS (the audience is streamed, so it should not grow with the audience).
+(Parquet, written in row groups so that making it costs little memory) decided through a
+server in its own process (durable log), timed end to end, with this process's peak RSS and
+the server's peak and current RSS (``VmHWM``, ``VmRSS``): the audience is streamed and the
+server reads on only while 256 decisions await their commit, so neither should grow with the
+audience.
 
     .venv/bin/python -m bench.bench_campaign --customers 20000 50000
 """
@@ -39,6 +42,39 @@ contact_cost = 0.0
 """
 
 
+def _audience(path: Path, n: int, group: int = 50_000) -> None:
+    """``n`` customers written a row group at a time."""
+    stages = ["new", "active", "at_risk", "lapsed", "vip"]
+    writer: pq.ParquetWriter | None = None
+    try:
+        for lo in range(0, n, group):
+            ids = range(lo, min(n, lo + group))
+            table = pa.table(
+                {
+                    "customer_id": [f"{n}-{i}" for i in ids],
+                    "stage": [stages[i % 5] for i in ids],
+                    "ltv": [float(i % 300) for i in ids],
+                }
+            )
+            if writer is None:
+                writer = pq.ParquetWriter(path, table.schema)
+            writer.write_table(table, row_group_size=10_000)
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _server_rss(pid: int) -> tuple[float, float]:
+    """The server's peak and current resident set (MiB)."""
+    fields = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return (
+        int(fields["VmHWM"].split()[0]) / 1024,
+        int(fields["VmRSS"].split()[0]) / 1024,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--customers", type=int, nargs="+", default=[20_000])
@@ -52,30 +88,22 @@ def main(argv: list[str] | None = None) -> int:
             with OfferBanditClient(address, timeout=30) as c:
                 grpc.channel_ready_future(c.channel).result(timeout=30)
                 print(
-                    f"{'customers':>10} {'seconds':>8} {'decisions/s':>12} {'client RSS MiB':>15}"
+                    f"{'customers':>10} {'seconds':>8} {'decisions/s':>12} "
+                    f"{'client peak MiB':>16} {'server peak MiB':>16} {'server now MiB':>15}"
                 )
                 for n in ns.customers:
                     path = folder / f"audience-{n}.parquet"
-                    stages = ["new", "active", "at_risk", "lapsed", "vip"]
-                    pq.write_table(
-                        pa.table(
-                            {
-                                "customer_id": [f"{n}-{i}" for i in range(n)],
-                                "stage": [stages[i % 5] for i in range(n)],
-                                "ltv": [float(i % 300) for i in range(n)],
-                            }
-                        ),
-                        path,
-                        row_group_size=10_000,
-                    )
+                    _audience(path, n)
                     t0 = time.perf_counter()
                     s = run(
                         c, campaign, audience(path), folder / f"send-{n}.parquet", progress=False
                     )
                     dt = time.perf_counter() - t0
                     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                    hwm, now = _server_rss(proc.pid)
                     print(
-                        f"{s.decided:>10} {dt:>8.1f} {s.decided / dt:>12.0f} {peak:>15.0f}",
+                        f"{s.decided:>10} {dt:>8.1f} {s.decided / dt:>12.0f} {peak:>16.0f} "
+                        f"{hwm:>16.0f} {now:>15.0f}",
                         flush=True,
                     )
         finally:
