@@ -52,11 +52,11 @@ import datetime as dt
 import math
 import sys
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 import pandas as pd
@@ -206,8 +206,17 @@ class RunSummary:
     refused: int = 0
 
 
+class Chooser(Protocol):
+    """What decides a campaign's requests: a client of a server, or
+    :class:`offerbandit.campaign_local.LocalChooser` in this process."""
+
+    def choose_stream(
+        self, requests: Iterable[pb.ChooseRequest], timeout: float | None = None
+    ) -> Iterator[pb.ChooseStreamResult]: ...
+
+
 def run(
-    client: OfferBanditClient,
+    client: Chooser,
     campaign: Campaign,
     customers: Iterator[Customer],
     out: Path,
@@ -399,6 +408,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--campaign", type=Path, required=True)
     r.add_argument("--audience", type=Path, required=True, help="Parquet or CSV")
     r.add_argument("--out", type=Path, required=True, help="the send list (.csv or .parquet)")
+    r.add_argument(
+        "--data-dir",
+        type=Path,
+        help="decide in this process on this data folder instead of through --server (stop "
+        "the server first: the log has one writer)",
+    )
+    r.add_argument("--config", type=Path, help="with --data-dir: the settings file serve uses")
     a = sub.add_parser("activate", help="activate the decisions the platform has sent")
     a.add_argument("--sent", type=Path, required=True, help="a file with an event_id column")
     a.add_argument(
@@ -412,19 +428,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         q.add_argument("--token", help="bearer token (default: OFFERBANDIT_TOKEN)")
     ns = p.parse_args(argv)
     try:
-        with OfferBanditClient(ns.server, token=ns.token, timeout=30) as client:
-            if ns.action == "run":
-                campaign = Campaign.load(ns.campaign)
+        if ns.action == "run":
+            campaign = Campaign.load(ns.campaign)  # a bad file is refused before anything opens
+            if ns.data_dir is not None:
+                return _run_here(campaign, ns)
+            with OfferBanditClient(ns.server, token=ns.token, timeout=30) as client:
                 s = run(client, campaign, audience(ns.audience), ns.out)
-                print(
-                    f"campaign {campaign.id}: {s.decided} customers, {s.sent} to send, "
-                    f"{s.control} left alone (control), {s.holdout} in the campaign's holdout, "
-                    f"{s.refused} refused; send list {ns.out}"
-                )
-                return 0
+            _print_summary(campaign, s, ns.out)
+            return 0
+        with OfferBanditClient(ns.server, token=ns.token, timeout=30) as client:
             counts = activate(client, ns.sent, send_list=ns.send_list)
-            print(", ".join(f"{v} {k}" for k, v in counts.items()))
-            return 0 if counts["failed"] == 0 else 1
+        print(", ".join(f"{v} {k}" for k, v in counts.items()))
+        return 0 if counts["failed"] == 0 else 1
     except (CampaignError, OSError) as exc:
         print(f"offerbandit campaign: {exc}", file=sys.stderr)
         return 2
@@ -434,6 +449,27 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
+
+
+def _print_summary(campaign: Campaign, s: RunSummary, out: Path) -> None:
+    print(
+        f"campaign {campaign.id}: {s.decided} customers, {s.sent} to send, "
+        f"{s.control} left alone (control), {s.holdout} in the campaign's holdout, "
+        f"{s.refused} refused; send list {out}"
+    )
+
+
+def _run_here(campaign: Campaign, ns: argparse.Namespace) -> int:
+    """``run --data-dir``: the decision service in this process (the server stopped)."""
+    from offerbandit.campaign_local import LocalChooser, open_local
+
+    service = open_local(ns.data_dir, ns.config)
+    try:
+        s = run(LocalChooser(service), campaign, audience(ns.audience), ns.out)
+    finally:
+        service.stop()
+    _print_summary(campaign, s, ns.out)
+    return 0
 
 
 if __name__ == "__main__":

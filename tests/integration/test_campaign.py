@@ -185,3 +185,39 @@ def test_a_campaign_holdout_is_logged_and_its_uplift_reported(
     assert f"incremental net revenue per targeted customer: {diff:+.2f} EUR" in out
     assert uplift_main(["--log", str(data), "--campaign", "nope", "--no-mlflow"]) == 1
     assert "campaigns with closed decisions: xmas-test" in capsys.readouterr().err
+
+
+def test_a_campaign_decided_in_process_resumes_and_reports_refusals(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``campaign run --data-dir``: the service in this process, the same send list, a
+    re-run deciding nobody twice, a refused customer as an error row."""
+    campaign_file, _ = _files(tmp_path, 1)
+    campaign_file.write_text(
+        CAMPAIGN.replace('id = "xmas-test"', 'id = "xmas-test"\nholdout = 0.2')
+    )
+    rows = ["customer_id,stage,ltv"] + [f"cust-{i},new,{i}" for i in range(150)]
+    rows[43] = "cust-42,new,inf"  # a number the service refuses, naming the field
+    (tmp_path / "a.csv").write_text("\n".join(rows) + "\n")
+    data = tmp_path / "data"
+    args = ["run", "--campaign", str(campaign_file), "--audience", str(tmp_path / "a.csv"),
+            "--data-dir", str(data)]  # fmt: skip
+    assert main([*args, "--out", str(tmp_path / "s1.csv")]) == 0
+    assert "150 customers" in capsys.readouterr().out
+    assert main([*args, "--out", str(tmp_path / "s2.csv")]) == 0
+    first = pd.read_csv(tmp_path / "s1.csv", keep_default_na=False)
+    second = pd.read_csv(tmp_path / "s2.csv", keep_default_na=False)
+    assert list(first["event_id"]) == list(second["event_id"])  # decided once
+    refused = first[first["error"] != ""]
+    assert list(refused["customer_id"]) == ["cust-42"]
+    assert "customer.features['ltv']" in refused["error"].iloc[0]
+    lb = load_sqlite(data, closed_only=False, progress=False)
+    assert lb.n == 149
+    expected = {
+        f"cust-{i}"
+        for i in range(150)
+        if i != 42 and in_holdout(f"cust-{i}", 0.2, "campaign:xmas-test")
+    }
+    assert set(first[first["action"] == "holdout"]["customer_id"]) == expected
+    assert set(lb.frame[lb.frame["holdout"]]["customer_id"]) == expected
+    assert lb.frame["deferred"].all()
