@@ -4,8 +4,9 @@ The same job as over the wire (:func:`offerbandit.campaign.run`), with the decis
 opened on the data folder here instead of a server — for a batch job on the machine that
 holds the log while no server runs: the log has one writer, so stop the server first (or use
 ``--server``); nothing here detects a running one. :class:`LocalChooser` answers the
-campaign's requests as ``ChooseStream`` does: in order, each once its decision is durable, a refused request as a result with the
-error's status name and message, and at most ``window`` decisions queued on the log at once
+campaign's requests as ``ChooseStream`` does: in order, each once its decision is durable,
+a refused request as a result with the error's status name and message, and at most
+``window`` decisions queued on the log at once
 (their writes are committed in groups, as concurrent Choose calls are).
 """
 
