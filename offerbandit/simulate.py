@@ -80,6 +80,8 @@ class GrpcBackend:
             inputs.channels,
             excluded=excluded,
             defer_activation=defer,
+            campaign_id=inputs.campaign_id,
+            campaign_holdout_share=inputs.campaign_holdout_share,
         )
         chosen = TreatmentRef(r.chosen.offer_id, r.chosen.channel_id)
         return Choice(r.event_id, chosen, r.propensity, time.time())
@@ -251,6 +253,16 @@ def parser() -> argparse.ArgumentParser:
         help="a contact-policy file (TOML) applied before scoring: compare cap settings with "
         "the world's truth before switching them on (docs/contact-policies.md)",
     )
+    o = p.add_argument_group("outbound mode (in process)")
+    o.add_argument(
+        "--campaign-every-days",
+        type=float,
+        metavar="DAYS",
+        help="also run an outbound campaign over every customer this often, at 09:00 "
+        "(its decisions scored apart, its holdout logged: offerbandit uplift --campaign "
+        "sim-campaign-N)",
+    )
+    o.add_argument("--campaign-holdout", type=float, default=0.1, help="each campaign's holdout")
     g = p.add_argument_group("gRPC mode")
     g.add_argument(
         "--duration",
@@ -324,6 +336,8 @@ def main(argv: Sequence[str]) -> int:
             defer_share=0.0 if ns.defer_share is None else ns.defer_share,
             attribution=ns.attribution,
             contact_policy=None if ns.contact_policy is None else str(ns.contact_policy),
+            campaign_every_days=ns.campaign_every_days,
+            campaign_holdout=ns.campaign_holdout,
             progress=not ns.no_progress,
         )
         report = simulate_in_process(config, ns.data_dir)

@@ -56,10 +56,16 @@ AGE_PRICE_SENS = _a([0.6, 0.3, 0.0, -0.1, -0.2, -0.3])
 CONTENT_NOVELTY = _a([1.0, 0.3, 0.5, 0.6, 0.1])
 """How much content (guides, inspiration) still moves a customer of this stage."""
 
-# --- triggers (in TRIGGERS order) ------------------------------------------------------------
-TRIGGER_BASE_LOGIT = _a([-1.0, -2.3, -2.6, -3.6, -2.6, -2.9])
-BUNDLE_BOOST = _a([1.3, 1.5, 0.7, 0.5, 0.8, 0.7])
-CONTENT_BOOST = _a([0.3, 1.0, 0.8, 1.0, 0.6, 1.6])
+CAMPAIGN_TRIGGER = "campaign"
+"""The trigger of an outbound campaign (the simulator's outbound mode): everybody at once, with
+no intent of their own; only outbound channels reach them. Not in :data:`TRIGGERS` (the
+triggered stream never draws it); its parameters follow the triggers' in the arrays below."""
+ALL_TRIGGERS: tuple[str, ...] = (*TRIGGERS, CAMPAIGN_TRIGGER)
+
+# --- triggers (in ALL_TRIGGERS order) --------------------------------------------------------
+TRIGGER_BASE_LOGIT = _a([-1.0, -2.3, -2.6, -3.6, -2.6, -2.9, -3.4])
+BUNDLE_BOOST = _a([1.3, 1.5, 0.7, 0.5, 0.8, 0.7, 0.6])
+CONTENT_BOOST = _a([0.3, 1.0, 0.8, 1.0, 0.6, 1.6, 0.9])
 
 # --- channels -------------------------------------------------------------------------------
 
@@ -166,7 +172,7 @@ BASELINE_DELAY = DelayDistribution(6 * HOUR, 1.2)
 """Delay of a purchase that was not caused by a delivered treatment (it happens anyway)."""
 
 PRESENCE = _a(
-    # email sms   push  web   in_app call   (rows: TRIGGERS)
+    # email sms   push  web   in_app call   (rows: ALL_TRIGGERS)
     [
         [1.0, 1.0, 1.0, 0.10, 0.05, 1.0],  # cart_abandoned: the customer just left the site
         [1.0, 1.0, 1.0, 1.00, 0.10, 1.0],  # product_browsed: on the web site now
@@ -174,6 +180,7 @@ PRESENCE = _a(
         [0.6, 1.0, 0.6, 0.02, 0.02, 1.0],  # inactive_30d: not around, reads little
         [1.0, 1.0, 1.0, 0.10, 0.10, 1.0],  # birthday
         [1.6, 1.0, 1.0, 0.30, 0.05, 1.0],  # newsletter_opened: reading e-mail right now
+        [1.0, 1.0, 1.0, 0.02, 0.02, 1.0],  # campaign: sent to them, wherever they are
     ]
 )
 """Multiplier of a channel's reach by trigger: inbound channels only reach people who are there."""

@@ -30,7 +30,7 @@ import math
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -44,6 +44,8 @@ from bandit.eligibility import ChooseInput
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
 from bandit.records import OutcomeInput, OutcomeResult, Windows
 from bandit.service import DecisionService, ManualClock, ServiceConfig
+from bandit.sim._catalog import CAMPAIGN_TRIGGER
+from bandit.sim.outbound import Outbound, with_campaigns
 from bandit.sim.world import ChooseInputs, World, WorldConfig, WorldEvent
 from bandit.types import Customer, TreatmentRef
 
@@ -284,6 +286,8 @@ class DriveOptions:
     """Backend seconds after the last decision during which outcomes are still sent."""
     seed: int = 0
     progress: bool = False
+    outbound: Outbound | None = None
+    """Outbound campaigns between the triggered events (:mod:`bandit.sim.outbound`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,6 +304,8 @@ class SimulationReport:
     """Outcomes sent by status, plus ``not_sent`` (due after the run ended)."""
     service: Mapping[str, Any]
     elapsed_seconds: float
+    campaigns: ValueSummary | None = None
+    """The outbound campaigns' decisions alone (``DriveOptions.outbound``), else None."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data: the overall scores at the top level."""
@@ -309,6 +315,8 @@ class SimulationReport:
         out["best_static_rule"] = dict(self.best_static_rule)
         out["outcomes"] = dict(self.outcomes)
         out["service"] = dict(self.service)
+        if self.campaigns is not None:
+            out["campaigns"] = asdict(self.campaigns)
         out["elapsed_seconds"] = round(self.elapsed_seconds, 3)
         out["decisions_per_second"] = round(self.overall.decisions / self.elapsed_seconds, 1)
         clean: dict[str, Any] = _finite(out)
@@ -352,6 +360,13 @@ class SimulationReport:
                 "measured from the control share (SNIPS): "
                 f"{o.measured_incremental_value_per_decision:+.2f} EUR net per decision "
                 f"({o.control_decisions} control decisions)"
+            )
+        c = self.campaigns
+        if c is not None:
+            lines.append(
+                f"outbound campaigns: {c.decisions} decisions, "
+                f"{c.incremental_value_per_decision:+.2f} EUR net value per customer above "
+                f"all-control (true), {c.control_decisions} left alone or held out"
             )
         lines.append("outcomes: " + ", ".join(f"{k} {v}" for k, v in sorted(self.outcomes.items())))
         return "\n".join(lines)
@@ -414,7 +429,8 @@ def drive(
         if batch:
             statuses.update(backend.record_outcomes(batch))
 
-    events: Iterator[WorldEvent] = world.events(options.decisions)
+    events = with_campaigns(world, world.events(options.decisions), options.outbound)
+    outbound = options.outbound
     bar = tqdm(
         total=options.decisions,
         unit="decision",
@@ -433,7 +449,9 @@ def drive(
                 continue
             backend.wait_until(due)
             backend.tick()
-            inputs = world.choose_inputs(event)
+            inputs = (
+                world.choose_inputs(event) if outbound is None else outbound.inputs(world, event)
+            )
             mask = eligible_mask(world, event)
             defer = bool(rng.random() < options.defer_share)
             choice = backend.choose(inputs, exclusions(world, event), defer)
@@ -491,6 +509,13 @@ def _report(
     overall, rule = score(world, trace.events, chosen, realised, prop, eligible)
     k = n - max(1, round(LAST_SHARE * n))
     last, _ = score(world, trace.events[k:], chosen[k:], realised[k:], prop[k:], eligible[k:])
+    campaigns = None
+    sent = np.array([e.trigger.type == CAMPAIGN_TRIGGER for e in trace.events], dtype=np.bool_)
+    if sent.any():
+        events = [e for e, s in zip(trace.events, sent, strict=True) if s]
+        campaigns, _ = score(
+            world, events, chosen[sent], realised[sent], prop[sent], eligible[sent]
+        )
     return SimulationReport(
         mode=mode,
         settings=dict(settings),
@@ -500,6 +525,7 @@ def _report(
         outcomes=dict(statuses),
         service=dict(service),
         elapsed_seconds=elapsed,
+        campaigns=campaigns,
     )
 
 
@@ -537,6 +563,8 @@ class InProcessBackend:
                 inputs.channels,
                 excluded=excluded,
                 defer_activation=defer,
+                campaign_id=inputs.campaign_id,
+                campaign_holdout_share=inputs.campaign_holdout_share,
             )
         )
         return Choice(d.event_id, d.chosen_treatment.ref, d.propensity, d.decided_at)
@@ -598,6 +626,10 @@ class SimulationConfig:
     attribution: Literal["event", "customer"] = "event"
     checkpoint_every_learns: int = 500
     """How often learned weights are published to the decider."""
+    campaign_every_days: float | None = None
+    """Outbound mode: a campaign over every customer this often (None: none)."""
+    campaign_holdout: float = 0.1
+    """Each campaign's holdout share."""
     contact_policy: str | None = None
     """A contact-policy file (:mod:`bandit.contact`) the service applies before scoring, so
     that a candidate policy's value can be compared with the world's truth before it is
@@ -654,6 +686,9 @@ def _simulate_in(world: World, config: SimulationConfig, data_dir: Path) -> Simu
             attribution=config.attribution,
             seed=config.seed,
             progress=config.progress,
+            outbound=None
+            if config.campaign_every_days is None
+            else Outbound(config.campaign_every_days, holdout=config.campaign_holdout),
         )
         report = drive(
             world,

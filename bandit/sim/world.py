@@ -113,6 +113,9 @@ class ChooseInputs:
     channels: tuple[Channel, ...]
     treatments: tuple[Treatment, ...]
     """Every offer × channel plus control, control first (as :meth:`World.treatments`)."""
+    campaign_id: str = ""
+    """For a campaign's events: the campaign (the ChooseRequest's ``campaign_id``)."""
+    campaign_holdout_share: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,10 @@ class _Customers:
     trigger_cdf: FloatArray  # (n, n_triggers)
 
 
+_CAMPAIGN_INDEX = 1 << 40
+"""Campaign events' indexes start here (triggered events count up from 0)."""
+
+
 class World:
     """A seeded, deterministic marketing world with a known truth.
 
@@ -266,8 +273,11 @@ class World:
         """The lifecycle stage of the event's customer."""
         return self.stages[int(self._c.stage[event.customer_index])]
 
-    def choose_inputs(self, event: WorldEvent) -> ChooseInputs:
-        """The event and the catalogue as a Choose call takes them."""
+    def choose_inputs(
+        self, event: WorldEvent, campaign_id: str = "", campaign_holdout_share: float = 0.0
+    ) -> ChooseInputs:
+        """The event and the catalogue as a Choose call takes them (a campaign's events: with
+        its id and holdout share)."""
         return ChooseInputs(
             event.event_id,
             event.customer,
@@ -275,7 +285,46 @@ class World:
             self.offers,
             self.channels,
             self._treatments,
+            campaign_id,
+            campaign_holdout_share,
         )
+
+    def campaign_events(self, time: float, number: int) -> list[WorldEvent]:
+        """An outbound campaign at ``time`` (a :data:`~bandit.sim._catalog.CAMPAIGN_TRIGGER`
+        event for every customer, in customer order); ``number`` tells campaigns apart.
+
+        The triggered stream is left as it was (no random numbers drawn from it); each event's
+        outcome draws come from its own index, above every triggered event's."""
+        ti = len(cat.TRIGGERS)  # the campaign trigger's row in the parameter arrays
+        since = time - self.config.fatigue_window_days * cat.DAY
+        hour = (time % cat.DAY) / cat.HOUR
+        weekday = cat.WEEKDAYS[int((time // cat.DAY + 3) % 7)]
+        trigger = Trigger(
+            cat.CAMPAIGN_TRIGGER,
+            freeze_features({"hour_of_day": round(hour, 2), "weekday": weekday}),
+        )
+        out = []
+        for ci, customer in enumerate(self.customers):
+            history = self._history[ci]
+            while history and history[0] <= since:
+                history.pop(0)
+            features = dict(self._static_features[ci])
+            features["contacts_7d"] = float(len(history))
+            index = _CAMPAIGN_INDEX + number * self.config.n_customers + ci
+            out.append(
+                WorldEvent(
+                    index=index,
+                    event_id=f"sim{self.seed}-campaign{number}-{ci:06d}",
+                    time=time,
+                    customer=Customer(customer.id, freeze_features(features)),
+                    trigger=trigger,
+                    customer_index=ci,
+                    trigger_index=ti,
+                    expected_basket=float(self._c.aov[ci]),
+                    contacts_7d=len(history),
+                )
+            )
+        return out
 
     # --- customers ---------------------------------------------------------------------------
 
