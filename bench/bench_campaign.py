@@ -75,10 +75,60 @@ def _server_rss(pid: int) -> tuple[float, float]:
     )
 
 
+def _in_process(sizes: list[int], profile: Path | None) -> int:
+    """The same campaigns decided in this process (durable log, group commits)."""
+    import cProfile
+
+    from offerbandit.campaign_local import LocalChooser, open_local
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        (folder / "c.toml").write_text(CAMPAIGN)
+        campaign = Campaign.load(folder / "c.toml")
+        service = open_local(folder / "data")
+        prof = cProfile.Profile() if profile is not None else None
+        try:
+            print(f"{'customers':>10} {'seconds':>8} {'decisions/s':>12} {'CPU µs/decision':>16}")
+            for n in sizes:
+                path = folder / f"audience-{n}.parquet"
+                _audience(path, n)
+                t0, c0 = time.perf_counter(), time.process_time()
+                if prof is not None:
+                    prof.enable()
+                s = run(
+                    LocalChooser(service),
+                    campaign,
+                    audience(path),
+                    folder / f"send-{n}.parquet",
+                    progress=False,
+                )
+                if prof is not None:
+                    prof.disable()
+                dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+                print(
+                    f"{s.decided:>10} {dt:>8.1f} {s.decided / dt:>12.0f} "
+                    f"{1e6 * cpu / s.decided:>16.0f}",
+                    flush=True,
+                )
+        finally:
+            service.stop()
+        if prof is not None and profile is not None:
+            prof.dump_stats(profile)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--customers", type=int, nargs="+", default=[20_000])
+    p.add_argument(
+        "--in-process",
+        action="store_true",
+        help="decide in this process (campaign run --data-dir) instead of through a server",
+    )
+    p.add_argument("--profile", type=Path, help="with --in-process: write a cProfile here")
     ns = p.parse_args(argv)
+    if ns.in_process:
+        return _in_process(ns.customers, ns.profile)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "c.toml").write_text(CAMPAIGN)
