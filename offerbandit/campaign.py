@@ -47,6 +47,7 @@ The server address and a bearer token come from ``--server`` and ``--token`` (or
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
 import datetime as dt
 import math
@@ -225,7 +226,9 @@ def run(
     limit: int | None = None,
 ) -> RunSummary:
     """Decide for every customer through one ChooseStream and write the send list."""
-    pending: list[str] = []
+    pending: collections.deque[str] = collections.deque()
+    """Customers sent and not yet answered (answers come in order): memory bounded by what
+    is in flight, not by the audience."""
 
     def requests() -> Iterator[pb.ChooseRequest]:
         for n, customer in enumerate(customers):
@@ -249,7 +252,11 @@ def run(
         tqdm(desc=f"campaign {campaign.id}", unit="dec", disable=not progress) as bar,
     ):
         for result in client.choose_stream(requests(), timeout=None):
-            customer_id = pending[result.index]
+            customer_id = pending.popleft()
+            if result.index != summary.decided:
+                raise CampaignError(
+                    f"answer {result.index} arrived in place of {summary.decided}: out of order"
+                )
             if result.error_code:
                 summary.refused += 1
                 sink.write(
