@@ -56,6 +56,7 @@ from bandit.learner import (
 )
 from bandit.log import DecisionLog
 from bandit.log.sqlite import SqliteDecisionLog
+from bandit.log.sqlite.retention import Bounds, Retention, bounds_for
 from bandit.numbers import check_number, check_time
 from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.rewards import RewardRule
@@ -141,6 +142,13 @@ class ServiceConfig:
     contact_policy: ContactPolicy | None = None
     """The contact policy applied before scoring (:mod:`bandit.contact`); None: none.
     :meth:`DecisionService.reload_contact_policy` replaces it while serving."""
+    retention_days: float | None = None
+    """Delete closed decisions and their outcomes older than this many days, in background
+    batches (:mod:`bandit.log.sqlite.retention`); None: keep everything."""
+    retention_export_dir: Path | None = None
+    """Export what retention deletes to Parquet files here first; None: no export."""
+    retention_batch: int = 256
+    retention_every_seconds: float = 60.0
     event_id_prefix: str = ""
     """Empty (the default): event ids start with a random prefix drawn at each start, so they
     stay unique across restarts. Sixteen hex digits: that fixed prefix instead, which makes a
@@ -257,6 +265,19 @@ class DecisionService:
         """The contact policy's gate (:mod:`bandit.contact.gate`); None without a policy."""
         if config.contact_policy is not None:
             self.contact = ContactGate(config.contact_policy, self.log, self.clock.now)
+        self.retention: Retention | None = None
+        """Deletes what is older than ``retention_days`` (None: retention is off)."""
+        if config.retention_days is not None:
+            if isinstance(self.log, SqliteDecisionLog):
+                self.retention = Retention(
+                    self.log,
+                    self._retention_bounds,
+                    self.clock.now,
+                    batch=config.retention_batch,
+                    export_dir=config.retention_export_dir,
+                )
+            else:
+                log.warning("retention_days: this decision log has no retention; none runs")
         self.catalogues = Catalogues()
         """The catalogues of Choose requests, interned by content (:mod:`bandit.catalogue`);
         a transport asks it for a request's catalogue."""
@@ -290,7 +311,23 @@ class DecisionService:
                 t = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
                 t.start()
                 self._threads.append(t)
+            if self.retention is not None:
+                t = threading.Thread(
+                    target=self.retention.run,
+                    args=(self._stop, self.config.retention_every_seconds),
+                    name="retention",
+                    daemon=True,
+                )
+                t.start()
+                self._threads.append(t)
         self._ready = True
+
+    def _retention_bounds(self, now: float) -> Bounds:
+        assert self.config.retention_days is not None
+        keeps = None if self.contact is None else self.contact.keeps(now)
+        return bounds_for(
+            self.config.retention_days, now, self.checkpoints.oldest_position(), keeps
+        )
 
     @property
     def ready(self) -> bool:
@@ -314,6 +351,8 @@ class DecisionService:
         self.learning.learn_pending()
         if self.learning.unsaved:
             self.learning.checkpoint()
+        if self.retention is not None:
+            self.retention.close()
         self.log.close()
 
     # ---- choose ------------------------------------------------------------------------------

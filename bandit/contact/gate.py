@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import math
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -177,6 +178,25 @@ class ContactGate:
             self._load_budgets(policy, reads)
             self._load_annoyed(reads)
             self.policy, self._reads = policy, reads
+
+    def keeps(self, now: float) -> tuple[float, float, frozenset[str]]:
+        """What the live policy needs of the log at ``now``, for retention: contacts
+        activated since the first value (caps and repeats; ``inf``: none), decisions made
+        since the second (today's, for per-day budgets), and outcomes of the types in the
+        third (suppressions).
+
+        >>> from bandit.contact.policy import ContactPolicy
+        >>> class Log:
+        ...     def customers_with_outcomes(self, types): return set()
+        ...     def offer_counts(self, offers, since=None): return dict.fromkeys(offers, 0)
+        >>> p = ContactPolicy.parse('[[cap]]\\nmax = 1\\ndays = 7')
+        >>> ContactGate(p, Log(), lambda: 0.0).keeps(30 * 86_400.0)[0] / 86_400.0
+        23.0
+        """
+        reads = self._reads
+        contacts = math.inf if reads.contacts_for is None else now - reads.contacts_for
+        days = [day_start(now, zone) for zone in set(reads.day_zone.values())]
+        return contacts, min(days, default=math.inf), reads.negative_types
 
     def _load_annoyed(self, reads: _Reads) -> None:
         if reads.negative_types != self._annoyed_types:
