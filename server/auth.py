@@ -15,7 +15,7 @@ Roles, and the methods they open:
 ``decide``  Choose, ChooseStream, Activate
 ``report``  RecordOutcome, RecordOutcomes, StreamOutcomes
 ``read``    GetDecision, GetStats, and server reflection
-``admin``   every method (erasure, voiding and policy reloads go here)
+``admin``   every method, and AdminService's (erasure, voiding, policy reload)
 =========  ================================================================
 
 Health checks stay open (a load balancer probes them without a token). A method of the
@@ -61,6 +61,10 @@ REFLECTION_PREFIXES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
+
+ADMIN_PREFIX = "/offerbandit.v1.AdminService/"
+ADMIN_METHODS = frozenset({"EraseCustomer", "ReloadContactPolicy", "Void"})
+"""The operator service's methods (``offerbandit.v1.AdminService``): ``admin`` only."""
 
 ROLES: Mapping[str, frozenset[str]] = {
     "decide": frozenset({"Choose", "ChooseStream", "Activate"}),
