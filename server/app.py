@@ -157,9 +157,10 @@ def start_server(
     service = DecisionService(settings.service_config(initial), clock)
     metrics = Metrics() if settings.metrics_port is not None else None
     try:
-        chain = for_settings(settings, interceptors)
-        if metrics is not None:  # outermost: refused calls are counted too
-            chain.insert(0, metrics.interceptor)
+        # metrics, access log and tokens in one pass; refused calls are counted too
+        chain = for_settings(
+            settings, interceptors, None if metrics is None else metrics.interceptor
+        )
         running = _Loop.run(_start(settings, service, chain))
     except BaseException:
         service.stop()

@@ -165,6 +165,9 @@ class ContactGate:
         """Customers with an outcome of a type the policy's suppressions list: only theirs
         are read from the log (most customers have none)."""
         self._annoyed_types: frozenset[str] = frozenset()
+        self.removals: collections.Counter[str] = collections.Counter()
+        """Treatments removed per rule name since the gate was made (the metrics' counter;
+        a rule renamed by a reload counts under its new name)."""
         self.policy = policy
         self._reads = _Reads.of(policy)
         self._load_budgets(policy, self._reads)
@@ -322,7 +325,10 @@ class ContactGate:
 
     def made(self, decision: Decision, commit: Done) -> None:
         """Count ``decision`` (queued on the log as ``commit``): its contact, unless deferred
-        (a deferred decision is a contact from its activation), and its coupon."""
+        (a deferred decision is a contact from its activation), its coupon, and the
+        treatments the policy removed from it, per rule (:attr:`removals`)."""
+        for _, rule in decision.removed:
+            self.removals[rule] += 1
         t = decision.chosen_treatment
         if t.is_control:
             return

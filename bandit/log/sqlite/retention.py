@@ -302,6 +302,8 @@ class Retention:
         self.duty = duty
         self.export_dir = export_dir
         self.totals = Totals()
+        self._stop = threading.Event()
+        """Set: the pass under way stops after its current batch (:meth:`run`'s ``stop``)."""
         self._conn = sqlite3.connect(writer.path, check_same_thread=False, timeout=30.0)
         self._conn.execute("PRAGMA query_only=ON")
         self.auto_vacuum = auto_vacuum_mode(self._conn)
@@ -325,7 +327,7 @@ class Retention:
         done = Totals(passes=1)
         vacuum = self.auto_vacuum == "incremental"
         after = 0
-        while True:
+        while not self._stop.is_set():
             rows = self._conn.execute(
                 "SELECT seq, decided_at, closed_seq, deferred, activated_at, is_control"
                 " FROM decisions WHERE seq > ? ORDER BY seq LIMIT ?",
@@ -348,10 +350,10 @@ class Retention:
                 done.batches += 1
                 done.seconds_in_writer += spent
                 if pause:
-                    time.sleep(spent * (1.0 / self.duty - 1.0))
+                    self._stop.wait(spent * (1.0 / self.duty - 1.0))
             if reached_cutoff:
                 break
-        while True:
+        while not self._stop.is_set():
             ids = [
                 str(r[0])
                 for r in self._conn.execute(
@@ -374,7 +376,7 @@ class Retention:
             if not n_out:
                 break
             if pause:
-                time.sleep(spent * (1.0 / self.duty - 1.0))
+                self._stop.wait(spent * (1.0 / self.duty - 1.0))
         self._add(done)
         if done.decisions or done.outcomes:
             log.info(
@@ -442,8 +444,9 @@ class Retention:
         return 1
 
     def run(self, stop: threading.Event, every: float = 60.0) -> None:
-        """A pass every ``every`` seconds until ``stop`` is set (a failure is logged and
-        retried at the next one)."""
+        """A pass every ``every`` seconds until ``stop`` is set (a pass stops after its
+        current batch; a failure is logged and retried at the next one)."""
+        self._stop = stop
         while not stop.is_set():
             try:
                 self.run_pass()
