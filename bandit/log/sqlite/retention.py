@@ -54,9 +54,10 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DAY = 86_400.0
 
@@ -341,14 +342,10 @@ class Retention:
             if seqs:
                 if self.export_dir is not None:
                     done.exported_files += self._export(seqs)
-                t0 = time.perf_counter()
-                n_dec, n_out, kept = self.writer.run(delete_job(seqs, bounds, vacuum))
-                spent = time.perf_counter() - t0
+                (n_dec, n_out, kept), spent = self._run(delete_job(seqs, bounds, vacuum), done)
                 done.decisions += n_dec
                 done.outcomes += n_out
                 done.negatives_kept += kept
-                done.batches += 1
-                done.seconds_in_writer += spent
                 if pause:
                     self._stop.wait(spent * (1.0 / self.duty - 1.0))
             if reached_cutoff:
@@ -366,13 +363,9 @@ class Retention:
                 break
             if self.export_dir is not None:
                 done.exported_files += self._export_orphans(ids)
-            t0 = time.perf_counter()
-            n_out, kept = self.writer.run(orphans_job(ids, bounds, vacuum))
-            spent = time.perf_counter() - t0
+            (n_out, kept), spent = self._run(orphans_job(ids, bounds, vacuum), done)
             done.outcomes += n_out
             done.negatives_kept += kept
-            done.batches += 1
-            done.seconds_in_writer += spent
             if not n_out:
                 break
             if pause:
@@ -388,6 +381,23 @@ class Retention:
                 done.negatives_kept,
             )
         return done
+
+    def _run(self, job: Callable[[sqlite3.Connection], T], done: Totals) -> tuple[T, float]:
+        """Run ``job`` through the log's writer; its value and the seconds it held the
+        writer (its own work, not the wait for its turn and the commit it shares)."""
+        held = [0.0]
+
+        def timed(conn: sqlite3.Connection) -> T:
+            t0 = time.perf_counter()
+            try:
+                return job(conn)
+            finally:
+                held[0] = time.perf_counter() - t0
+
+        value: T = self.writer.run(timed)
+        done.batches += 1
+        done.seconds_in_writer += held[0]
+        return value, held[0]
 
     def _add(self, d: Totals) -> None:
         t = self.totals
