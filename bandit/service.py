@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -56,7 +56,7 @@ from bandit.learner import (
 )
 from bandit.log import DecisionLog
 from bandit.log.sqlite import SqliteDecisionLog
-from bandit.log.sqlite.retention import Bounds, Retention, bounds_for
+from bandit.log.sqlite.retention import Retention, bounds_for
 from bandit.numbers import check_number, check_time
 from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.rewards import RewardRule
@@ -268,16 +268,18 @@ class DecisionService:
         self.retention: Retention | None = None
         """Deletes what is older than ``retention_days`` (None: retention is off)."""
         if config.retention_days is not None:
-            if isinstance(self.log, SqliteDecisionLog):
-                self.retention = Retention(
-                    self.log,
-                    self._retention_bounds,
-                    self.clock.now,
-                    batch=config.retention_batch,
-                    export_dir=config.retention_export_dir,
-                )
-            else:
-                log.warning("retention_days: this decision log has no retention; none runs")
+            days, gate, ckpts = config.retention_days, self.contact, self.checkpoints
+            if not isinstance(self.log, SqliteDecisionLog):
+                raise ValueError("retention_days: this decision log has no retention")
+            self.retention = Retention(
+                self.log,
+                lambda now: bounds_for(
+                    days, now, ckpts.oldest_position(), None if gate is None else gate.keeps(now)
+                ),
+                self.clock.now,
+                batch=config.retention_batch,
+                export_dir=config.retention_export_dir,
+            )
         self.catalogues = Catalogues()
         """The catalogues of Choose requests, interned by content (:mod:`bandit.catalogue`);
         a transport asks it for a request's catalogue."""
@@ -307,27 +309,20 @@ class DecisionService:
 
     def start(self) -> None:
         if self.config.background:
-            for name, target in (("closer", self.closer.run), ("learner", self.learning.run)):
-                t = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
-                t.start()
-                self._threads.append(t)
+            loops: list[tuple[str, Callable[..., None], tuple[float, ...]]] = [
+                ("closer", self.closer.run, ()),
+                ("learner", self.learning.run, ()),
+            ]
             if self.retention is not None:
+                every = self.config.retention_every_seconds
+                loops.append(("retention", self.retention.run, (every,)))
+            for name, target, more in loops:
                 t = threading.Thread(
-                    target=self.retention.run,
-                    args=(self._stop, self.config.retention_every_seconds),
-                    name="retention",
-                    daemon=True,
+                    target=target, args=(self._stop, *more), name=name, daemon=True
                 )
                 t.start()
                 self._threads.append(t)
         self._ready = True
-
-    def _retention_bounds(self, now: float) -> Bounds:
-        assert self.config.retention_days is not None
-        keeps = None if self.contact is None else self.contact.keeps(now)
-        return bounds_for(
-            self.config.retention_days, now, self.checkpoints.oldest_position(), keeps
-        )
 
     @property
     def ready(self) -> bool:

@@ -88,7 +88,8 @@ class CallMetrics(Interceptor):
                 counter = counters[code] = self.calls.labels(method, code)
             counter.inc()
 
-        self._observers[full_method] = observe
+        if len(self._observers) < 1024:  # names of unknown methods come from callers
+            self._observers[full_method] = observe
         return observe
 
 
