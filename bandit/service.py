@@ -149,6 +149,7 @@ class ServiceConfig:
     """Export what retention deletes to Parquet files here first; None: no export."""
     retention_batch: int = 256
     retention_every_seconds: float = 60.0
+    retention_duty: float = 0.1
     event_id_prefix: str = ""
     """Empty (the default): event ids start with a random prefix drawn at each start, so they
     stay unique across restarts. Sixteen hex digits: that fixed prefix instead, which makes a
@@ -278,6 +279,7 @@ class DecisionService:
                 ),
                 self.clock.now,
                 batch=config.retention_batch,
+                duty=config.retention_duty,
                 export_dir=config.retention_export_dir,
             )
         self.catalogues = Catalogues()

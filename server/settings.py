@@ -170,6 +170,9 @@ class Settings(BaseSettings):
     """Decisions deleted per write (each batch holds the log's writer a few ms)."""
     retention_every_seconds: float = Field(60.0, gt=0)
     """Pause between retention passes."""
+    retention_duty: float = Field(0.1, gt=0, le=1)
+    """Most of the log writer's time retention takes: after a batch that held the writer
+    t seconds it pauses t × (1 / duty − 1). Raise it if retention falls behind."""
 
     checkpoint_every_learns: int = Field(1000, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
@@ -294,6 +297,7 @@ class Settings(BaseSettings):
             retention_export_dir=self.retention_export_dir,
             retention_batch=self.retention_batch,
             retention_every_seconds=self.retention_every_seconds,
+            retention_duty=self.retention_duty,
         )
 
     def load_contact_policy(self) -> ContactPolicy | None:
