@@ -64,6 +64,19 @@ class CheckpointStore:
         """The kept checkpoints' versions, oldest first."""
         return [v for v, _ in self._files()]
 
+    def oldest_position(self) -> int:
+        """The lowest log position of the kept checkpoints (0 when there is none): every
+        decision closed after it may still be learned again, by a rollback. Reads only the
+        files' header lines."""
+        positions = []
+        for _, path in self._files():
+            try:
+                with open(path, "rb") as f:
+                    positions.append(int(json.loads(f.readline())["position"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                return 0  # unreadable (being pruned, say): keep everything this time
+        return min(positions, default=0)
+
     def read(self, version: int) -> Checkpoint:
         for v, path in self._files():
             if v == version:

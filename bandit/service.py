@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -56,6 +56,7 @@ from bandit.learner import (
 )
 from bandit.log import DecisionLog
 from bandit.log.sqlite import SqliteDecisionLog
+from bandit.log.sqlite.retention import Retention, bounds_for
 from bandit.numbers import check_number, check_time
 from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.rewards import RewardRule
@@ -145,6 +146,14 @@ class ServiceConfig:
     """Customers whose recent contacts the contact policy keeps in memory between Choose
     calls (:mod:`bandit.contact.gate`); 0: read them from the log every time, as a log that
     other processes also write must."""
+    retention_days: float | None = None
+    """Delete closed decisions and their outcomes older than this many days, in background
+    batches (:mod:`bandit.log.sqlite.retention`); None: keep everything."""
+    retention_export_dir: Path | None = None
+    """Export what retention deletes to Parquet files here first; None: no export."""
+    retention_batch: int = 256
+    retention_every_seconds: float = 60.0
+    retention_duty: float = 0.1
     event_id_prefix: str = ""
     """Empty (the default): event ids start with a random prefix drawn at each start, so they
     stay unique across restarts. Sixteen hex digits: that fixed prefix instead, which makes a
@@ -266,6 +275,22 @@ class DecisionService:
                 self.clock.now,
                 cache_customers=config.contact_cache_customers,
             )
+        self.retention: Retention | None = None
+        """Deletes what is older than ``retention_days`` (None: retention is off)."""
+        if config.retention_days is not None:
+            days, gate, ckpts = config.retention_days, self.contact, self.checkpoints
+            if not isinstance(self.log, SqliteDecisionLog):
+                raise ValueError("retention_days: this decision log has no retention")
+            self.retention = Retention(
+                self.log,
+                lambda now: bounds_for(
+                    days, now, ckpts.oldest_position(), None if gate is None else gate.keeps(now)
+                ),
+                self.clock.now,
+                batch=config.retention_batch,
+                duty=config.retention_duty,
+                export_dir=config.retention_export_dir,
+            )
         self.catalogues = Catalogues()
         """The catalogues of Choose requests, interned by content (:mod:`bandit.catalogue`);
         a transport asks it for a request's catalogue."""
@@ -295,8 +320,17 @@ class DecisionService:
 
     def start(self) -> None:
         if self.config.background:
-            for name, target in (("closer", self.closer.run), ("learner", self.learning.run)):
-                t = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
+            loops: list[tuple[str, Callable[..., None], tuple[float, ...]]] = [
+                ("closer", self.closer.run, ()),
+                ("learner", self.learning.run, ()),
+            ]
+            if self.retention is not None:
+                every = self.config.retention_every_seconds
+                loops.append(("retention", self.retention.run, (every,)))
+            for name, target, more in loops:
+                t = threading.Thread(
+                    target=target, args=(self._stop, *more), name=name, daemon=True
+                )
                 t.start()
                 self._threads.append(t)
         self._ready = True
@@ -323,6 +357,8 @@ class DecisionService:
         self.learning.learn_pending()
         if self.learning.unsaved:
             self.learning.checkpoint()
+        if self.retention is not None:
+            self.retention.close()
         self.log.close()
 
     # ---- choose ------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ Times are ISO 8601 (UTC unless they carry an offset) or seconds since the epoch.
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -30,6 +31,7 @@ from pathlib import Path
 from bandit.checkpoint import CheckpointStore
 from bandit.log.sqlite import SqliteDecisionLog
 from bandit.log.sqlite.erasure import erase_customer
+from bandit.log.sqlite.retention import auto_vacuum_mode, convert_to_incremental
 from server.settings import Settings
 
 
@@ -151,3 +153,33 @@ def erase_main(argv: Sequence[str]) -> int:
         )
         status = status or (0 if done.wal_truncated else 1)
     return status
+
+
+def vacuum_main(argv: Sequence[str]) -> int:
+    p = argparse.ArgumentParser(
+        prog="offerbandit vacuum",
+        description="Convert a decision log created before retention (auto_vacuum NONE) to "
+        "auto_vacuum INCREMENTAL, once, so that retention gives the space it frees back to "
+        "the file system. One VACUUM: it rewrites the whole file (room for a second copy "
+        "needed) and holds the log's writer meanwhile: stop the server first.",
+    )
+    p.add_argument("--config", type=Path, help="the server's TOML settings file")
+    p.add_argument("--data-dir", type=Path, help="the server's data_dir (default: settings)")
+    ns = p.parse_args(argv)
+    log_path = Path(_settings(ns).service_config().log_path)
+    if not log_path.exists():
+        p.error(f"no decision log at {log_path}")
+    conn = sqlite3.connect(log_path)
+    try:
+        mode = auto_vacuum_mode(conn)
+    finally:
+        conn.close()
+    if mode == "incremental":
+        print(f"{log_path} has auto_vacuum=incremental already: nothing to do")
+        return 0
+    before, after = convert_to_incremental(log_path)
+    print(
+        f"{log_path}: auto_vacuum {mode} → incremental, "
+        f"{before / 1e6:.1f} MB → {after / 1e6:.1f} MB"
+    )
+    return 0

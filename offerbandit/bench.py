@@ -16,6 +16,7 @@ import argparse
 import itertools
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -32,6 +33,7 @@ import numpy as np
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from bandit.types import Channel, Customer, Offer, Trigger
+from offerbandit.bench_log import log_rows, prefill
 from server.auth import add_token
 from server.client import choose_request, open_channel
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
@@ -221,14 +223,23 @@ def run(
     rounds: int = 3,
     auth: bool = False,
     metrics: bool = False,
+    data_from: Path | None = None,
+    retention: bool = False,
 ) -> list[Result]:
     """Each concurrency: health, then Choose per treatment count, in ``rounds`` interleaved
     rounds of ``seconds / rounds`` each (a drifting machine speed then hits all alike). With
     ``auth``, the server checks bearer tokens and every call carries one; with ``metrics``,
-    it serves Prometheus metrics (every call timed and counted)."""
+    it serves Prometheus metrics (every call timed and counted). ``data_from``: the server
+    starts on a copy of that data folder (:mod:`offerbandit.bench_log`); ``retention``: with
+    ``retention_days = 30``, a pass a second."""
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         token, env = None, {}
+        if data_from is not None:
+            shutil.copytree(data_from, Path(tmp) / "data")
+        if retention:
+            env["OFFERBANDIT_RETENTION_DAYS"] = "30"
+            env["OFFERBANDIT_RETENTION_EVERY_SECONDS"] = "1"
         if auth:
             tokens_file = Path(tmp) / "tokens.toml"
             token = add_token(tokens_file, "bench", ["decide"])
@@ -276,6 +287,10 @@ def run(
         finally:
             proc.terminate()
             proc.communicate(timeout=60)  # waits, and closes its stdout
+        if data_from is not None:
+            left = log_rows(Path(tmp) / "data")
+            size = (Path(tmp) / "data" / "decisions.sqlite").stat().st_size
+            print(f"log after the run: {left} decisions, {size / 1e6:.1f} MB", flush=True)
     return results
 
 
@@ -346,25 +361,47 @@ def main(argv: Sequence[str] | None = None) -> int:
         choices=["off", "on"],
         help="Prometheus metrics to measure (on: every call timed and counted)",
     )
+    parser.add_argument(
+        "--retention",
+        nargs="+",
+        default=["off"],
+        choices=["off", "on"],
+        help="retention to measure (on: retention_days = 30 on a log of --retention-rows old "
+        "decisions, deleting while Choose runs; off: the same log kept)",
+    )
+    parser.add_argument(
+        "--retention-rows", type=int, default=200_000, help="old decisions in that log"
+    )
     ns = parser.parse_args(argv)
-    for durability, auth, metrics in itertools.product(ns.durability, ns.auth, ns.metrics):
-        print(
-            f"\nChoose over real gRPC; server in its own process; decision log SQLite WAL, "
-            f"durability={durability}, group commit; authentication {auth}; metrics {metrics}; "
-            f"{os.cpu_count()} cores",
-            flush=True,
-        )
-        results = run(
-            ns.concurrency,
-            ns.treatments,
-            ns.seconds,
-            ns.max_calls,
-            durability,
-            ns.rounds,
-            auth == "on",
-            metrics == "on",
-        )
-        print(report(results), flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        template = None
+        if "on" in ns.retention:
+            template = Path(tmp) / "old-log"
+            n = prefill(template, ns.retention_rows, list(choose_requests(10)))
+            size = (template / "decisions.sqlite").stat().st_size
+            print(f"old log: {n} closed, learned decisions, {size / 1e6:.1f} MB", flush=True)
+        for durability, auth, metrics, retention in itertools.product(
+            ns.durability, ns.auth, ns.metrics, ns.retention
+        ):
+            print(
+                f"\nChoose over real gRPC; server in its own process; decision log SQLite WAL, "
+                f"durability={durability}, group commit; authentication {auth}; metrics "
+                f"{metrics}; retention {retention}; {os.cpu_count()} cores",
+                flush=True,
+            )
+            results = run(
+                ns.concurrency,
+                ns.treatments,
+                ns.seconds,
+                ns.max_calls,
+                durability,
+                ns.rounds,
+                auth == "on",
+                metrics == "on",
+                template,
+                retention == "on",
+            )
+            print(report(results), flush=True)
     return 0
 
 

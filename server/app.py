@@ -21,6 +21,7 @@ from bandit.checkpoint import Checkpoint, read_checkpoint
 from bandit.contact import PolicyError
 from bandit.errors import InvalidState
 from bandit.service import Clock, DecisionService
+from server.admin import ADMIN_SERVICE, AdminServicer, add_admin_to_server, reload_contact_policy
 from server.interceptors import Interceptor, for_settings
 from server.metrics import Metrics
 from server.servicer import SERVICE, DecisionServicer, add_to_server
@@ -70,6 +71,7 @@ class RunningServer:
     watcher: asyncio.Task[None] | None = None
     metrics: Metrics | None = None
     """The Prometheus endpoint, with ``metrics_port`` set (its port: ``metrics.port``)."""
+    admin: AdminServicer | None = None
 
     @property
     def address(self) -> str:
@@ -89,11 +91,8 @@ class RunningServer:
         on. A file that cannot be used is refused with a log message naming what is wrong,
         and the running policy stays; returns whether the new one is in force."""
         try:
-            policy = settings.load_contact_policy()
-            if policy is None:
-                raise PolicyError("no contact_policy file is configured")
-            self.service.reload_contact_policy(policy)
-        except (PolicyError, InvalidState) as exc:
+            policy = reload_contact_policy(self.service, settings)
+        except InvalidState as exc:
             current = self.service.contact
             log.error(
                 "contact policy reload refused, policy %s stays: %s",
@@ -109,6 +108,8 @@ class RunningServer:
         self.enter_graceful_shutdown()
         _Loop.run(self.server.stop(grace))
         self.servicer.close()
+        if self.admin is not None:
+            self.admin.close()
         self.service.stop()
         if self.metrics is not None:
             self.metrics.stop()
@@ -156,9 +157,10 @@ def start_server(
     service = DecisionService(settings.service_config(initial), clock)
     metrics = Metrics() if settings.metrics_port is not None else None
     try:
-        chain = for_settings(settings, interceptors)
-        if metrics is not None:  # outermost: refused calls are counted too
-            chain.insert(0, metrics.interceptor)
+        # metrics, access log and tokens in one pass; refused calls are counted too
+        chain = for_settings(
+            settings, interceptors, None if metrics is None else metrics.interceptor
+        )
         running = _Loop.run(_start(settings, service, chain))
     except BaseException:
         service.stop()
@@ -191,13 +193,15 @@ async def _start(
     )
     servicer = DecisionServicer(service, asyncio.get_running_loop(), settings.workers)
     add_to_server(servicer, server)
+    admin = add_admin_to_server(service, settings, server)
     health_servicer = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     if settings.reflection_on:
         reflection.enable_server_reflection(
-            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+            (SERVICE_NAME, ADMIN_SERVICE.full_name, health.SERVICE_NAME, reflection.SERVICE_NAME),
+            server,
         )
     try:
         address = f"{settings.host}:{settings.port}"
@@ -207,16 +211,18 @@ async def _start(
             port = server.add_secure_port(address, credentials)
     except RuntimeError as exc:
         servicer.close()
+        admin.close()
         raise OSError(f"cannot listen on {settings.host}:{settings.port}: {exc}") from exc
     if port == 0:
         servicer.close()
+        admin.close()
         raise OSError(f"cannot listen on {settings.host}:{settings.port}")
     await server.start()
     service.start()  # model loaded and log open: now we serve
     for name in ("", SERVICE_NAME):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
     watcher = asyncio.get_running_loop().create_task(_watch_health(service, health_servicer))
-    return RunningServer(server, service, servicer, health_servicer, port, watcher)
+    return RunningServer(server, service, servicer, health_servicer, port, watcher, admin=admin)
 
 
 def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:

@@ -15,7 +15,7 @@ Roles, and the methods they open:
 ``decide``  Choose, ChooseStream, Activate
 ``report``  RecordOutcome, RecordOutcomes, StreamOutcomes
 ``read``    GetDecision, GetStats, and server reflection
-``admin``   every method (erasure, voiding and policy reloads go here)
+``admin``   every method, and AdminService's (erasure, voiding, policy reload)
 =========  ================================================================
 
 Health checks stay open (a load balancer probes them without a token). A method of the
@@ -61,6 +61,10 @@ REFLECTION_PREFIXES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
+
+ADMIN_PREFIX = "/offerbandit.v1.AdminService/"
+ADMIN_METHODS = frozenset({"EraseCustomer", "ReloadContactPolicy", "Void"})
+"""The operator service's methods (``offerbandit.v1.AdminService``): ``admin`` only."""
 
 ROLES: Mapping[str, frozenset[str]] = {
     "decide": frozenset({"Choose", "ChooseStream", "Activate"}),
@@ -230,16 +234,15 @@ class TokenAuth(Interceptor):
     def __init__(self, tokens: TokenFile) -> None:
         self.tokens = tokens
 
-    async def intercept_service(
-        self, continuation: Continuation, details: grpc.HandlerCallDetails
-    ) -> grpc.RpcMethodHandler[Any, Any]:
+    def refusal(self, details: grpc.HandlerCallDetails) -> tuple[grpc.StatusCode, str] | None:
+        """Why the call is refused (its status and message), or None when it may go on."""
         method = details.method
         if method.startswith(HEALTH_PREFIX):
-            return await continuation(details)
+            return None
         token = bearer(details.invocation_metadata)
         entry = self.tokens.lookup(token) if token is not None else None
         if entry is None:
-            code, message = (
+            return (
                 grpc.StatusCode.UNAUTHENTICATED,
                 (
                     "a bearer token is required (metadata 'authorization: Bearer <token>')"
@@ -247,15 +250,22 @@ class TokenAuth(Interceptor):
                     else "unknown token"
                 ),
             )
-        elif allowed(method, entry.roles):
-            return await continuation(details)
-        else:
-            code = grpc.StatusCode.PERMISSION_DENIED
-            message = f"token {entry.name!r} has no role that may call {method.rsplit('/', 1)[-1]}"
-        return _refusal(await continuation(details), code, message)
+        if allowed(method, entry.roles):
+            return None
+        return (
+            grpc.StatusCode.PERMISSION_DENIED,
+            f"token {entry.name!r} has no role that may call {method.rsplit('/', 1)[-1]}",
+        )
+
+    async def intercept_service(
+        self, continuation: Continuation, details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        refused = self.refusal(details)
+        handler = await continuation(details)
+        return handler if refused is None else refused_handler(handler, *refused)
 
 
-def _refusal(
+def refused_handler(
     handler: grpc.RpcMethodHandler[Any, Any] | None, code: grpc.StatusCode, message: str
 ) -> grpc.RpcMethodHandler[Any, Any]:
     """A handler of the same kind as ``handler`` that ends the call with ``code``."""

@@ -27,6 +27,7 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -119,6 +120,16 @@ class AccessLog(Interceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
+        return self.wrap(handler, details)
+
+    def wrap(
+        self,
+        handler: grpc.RpcMethodHandler[Any, Any],
+        details: grpc.HandlerCallDetails,
+        observe: Callable[[float, str], None] | None = None,
+    ) -> grpc.RpcMethodHandler[Any, Any]:
+        """``handler`` with the call's request id set and its access line written (and
+        ``observe(start, code)`` called: the metrics, in the same pass)."""
         method = details.method.rsplit("/", 1)[-1]
         rid = _request_id(details.invocation_metadata)
 
@@ -127,6 +138,8 @@ class AccessLog(Interceptor):
 
         def end(state: tuple[contextvars.Token[str], float], code: str) -> None:
             token, start = state
+            if observe is not None:
+                observe(start, code)
             ms = round(1000 * (time.perf_counter() - start), 3)
             access.info(
                 "%s %s %.3f ms", method, code, ms, extra={"method": method, "code": code, "ms": ms}

@@ -18,6 +18,9 @@ On each scrape, from the service (:class:`ServiceCollector`, one ``stats()`` per
 ``offerbandit_log_writable``             1 while the decision log accepts writes, else 0
 ``offerbandit_model_info{version}``      1, labelled with the live model's version
 ``offerbandit_model_age_seconds``        since the live model was published
+``offerbandit_policy_removals{rule}``    treatments each contact-policy rule removed
+``offerbandit_retention_decisions``      decisions retention deleted (also ``_outcomes``,
+                                         ``_passes``)
 =======================================  ===============================================
 
 The endpoint listens on ``metrics_host`` (127.0.0.1 by default): scrape it from the same
@@ -32,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from bandit.service import DecisionService
@@ -59,6 +62,7 @@ class CallMetrics(Interceptor):
         self.calls = Counter(
             "offerbandit_rpc", "Calls per method and status", ["method", "code"], registry=registry
         )
+        self._observers: dict[str, Callable[[float, str], None]] = {}
 
     async def intercept_service(
         self, continuation: Continuation, details: grpc.HandlerCallDetails
@@ -66,15 +70,26 @@ class CallMetrics(Interceptor):
         handler = await continuation(details)
         if handler is None:
             return handler
-        return around(handler, time.perf_counter, self._observer(details.method.rsplit("/", 1)[-1]))
+        return around(handler, time.perf_counter, self.observer(details.method))
 
-    def _observer(self, method: str) -> Callable[[float, str], None]:
+    def observer(self, full_method: str) -> Callable[[float, str], None]:
+        """``observe(start, code)`` for calls of ``full_method`` (one per method, kept)."""
+        found = self._observers.get(full_method)
+        if found is not None:
+            return found
+        method = full_method.rsplit("/", 1)[-1]
         histogram = self.seconds.labels(method)
+        counters: dict[str, Any] = {}
 
         def observe(start: float, code: str) -> None:
             histogram.observe(time.perf_counter() - start)
-            self.calls.labels(method, code).inc()
+            counter = counters.get(code)
+            if counter is None:
+                counter = counters[code] = self.calls.labels(method, code)
+            counter.inc()
 
+        if len(self._observers) < 1024:  # names of unknown methods come from callers
+            self._observers[full_method] = observe
         return observe
 
 
@@ -83,6 +98,15 @@ class ServiceCollector(Collector):
 
     def __init__(self, service: DecisionService) -> None:
         self.service = service
+
+    def _lag(self) -> int:
+        """Log positions closed but not learned (positions, not counts: retention deletes
+        learned rows, so the log's count of closed decisions falls behind the learner's)."""
+        last_closed = getattr(self.service.log, "last_closed", None)
+        if last_closed is None:
+            s = self.service.stats(recent_seconds=60.0)
+            return max(0, s.log.closed - s.learned)
+        return max(0, int(last_closed()) - self.service.position)
 
     def collect(self) -> Iterator[Metric]:
         s = self.service.stats(recent_seconds=60.0)
@@ -93,7 +117,7 @@ class ServiceCollector(Collector):
             ("open_windows", log.pending_windows, "Decisions whose attribution window is open"),
             ("closed", log.closed, "Decisions whose reward is fixed"),
             ("learned", s.learned, "Decisions the live model has learned"),
-            ("learning_lag", max(0, log.closed - s.learned), "Closed decisions not learned yet"),
+            ("learning_lag", self._lag(), "Closed decisions not learned yet"),
             ("duplicate_outcomes", s.duplicates, "Duplicate outcomes since start"),
             ("score_fallbacks", s.score_fallbacks, "Decisions by the uniform fallback since start"),
             ("learn_skipped", s.learn_skipped, "Closed decisions the learner could not take"),
@@ -111,6 +135,25 @@ class ServiceCollector(Collector):
         )
         info.add_metric([s.model_version], 1)
         yield info
+        gate = self.service.contact
+        if gate is not None:
+            removals = CounterMetricFamily(
+                "offerbandit_policy_removals",
+                "Treatments the contact policy removed, per rule, since start",
+                labels=["rule"],
+            )
+            for rule, count in sorted(dict(gate.removals).items()):
+                removals.add_metric([rule], count)
+            yield removals
+        retention = self.service.retention
+        if retention is not None:
+            t = retention.totals
+            for name, value, text in (
+                ("decisions", t.decisions, "Decisions retention deleted since start"),
+                ("outcomes", t.outcomes, "Outcomes retention deleted since start"),
+                ("passes", t.passes, "Retention passes since start"),
+            ):
+                yield CounterMetricFamily(f"offerbandit_retention_{name}", text, value=value)
         yield GaugeMetricFamily(
             "offerbandit_model_age_seconds",
             "Seconds since the live model was published (or loaded at start)",

@@ -156,6 +156,24 @@ class Settings(BaseSettings):
     def _no_policy(cls, v: Any) -> Any:
         return None if v == "" else v
 
+    retention_days: float | None = Field(None, gt=0)
+    """Delete closed decisions and their outcomes decided more than this many days ago, in
+    small background batches, and give the space back (docs/operations.md, Retention).
+    Kept whatever their age: what the learner's oldest kept checkpoint has not learned,
+    open attribution windows, the contacts caps and repeats look back over, today's
+    decisions under per-day budgets; negative outcomes suppressions act on and coupon
+    counts survive in small tables. Must exceed every attribution window. Unset (the
+    default): keep everything."""
+    retention_export_dir: Path | None = None
+    """With retention: write what it deletes to Parquet files in this folder first."""
+    retention_batch: int = Field(256, ge=1, le=10_000)
+    """Decisions deleted per write (each batch holds the log's writer a few ms)."""
+    retention_every_seconds: float = Field(60.0, gt=0)
+    """Pause between retention passes."""
+    retention_duty: float = Field(0.1, gt=0, le=1)
+    """Most of the log writer's time retention takes: after a batch that held the writer
+    t seconds it pauses t × (1 / duty − 1). Raise it if retention falls behind."""
+
     checkpoint_every_learns: int = Field(1000, ge=1)
     checkpoint_every_seconds: float = Field(30.0, gt=0)
     checkpoints_kept: int = Field(5, ge=1)
@@ -199,6 +217,17 @@ class Settings(BaseSettings):
                 f"host: listening on {self.host!r}, beyond this machine, without {missing} is "
                 "refused; set them, or allow_insecure = true if something in front does both"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _retention(self) -> Settings:
+        if self.retention_days is not None:
+            longest = max([self.attribution_window_seconds, *self.channel_windows.values()])
+            if self.retention_days * 86_400.0 <= longest:
+                raise ValueError(
+                    f"retention_days: {self.retention_days:g} days is not longer than the "
+                    f"longest attribution window ({longest / 86_400.0:g} days)"
+                )
         return self
 
     @property
@@ -264,6 +293,11 @@ class Settings(BaseSettings):
             holdout_key=self.holdout_key,
             contact_policy=self.load_contact_policy(),
             event_id_prefix=self.event_id_prefix,
+            retention_days=self.retention_days,
+            retention_export_dir=self.retention_export_dir,
+            retention_batch=self.retention_batch,
+            retention_every_seconds=self.retention_every_seconds,
+            retention_duty=self.retention_duty,
         )
 
     def load_contact_policy(self) -> ContactPolicy | None:

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import math
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
@@ -196,6 +197,9 @@ class ContactGate:
         """Customers with an outcome of a type the policy's suppressions list: only theirs
         are read from the log (most customers have none)."""
         self._annoyed_types: frozenset[str] = frozenset()
+        self.removals: collections.Counter[str] = collections.Counter()
+        """Treatments removed per rule name since the gate was made (the metrics' counter;
+        a rule renamed by a reload counts under its new name)."""
         self.policy = policy
         self._reads = _Reads.of(policy)
         self._load_budgets(policy, self._reads)
@@ -245,6 +249,24 @@ class ContactGate:
         with self.lock:
             self._recent.pop(customer_id, None)
             self._annoyed.discard(customer_id)
+    def keeps(self, now: float) -> tuple[float, float, frozenset[str]]:
+        """What the live policy needs of the log at ``now``, for retention: contacts
+        activated since the first value (caps and repeats; ``inf``: none), decisions made
+        since the second (today's, for per-day budgets), and outcomes of the types in the
+        third (suppressions).
+
+        >>> from bandit.contact.policy import ContactPolicy
+        >>> class Log:
+        ...     def customers_with_outcomes(self, types): return set()
+        ...     def offer_counts(self, offers, since=None): return dict.fromkeys(offers, 0)
+        >>> p = ContactPolicy.parse('[[cap]]\\nmax = 1\\ndays = 7')
+        >>> ContactGate(p, Log(), lambda: 0.0).keeps(30 * 86_400.0)[0] / 86_400.0
+        23.0
+        """
+        reads = self._reads
+        contacts = math.inf if reads.contacts_for is None else now - reads.contacts_for
+        days = [day_start(now, zone) for zone in set(reads.day_zone.values())]
+        return contacts, min(days, default=math.inf), reads.negative_types
 
     def _load_annoyed(self, reads: _Reads) -> None:
         if reads.negative_types != self._annoyed_types:
@@ -397,7 +419,10 @@ class ContactGate:
 
     def made(self, decision: Decision, commit: Done) -> None:
         """Count ``decision`` (queued on the log as ``commit``): its contact, unless deferred
-        (a deferred decision is a contact from its activation), and its coupon."""
+        (a deferred decision is a contact from its activation), its coupon, and the
+        treatments the policy removed from it, per rule (:attr:`removals`)."""
+        for _, rule in decision.removed:
+            self.removals[rule] += 1
         t = decision.chosen_treatment
         if t.is_control:
             return

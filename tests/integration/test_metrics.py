@@ -121,3 +121,35 @@ def test_no_metrics_unless_asked(tmp_path: Path) -> None:
         assert running.metrics is None
     finally:
         running.stop(grace=1.0)
+
+
+def test_policy_removals_are_counted_per_rule(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.toml"
+    policy.write_text(
+        "[[cap]]\nname = 'weekly'\nmax = 1\ndays = 7\n"
+        "[[validity]]\nname = 'expired'\noffer = 'content'\nend = 2000-01-01T00:00:00Z\n"
+    )
+    running = start_server(
+        Settings.load(
+            host="127.0.0.1",
+            port=0,
+            data_dir=tmp_path / "data",
+            metrics_port=0,
+            contact_policy=policy,
+            event_id_prefix="00000000000000f3",
+        )
+    )
+    try:
+        with OfferBanditClient(running.address) as c:
+            answers = [c.choose(customer("same"), trigger(), OFFERS, CHANNELS) for _ in range(40)]
+        removed: dict[str, int] = {}
+        for a in answers:  # what the answers say each rule removed
+            for r in running.service.get_decision(a.event_id).decision.removed:
+                removed[r[1]] = removed.get(r[1], 0) + 1
+        after = scrape(running)
+    finally:
+        running.stop(grace=1.0)
+    name = "offerbandit_policy_removals_total"
+    assert removed["weekly"] > 0  # a contact was made, then the cap removed the rest
+    assert removed["expired"] > 0
+    assert {k[1][0][1]: v for k, v in after.items() if k[0] == name} == removed

@@ -6,7 +6,9 @@ A contact is an activated non-control decision (``decisions_customer``, on
 of one of the given types that either carries the customer's id (``outcomes_customer``) or
 names one of their decisions (``outcomes_event``); its channel is its decision's. Money
 charged to an offer is kept per offer in ``offer_spend``, added to as outcomes are
-attributed (:func:`charge`).
+attributed (:func:`charge`). What retention deletes, these reads still see: the coupons of
+deleted decisions (``retired_offer_counts``) and the negative outcomes suppressions act on
+(``kept_negatives``), :mod:`.retention`.
 """
 
 from __future__ import annotations
@@ -51,8 +53,11 @@ def customer_history(
             " SELECT o.occurred_at, o.type, d.chosen_channel FROM decisions d"
             " JOIN outcomes o ON o.event_id = d.event_id"
             f" WHERE d.customer_id = ? AND o.customer_id IS NULL AND o.type IN ({marks})"
-            " AND o.occurred_at >= ? AND o.voided_at IS NULL",
-            (customer_id, *types, since, customer_id, *types, since),
+            " AND o.occurred_at >= ? AND o.voided_at IS NULL"
+            " UNION ALL"
+            " SELECT occurred_at, type, channel_id FROM kept_negatives"
+            f" WHERE customer_id = ? AND type IN ({marks}) AND occurred_at >= ?",
+            (customer_id, *types, since, customer_id, *types, since, customer_id, *types, since),
         ).fetchall()
         negatives = tuple(NegativeOutcome(float(at), t, ch) for at, t, ch in rows)
     return LoggedHistory(contacts, negatives)
@@ -69,8 +74,9 @@ def customers_with_outcomes(conn: sqlite3.Connection, types: Collection[str]) ->
         "SELECT customer_id FROM outcomes"
         f" WHERE type IN ({marks}) AND customer_id IS NOT NULL AND voided_at IS NULL"
         " UNION SELECT d.customer_id FROM outcomes o JOIN decisions d ON d.event_id = o.event_id"
-        f" WHERE o.type IN ({marks}) AND o.voided_at IS NULL",
-        (*names, *names),
+        f" WHERE o.type IN ({marks}) AND o.voided_at IS NULL"
+        f" UNION SELECT customer_id FROM kept_negatives WHERE type IN ({marks})",
+        (*names, *names, *names),
     )
     return {str(r[0]) for r in rows}
 
@@ -109,6 +115,11 @@ def offer_counts(
         sql += " AND decided_at >= ?"
         args.append(since)
     found = {str(o): int(n) for o, n in conn.execute(sql + " GROUP BY chosen_offer", args)}
+    if since is None:  # ever: with the coupons of decisions retention deleted
+        for o, n in conn.execute(
+            f"SELECT offer_id, count FROM retired_offer_counts WHERE offer_id IN ({marks})", names
+        ):
+            found[str(o)] = found.get(str(o), 0) + int(n)
     return {o: found.get(o, 0) for o in names}
 
 

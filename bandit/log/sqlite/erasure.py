@@ -63,6 +63,14 @@ def erase_customer(path: Path, customer_id: str, wait_seconds: float = 30.0) -> 
                 " WHERE customer_id = ?",
                 (pseudonym, customer_id),
             ).rowcount
+            # what retention kept of their negative outcomes for the suppressions
+            if conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'kept_negatives'"
+            ).fetchone():
+                conn.execute(
+                    "UPDATE kept_negatives SET customer_id = ? WHERE customer_id = ?",
+                    (pseudonym, customer_id),
+                )
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")

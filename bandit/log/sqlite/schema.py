@@ -6,6 +6,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
+from bandit.log.sqlite.retention import RETENTION_SCHEMA
 from bandit.logcodec import PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION
 
 log = logging.getLogger(__name__)
@@ -76,13 +77,17 @@ CREATE TABLE IF NOT EXISTS outcomes (
 CREATE INDEX IF NOT EXISTS outcomes_event ON outcomes (event_id);
 """
 
-CONTACT_SCHEMA = """
+CONTACT_SCHEMA = (
+    """
 CREATE INDEX IF NOT EXISTS outcomes_customer ON outcomes (customer_id, type)
     WHERE customer_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS offer_spend (offer_id TEXT PRIMARY KEY, money REAL NOT NULL);
 """
-"""What contact policies read (:mod:`.contacts`): a customer's outcomes by their id, and the
-money charged per offer. Created with a new log and added to an older one on open."""
+    + RETENTION_SCHEMA
+)
+"""What contact policies read (:mod:`.contacts`): a customer's outcomes by their id, the
+money charged per offer, and what retention keeps for them (:mod:`.retention`). Created
+with a new log and added to an older one on open."""
 
 
 def schema_version_of(conn: sqlite3.Connection) -> int:

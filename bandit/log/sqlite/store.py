@@ -22,9 +22,9 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from bandit.contact.history import LoggedHistory
 from bandit.errors import StorageError
@@ -49,6 +49,7 @@ from bandit.types import Decision
 
 log = logging.getLogger(__name__)
 _rate_log = RateLimitedLog(log, interval=10.0)
+T = TypeVar("T")
 
 _WAL_SIZE_LIMIT = 16 * 1024 * 1024
 """Bytes the WAL file is truncated to when it restarts."""
@@ -107,6 +108,9 @@ class SqliteDecisionLog:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
+            # Takes effect only when this creates the file (before WAL mode and the first
+            # table): retention can then give freed pages back (.retention).
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute("PRAGMA busy_timeout=30000")
@@ -234,6 +238,13 @@ class SqliteDecisionLog:
     def commit_queued(self) -> bool:
         """Commit the queued jobs on the calling thread now, unless a commit is under way."""
         return self._commits.commit_queued()
+
+    def exclusive(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` on the writer's connection, outside any transaction, while no batch
+        commits (for what cannot run inside a batch's transaction: retention's
+        ``incremental_vacuum``, :mod:`.retention`). Hold it briefly: commits wait."""
+        with self._commit_lock:
+            return fn(self._conn)
 
     def wake_writer(self) -> None:
         """Have the writer thread commit what is queued (jobs queued with ``wake=False``)."""
