@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -55,6 +55,10 @@ class Result:
     """Calls/s of each round, when the measurement was taken in interleaved rounds."""
     server_cpu: float | None = None
     """CPU seconds (user + system, all threads) the server process spent meanwhile."""
+    policy: str = ""
+    """The server's live policy when several are compared (``--policy``); empty: its default."""
+    round_cpu: tuple[float, ...] = ()
+    """Server CPU µs per call of each round."""
 
     @property
     def server_cpu_us_per_call(self) -> float | None:
@@ -88,6 +92,8 @@ def merge(parts: Sequence[Result]) -> Result:
         lat,
         tuple(p.rate for p in parts),
         None if None in cpu else sum(c for c in cpu if c is not None),
+        parts[0].policy,
+        tuple(u for p in parts if (u := p.server_cpu_us_per_call) is not None),
     )
 
 
@@ -214,6 +220,39 @@ def start_server(
     return proc, f"127.0.0.1:{m.group(2)}"
 
 
+def trained_uplift_checkpoint(path: Path, decisions: int = 3000, seed: int = 0) -> Path:
+    """An uplift checkpoint trained on ``decisions`` synthetic decisions over the bench's own
+    catalogues and contexts (uniformly chosen treatments; purchases more likely for some
+    offers and stages), so the bench's uplift server scores with a learned posterior, as a
+    live one does, instead of the untrained model's shortcut."""
+    from bandit.checkpoint import Checkpoint, CheckpointStore
+    from bandit.types import Context, Treatment
+    from bandit.uplift import UpliftPolicy, uplift_arguments
+
+    rng = np.random.default_rng(seed)
+    policy = UpliftPolicy.from_args(uplift_arguments("", seed))
+    stages = ["new", "active", "at_risk", "lapsed", "vip"]
+    for n in (10, 50):
+        offers, channels = catalogue(n)
+        treatments = [Treatment(None, None)] + [Treatment(o, c) for o in offers for c in channels]
+        for i in range(decisions):
+            customer = Customer(
+                f"cust-{i}",
+                {"stage": stages[i % 5], "ltv": float(i % 300), "frequency": float(i % 12),
+                 "device": "ios" if i % 3 else "android", "consent_email": True},
+            )  # fmt: skip
+            trigger = Trigger("cart_abandoned" if i % 2 else "login", {"cart_value": float(i % 150)})
+            t = treatments[int(rng.integers(len(treatments)))]
+            lift = 0.0 if t.offer is None else 0.02 * (int(t.offer.id.split("_")[1]) % 4)
+            bought = bool(rng.random() < 0.1 + lift + 0.02 * (i % 5))
+            revenue = float(rng.gamma(4.0, 20.0)) if bought else 0.0
+            policy.learn(Context(customer, trigger), t, revenue, bought)
+    store = CheckpointStore(path)
+    return store.save(
+        Checkpoint(1, 0, policy.learned, list(policy.args), time.time(), policy.serialize())
+    )
+
+
 def run(
     concurrencies: Sequence[int],
     treatments: Sequence[int],
@@ -223,20 +262,23 @@ def run(
     rounds: int = 3,
     auth: bool = False,
     metrics: bool = False,
+    policies: Sequence[str] = ("",),
+    trained: int = 3000,
     data_from: Path | None = None,
     retention: bool = False,
 ) -> list[Result]:
     """Each concurrency: health, then Choose per treatment count, in ``rounds`` interleaved
     rounds of ``seconds / rounds`` each (a drifting machine speed then hits all alike). With
     ``auth``, the server checks bearer tokens and every call carries one; with ``metrics``,
-    it serves Prometheus metrics (every call timed and counted). ``data_from``: the server
-    starts on a copy of that data folder (:mod:`offerbandit.bench_log`); ``retention``: with
-    ``retention_days = 30``, a pass a second."""
+    it serves Prometheus metrics (every call timed and counted). With several ``policies``
+    (``vw``, ``uplift``), one server per policy runs throughout and each round measures them
+    in turn (the uplift server starts from a model trained on ``trained`` decisions).
+    ``data_from``: each server starts on a copy of that data folder
+    (:mod:`offerbandit.bench_log`); ``retention``: with ``retention_days = 30``, a pass a
+    second."""
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as tmp:
         token, env = None, {}
-        if data_from is not None:
-            shutil.copytree(data_from, Path(tmp) / "data")
         if retention:
             env["OFFERBANDIT_RETENTION_DAYS"] = "30"
             env["OFFERBANDIT_RETENTION_EVERY_SECONDS"] = "1"
@@ -246,51 +288,82 @@ def run(
             env["OFFERBANDIT_TOKENS_FILE"] = str(tokens_file)
         if metrics:
             env["OFFERBANDIT_METRICS_PORT"] = "0"
-        proc, address = start_server(Path(tmp) / "data", durability, env)
+        servers: list[tuple[str, subprocess.Popen[str], str]] = []
         try:
-            channels = [open_channel(address, token=token) for _ in range(max(concurrencies))]
+            for policy in policies:
+                penv = dict(env)
+                if policy:
+                    penv["OFFERBANDIT_POLICY"] = policy
+                if policy == "uplift" and trained > 0:
+                    ckpt = trained_uplift_checkpoint(Path(tmp) / "model", trained)
+                    penv["OFFERBANDIT_MODEL"] = str(ckpt)
+                data = Path(tmp) / f"data-{policy}"
+                if data_from is not None:
+                    shutil.copytree(data_from, data)
+                proc, address = start_server(data, durability, penv)
+                servers.append((policy, proc, address))
+            results = _measure(
+                servers, concurrencies, treatments, seconds, max_calls, rounds, token
+            )
+        finally:
+            for _, proc, _ in servers:
+                proc.terminate()
+                proc.communicate(timeout=60)  # waits, and closes its stdout
+        if data_from is not None:
+            for policy, _, _ in servers:
+                data = Path(tmp) / f"data-{policy}"
+                left = log_rows(data)
+                size = (data / "decisions.sqlite").stat().st_size
+                print(f"log after the run: {left} decisions, {size / 1e6:.1f} MB", flush=True)
+    return results
+
+
+def _measure(
+    servers: Sequence[tuple[str, subprocess.Popen[str], str]],
+    concurrencies: Sequence[int],
+    treatments: Sequence[int],
+    seconds: float,
+    max_calls: int,
+    rounds: int,
+    token: str | None,
+) -> list[Result]:
+    results: list[Result] = []
+    requests = {n: choose_requests(n) for n in treatments}
+    hreq = health_pb2.HealthCheckRequest(service="")
+    for c in concurrencies:
+        calls: dict[tuple[str, str], tuple[Callable[[int], object], int]] = {}
+        opened: list[grpc.Channel] = []
+        for policy, proc, address in servers:
+            channels = [open_channel(address, token=token) for _ in range(c)]
+            opened += channels
             for ch in channels:
                 grpc.channel_ready_future(ch).result(timeout=30)
             health = [health_pb2_grpc.HealthStub(ch) for ch in channels]
             stubs = [pb_grpc.DecisionServiceStub(ch) for ch in channels]
-            hreq = health_pb2.HealthCheckRequest(service="")
-            requests = {n: choose_requests(n) for n in treatments}
-            for c in concurrencies:
 
-                def check(i: int, c: int = c) -> object:
-                    return health[i % c].Check(hreq, timeout=10)
+            def check(i: int, health: list[Any] = health) -> object:
+                return health[i % len(health)].Check(hreq, timeout=10)
 
-                calls: dict[str, Callable[[int], object]] = {"health": check}
-                for n in treatments:
-                    reqs = requests[n]
+            calls[(policy, "health")] = (check, proc.pid)
+            for n in treatments:
+                reqs = requests[n]
 
-                    def choose(i: int, reqs: list[pb.ChooseRequest] = reqs, c: int = c) -> object:
-                        return stubs[i % c].Choose(reqs[i % len(reqs)], timeout=10)
+                def choose(
+                    i: int, reqs: list[pb.ChooseRequest] = reqs, stubs: list[Any] = stubs
+                ) -> object:
+                    return stubs[i % len(stubs)].Choose(reqs[i % len(reqs)], timeout=10)
 
-                    calls[f"choose/{n}"] = choose
-                parts: dict[str, list[Result]] = {name: [] for name in calls}
-                for _ in range(rounds):
-                    for name, call in calls.items():
-                        parts[name].append(
-                            drive(
-                                name,
-                                call,
-                                c,
-                                seconds / rounds,
-                                max(1, max_calls // rounds),
-                                server_pid=proc.pid,
-                            )
-                        )
-                results += [merge(p) for p in parts.values()]
-            for ch in channels:
-                ch.close()
-        finally:
-            proc.terminate()
-            proc.communicate(timeout=60)  # waits, and closes its stdout
-        if data_from is not None:
-            left = log_rows(Path(tmp) / "data")
-            size = (Path(tmp) / "data" / "decisions.sqlite").stat().st_size
-            print(f"log after the run: {left} decisions, {size / 1e6:.1f} MB", flush=True)
+                calls[(policy, f"choose/{n}")] = (choose, proc.pid)
+        parts: dict[tuple[str, str], list[Result]] = {key: [] for key in calls}
+        for _ in range(rounds):
+            for (policy, name), (call, pid) in calls.items():
+                part = drive(
+                    name, call, c, seconds / rounds, max(1, max_calls // rounds), server_pid=pid
+                )
+                parts[(policy, name)].append(replace(part, policy=policy))
+        results += [merge(p) for p in parts.values()]
+        for ch in opened:
+            ch.close()
     return results
 
 
@@ -306,13 +379,16 @@ def report(results: Sequence[Result]) -> str:
     health         16     300       300     1.00     2.00      400      100%
     choose/10      16     150       150     2.00     4.00        –       50%   45%–60%     52%
     """
+    policies = list(dict.fromkeys(r.policy for r in results))
+    named = len(policies) > 1
+    head = f"{'policy':<8}" if named else ""
     lines = [
-        f"{'call':<12}{'conc':>5}{'calls':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{head}{'call':<12}{'conc':>5}{'calls':>8}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
         f"{'srv µs':>9}{'vs health':>11}{'rounds':>10}{'median':>8}"
     ]
-    base = {r.concurrency: r for r in results if r.name == "health"}
+    base = {(r.policy, r.concurrency): r for r in results if r.name == "health"}
     for r in results:
-        health = base[r.concurrency]
+        health = base[(r.policy, r.concurrency)]
         ratio = r.rate / health.rate if r.name != "health" else 1.0
         spread = middle = ""
         if r.name != "health" and len(r.round_rates) > 1:
@@ -321,11 +397,46 @@ def report(results: Sequence[Result]) -> str:
             middle = f"{statistics.median(ratios):.0%}"
         cpu = r.server_cpu_us_per_call
         lines.append(
-            f"{r.name:<12}{r.concurrency:>5}{r.calls:>8}{r.rate:>10.0f}{r.p50_ms:>9.2f}"
+            (f"{r.policy:<8}" if named else "")
+            + f"{r.name:<12}{r.concurrency:>5}{r.calls:>8}{r.rate:>10.0f}{r.p50_ms:>9.2f}"
             f"{r.p99_ms:>9.2f}{'–' if cpu is None else f'{cpu:.0f}':>9}{ratio:>10.0%}"
             f"{spread:>10}{middle:>8}".rstrip()
         )
+    if named:
+        lines += compare(results, policies[0])
     return "\n".join(lines)
+
+
+def compare(results: Sequence[Result], reference: str) -> list[str]:
+    """Server CPU per call of each policy against ``reference``'s, same call and concurrency:
+    the ratio of the totals, and the lowest, median and highest per-round ratio.
+
+    >>> a = Result("choose/10", 16, 100, 1.0, 1.0, 2.0, server_cpu=0.05, policy="vw",
+    ...            round_cpu=(500.0, 500.0, 500.0))
+    >>> b = Result("choose/10", 16, 100, 1.0, 1.0, 2.0, server_cpu=0.06, policy="uplift",
+    ...            round_cpu=(550.0, 600.0, 650.0))
+    >>> print("\\n".join(compare([a, b], "vw")))  # doctest: +NORMALIZE_WHITESPACE
+    <BLANKLINE>
+    server CPU per call against vw (rounds: lowest, median, highest)
+    uplift  choose/10   16   1.20×   1.10× 1.20× 1.30×
+    """
+    ref = {(r.name, r.concurrency): r for r in results if r.policy == reference}
+    lines = ["", f"server CPU per call against {reference} (rounds: lowest, median, highest)"]
+    for r in results:
+        a = ref.get((r.name, r.concurrency))
+        if r.policy == reference or a is None:
+            continue
+        mine, theirs = r.server_cpu_us_per_call, a.server_cpu_us_per_call
+        if mine is None or theirs is None:
+            continue
+        rr = [x / y for x, y in zip(r.round_cpu, a.round_cpu, strict=False)]
+        spread = (
+            f"{min(rr):>7.2f}× {statistics.median(rr):.2f}× {max(rr):.2f}×" if rr else ""
+        )
+        lines.append(
+            f"{r.policy:<8}{r.name:<12}{r.concurrency:>5}{mine / theirs:>7.2f}×{spread}"
+        )
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -360,6 +471,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=["off"],
         choices=["off", "on"],
         help="Prometheus metrics to measure (on: every call timed and counted)",
+    )
+    parser.add_argument(
+        "--policy",
+        nargs="+",
+        default=[""],
+        choices=["", "vw", "uplift"],
+        help="live policies to compare, one server each, measured in turn in every round "
+        "(e.g. vw uplift: the server CPU per call of each against the first); "
+        "default: the server's default policy, untrained",
+    )
+    parser.add_argument(
+        "--trained",
+        type=int,
+        default=3000,
+        help="with --policy uplift: synthetic decisions per catalogue its model has learned",
     )
     parser.add_argument(
         "--retention",
@@ -398,6 +524,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 ns.rounds,
                 auth == "on",
                 metrics == "on",
+                ns.policy,
+                ns.trained,
                 template,
                 retention == "on",
             )

@@ -224,6 +224,31 @@ class _Catalogue:
     any_control: bool
     control_at: int
     """Control's position (0 when there is none)."""
+    zero: Any
+    """Where control is, as an index of the rows: ``control_at`` when it is there once (a
+    cheaper assignment than through the mask), else ``control``."""
+    fold: NDArray[np.float32]
+    """``[context tokens, K + 1, W]``: what one unit of each context token adds to every
+    treatment's (and, last, the baseline's) predictors — ``mix`` times its gathered weights,
+    plus its pair weights — filled the first time a call meets the token (:meth:`folded`)."""
+    filled: NDArray[np.bool_]
+    """``[context tokens]``: which rows of ``fold`` are filled."""
+
+    def folded(self, table: NDArray[np.float32], tokens: IntArray) -> NDArray[np.float32]:
+        """``fold[tokens]``, filling the rows not filled yet from the published ``table``
+        (weights past its end, learned since it was published, count as 0)."""
+        todo = tokens[~self.filled[tokens]]
+        if len(todo):
+            dim = len(table)
+            cross = self.cross[todo]
+            cross[cross >= dim] = 0
+            pair = self.pair[todo]
+            pair[pair >= dim] = 0
+            rows = np.matmul(self.mix.astype(np.float64), table[cross].astype(np.float64))
+            rows[:, :-1] += self.pair_value * table[pair]
+            self.fold[todo] = rows
+            self.filled[todo] = True
+        return self.fold[tokens]
 
 
 class UpliftPolicy:
@@ -248,6 +273,8 @@ class UpliftPolicy:
         self._lazy_basket: dict[str, FloatArray] | None = None
         self.posterior = Posterior.empty(2, settings.samples)
         self._table = _pack(self.posterior)
+        self._upper = _upper(self._table, settings.samples)
+        """Each column's upper clip: 1 for the first model's (purchase, in the product form)."""
         self._catalogues: dict[int, tuple[tuple[Treatment, ...], int, _Catalogue]] = {}
         self._generation = 0
         self._gate_kappa = settings.kappa
@@ -291,6 +318,7 @@ class UpliftPolicy:
         cross[:, 1:] = index.cross[eff, :n_ctx].T
         control = np.array([t.is_control for t in treatments], dtype=np.bool_)
         discount = np.array([t.offer.discount_rate if t.offer else 0.0 for t in treatments])
+        width = self._table.shape[1]
         cat = _Catalogue(
             cross=cross,
             mix=mix,
@@ -305,6 +333,10 @@ class UpliftPolicy:
             control=control,
             any_control=bool(control.any()),
             control_at=int(np.argmax(control)) if k else 0,
+            zero=int(np.argmax(control)) if control.sum() == 1 else control,
+            # calloc'd: only the rows a call fills take memory
+            fold=np.zeros((n_ctx, k + 1, width), dtype=np.float32),
+            filled=np.zeros(n_ctx, dtype=np.bool_),
         )
         if len(self._catalogues) >= 256:
             self._catalogues.clear()
@@ -315,48 +347,35 @@ class UpliftPolicy:
         """``[K, 1 + S]``: each treatment's net uplift over control from the posterior means
         (column 0) and in each posterior draw (columns 1…); control's row is 0.
 
-        Two gathers of the published table — the context tokens' baseline and effect
-        weights, then the pairs' for the bias and trigger types — and one small product
-        give every treatment's two linear predictors (means and draws: the table holds each
-        draw's full weights) and the baseline's."""
+        One gather of the catalogue's folded rows for the context's tokens (each the
+        published weights it reaches — baseline, effect crosses and pairs — already mixed
+        per treatment) and one product with the context's values give every treatment's two
+        linear predictors (means and draws: the table holds each draw's full weights) and
+        the baseline's."""
         table = self._table
-        dim = len(table)
-        index = self.index
-        ck, cv = index.context(context)
+        ck, cv = self.index.context(context)
         x = cv.astype(np.float32)
-        is_type = index.type_ctx[ck]
-        types = ck[is_type]
-        if index.n_params <= dim and len(ck) and ck.max() < len(cat.cross):
-            cross = cat.cross[ck]
-            pair = cat.pair[types]
-        else:  # learned from since the last publication: what is new has no weight yet
-            known = ck < len(cat.cross)
-            cross = np.zeros((len(ck), cat.cross.shape[1]), dtype=np.intp)
-            cross[known] = cat.cross[ck[known]]
-            cross[cross >= dim] = 0
-            pair = np.zeros((len(types), cat.pair.shape[1]), dtype=np.intp)
-            pair[known[is_type]] = cat.pair[types[known[is_type]]]
-            pair[pair >= dim] = 0
+        if len(ck) and ck.max() >= len(cat.filled):
+            # learned from since the last publication: what is new has no weight yet
+            known = ck < len(cat.filled)
+            ck, x = ck[known], x[known]
         width = table.shape[1]
-        y = (x @ table[cross].reshape(len(ck), -1)).reshape(-1, width)
-        t = cat.mix @ y  # [K + 1, W]: the treatments', then the baseline's
-        t[:-1] += cat.pair_value * (x[is_type] @ table[pair].reshape(len(types), -1)).reshape(
-            -1, width
-        )
-        b = t[-1]
-        t = t[:-1]
+        if len(ck):
+            # [K + 1, W]: the treatments', then the baseline's
+            t = (x @ cat.folded(table, ck).reshape(len(ck), -1)).reshape(-1, width)
+        else:
+            t = np.zeros((len(cat.mix), width), dtype=np.float32)
         n = self.settings.samples
         if self.settings.form == "product":
-            # U = (1 − d)·P·B − f·P − c − P₀·B₀, purchase P and basket B (columns [P, B]).
-            p = t[:, : n + 1]
-            np.minimum(np.maximum(p, 0.0, out=p), 1.0, out=p)
-            q = t[:, n + 1 :]
-            np.maximum(q, 0.0, out=q)
-            p0 = np.minimum(np.maximum(b[: n + 1], 0.0), 1.0)
-            q0 = np.maximum(b[n + 1 :], 0.0)
+            # U = (1 − d)·P·B − f·P − c − P₀·B₀, purchase P and basket B (columns [P, B]):
+            # every row's P within [0, 1] and B ≥ 0, the baseline's included, in two passes.
+            np.minimum(np.maximum(t, 0.0, out=t), self._upper, out=t)
+            p, q = t[:-1, : n + 1], t[:-1, n + 1 :]
             values = p * (cat.keep * q - cat.fixed) - cat.contact
-            values -= p0 * q0
+            values -= t[-1, : n + 1] * t[-1, n + 1 :]
         else:
+            b = t[-1]
+            t = t[:-1]
             # U = (1 − d)·R − d·R₀ − f·P − c with R₀, P₀ the baseline, R, P the effects
             # (columns [R, P]).
             e = t - b
@@ -364,7 +383,7 @@ class UpliftPolicy:
             values = (
                 cat.keep * e[:, : n + 1] - d * b[: n + 1] - cat.fixed * t[:, n + 1 :] - cat.contact
             )
-        values[cat.control] = 0.0
+        values[cat.zero] = 0.0
         return values
 
     def uplift(
@@ -394,7 +413,7 @@ class UpliftPolicy:
             sd = np.sqrt(dev.sum(axis=1) / dev.shape[1])
             lower = mean - self._gate_kappa * sd
             if cat.any_control:
-                lower[cat.control] = -np.inf
+                lower[cat.zero] = -np.inf
             best = int(np.argmax(lower)) if k > 1 else 0
             greedy = best if lower[best] > 0.0 or not cat.any_control else cat.control_at
             if s.explore > 0.0:
@@ -472,6 +491,7 @@ class UpliftPolicy:
         s = self.settings
         self.posterior = post
         self._table = _pack(post)
+        self._upper = _upper(self._table, s.samples)
         self._gate_kappa = s.kappa * math.sqrt(1.0 + s.evidence / max(post.n, 1))
         self._generation += 1
 
@@ -563,6 +583,12 @@ def _pack(post: Posterior) -> NDArray[np.float32]:
         m = _pad(mean, d)
         cols += [m, m[:, None] + _pad(draws, d)]
     return np.ascontiguousarray(np.column_stack(cols), dtype=np.float32)
+
+
+def _upper(table: NDArray[np.float32], samples: int) -> NDArray[np.float32]:
+    out = np.full(table.shape[1], np.inf, dtype=np.float32)
+    out[: samples + 1] = 1.0
+    return out
 
 
 def _pad(a: NDArray[Any], d: int) -> NDArray[Any]:
