@@ -50,8 +50,11 @@ RECOMMENDED: Final = "DR"
 """The estimator behind verdicts (best measured coverage with the smallest width)."""
 MIN_ESS: Final = 100.0
 """Below this effective sample size a policy gets "not enough support", no verdict."""
-MAX_UNSUPPORTED: Final = 0.01
-"""Above this mean target mass on treatments the logger never offered: no verdict."""
+MAX_UNSUPPORTED: Final = 0.05
+"""Above this mean target mass on treatments the logger never offered: no verdict (the
+reward model alone would speak for it)."""
+WARN_UNSUPPORTED: Final = 0.01
+"""Above this unsupported mass: a warning."""
 MAX_WEIGHT_SHARE: Final = 0.05
 """One row carrying more than this share of the weights gets a warning."""
 
@@ -133,7 +136,7 @@ def _warnings(est: Estimate, weight_share: float, min_ess: float) -> list[str]:
             f"effective sample size {est.ess:,.1f} of {est.n:,} rows (< {min_ess:g}): the "
             "estimate rests on a few rows"
         )
-    if math.isfinite(est.unsupported_mass) and est.unsupported_mass > MAX_UNSUPPORTED:
+    if math.isfinite(est.unsupported_mass) and est.unsupported_mass > WARN_UNSUPPORTED:
         out.append(
             f"{est.unsupported_mass:.1%} of the policy's mass is on treatments the logger "
             "never offered (no support: only the reward model speaks for them)"
