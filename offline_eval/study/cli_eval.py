@@ -232,7 +232,10 @@ def run(ns: argparse.Namespace) -> int:
             f"\ntracked in {tracker.tracking_uri}: experiment {ns.study!r} "
             f"(id {tracked.experiment_id}), parent run {tracked.parent_run_id}"
         )
-        print(f"open the MLflow UI: {ui_command(tracker.tracking_uri)}")
+        print(
+            f"open the MLflow UI: {ui_command(tracker.tracking_uri)}, then "
+            f"http://127.0.0.1:5000/{tracked.link}"
+        )
     if ns.register:
         promotion = result.promotion(ns.rank_by, ns.candidate)
         if not promotion.approved or promotion.candidate is None:

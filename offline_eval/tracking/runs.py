@@ -62,8 +62,13 @@ class TrackedStudy:
 
     @property
     def link(self) -> str:
-        """The parent run's path in the MLflow UI (after its address)."""
-        return f"#/experiments/{self.experiment_id}/runs/{self.parent_run_id}"
+        """The parent run's path in the MLflow UI (after its address), in the classic view:
+        MLflow 3's UI opens the GenAI view unless the URL (or the user's last choice) says
+        ``workflowType=machine_learning``."""
+        return (
+            f"#/experiments/{self.experiment_id}/runs/{self.parent_run_id}"
+            "?workflowType=machine_learning"
+        )
 
 
 def _metrics(est: Estimate) -> dict[str, float]:

@@ -26,8 +26,9 @@ from offline_eval._extras import require
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
-"""MLflow 3's experiment-kind tag: open offerbandit studies in the classic runs view (model
-development), not the GenAI traces view."""
+"""MLflow 3's experiment-kind tag: offerbandit studies are model development, not GenAI. The
+3.17 UI still opens in whichever view the user last chose (GenAI by default) unless the URL
+carries ``?workflowType=machine_learning``: the links offerbandit prints do."""
 DEFAULT_ARTIFACT_ROOT = "mlartifacts"
 
 

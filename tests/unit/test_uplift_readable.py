@@ -59,6 +59,9 @@ def test_slice_totals_add_up_to_the_policy_total(report: UpliftReport) -> None:
     for dim in ("stage", "trigger", "stage × trigger"):
         live = [e for e in report.effects if e.dimension == dim and e.level == "policy"]
         assert sum(e.total for e in live) == pytest.approx(p.total, rel=1e-9, abs=1e-6)
+        # shrunk towards the overall effect, never all on one side of it
+        shrunk = [e.shrunk for e in live if e.n_treated >= 5]
+        assert min(shrunk) - 1e-9 <= p.per_decision <= max(shrunk) + 1e-9
     # a treatment's total is over the decisions that got it, on the policy's scale
     treated = [e for e in report.effects if e.dimension == OVERALL and e.level == "treatment"]
     assert all(e.total == pytest.approx(e.value * e.n_treated) for e in treated)
