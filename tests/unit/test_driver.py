@@ -21,8 +21,8 @@ from bandit.sim.driver import (
     drive,
     eligible_mask,
     exclusions,
-    simulate_in_process,
     score,
+    simulate_in_process,
 )
 from bandit.sim.world import ChooseInputs, WorldEvent
 from bandit.types import TreatmentRef
