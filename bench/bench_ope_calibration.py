@@ -256,8 +256,7 @@ def main() -> None:
                 study = Study(lb, progress=False)
                 records += evaluate(arm, seed, world, study)
             bar.update(1)
-            if (i + 1) % 10 == 0 or i + 1 == ns.logs:
-                pd.DataFrame.from_records(records).to_csv(ns.csv, index=False)
+            pd.DataFrame.from_records(records).to_csv(ns.csv, index=False)  # partial results
     bar.close()
     frame = pd.DataFrame.from_records(records)
     frame.to_csv(ns.csv, index=False)

@@ -12,6 +12,7 @@ import pytest
 from bandit.sim.driver import SimulationConfig, simulate_in_process
 from offline_eval.estimators import Estimate
 from offline_eval.io.logs import LoggedBandit, load_sqlite
+from offline_eval.study.plots import difference_plot, learning_curve_plot
 from offline_eval.study.study import Study, parse_policy
 from offline_eval.study.verdict import MIN_ESS, paired_difference, verdict_for
 
@@ -79,9 +80,10 @@ def test_a_comparison_ranks_its_policies_with_paired_intervals(
     lb: LoggedBandit, tmp_path: Path
 ) -> None:
     study = Study(lb, estimators="snips,dm,dr")
-    result = study.compare([parse_policy(p) for p in ("control", "fixed:discount_10@email")])
+    specs = ("control", "fixed:discount_10@email", "vw:--epsilon 0.1")
+    result = study.compare([parse_policy(p) for p in specs])
     verdicts = {v.policy: v for v in result.verdicts}
-    assert set(verdicts) == {"logged", "control", "fixed:discount_10@email"}
+    assert set(verdicts) == {"logged", *specs}
     assert verdicts["logged"].status == "baseline"
     assert verdicts["logged"].vs_logged is None
     control = verdicts["control"]
@@ -92,7 +94,7 @@ def test_a_comparison_ranks_its_policies_with_paired_intervals(
     assert control.vs_logged.value == pytest.approx(dr - result.logged_value)
     fixed = verdicts["fixed:discount_10@email"]
     assert fixed.status == "not enough support"  # the logger rarely emails a discount
-    assert [v.policy for v in result.verdicts][-1] == "fixed:discount_10@email"
+    assert verdicts["control"].rank_key > fixed.rank_key
     # DM's interval is labelled and kept out: every verdict is by DR
     assert "not a CI" in result["control"].estimate("DM").interval
     assert {v.estimate.estimator for v in result.verdicts} == {"DR"}
@@ -102,4 +104,12 @@ def test_a_comparison_ranks_its_policies_with_paired_intervals(
     paths = result.write(tmp_path)
     assert paths["differences"].read_bytes()[:4] == b"\x89PNG"
     table = result.verdict_table()
-    assert list(table["rank"]) == [1, 2, 3]
+    assert list(table["rank"]) == [1, 2, 3, 4]
+    # finding 8: value axes say EUR, the learning curves' y axes are labelled
+    (ax,) = result.plot().axes
+    assert "EUR" in ax.get_xlabel()
+    (ax,) = difference_plot(result).axes
+    assert "EUR" in ax.get_xlabel()
+    curves = learning_curve_plot(result).axes
+    assert curves
+    assert all("EUR per decision" in a.get_ylabel() for a in curves)
