@@ -144,6 +144,9 @@ class ValueSummary:
     regret_vs_oracle_total: float
     """Σ over decisions of (oracle value − expected value of the chosen treatment)."""
     control_decisions: int
+    measured_incremental_ci: tuple[float, float] | None = None
+    """95% interval of ``measured_incremental_value_per_decision`` (delta method on the
+    paired per-decision scores: the realised mean and the control arm's SNIPS share rows)."""
 
 
 def _nan_none(x: float) -> float | None:
@@ -199,9 +202,15 @@ def score(
     is_control = chosen == 0
     weights = np.where(is_control, 1.0 / propensity, 0.0)
     measured = math.nan
+    measured_ci: tuple[float, float] | None = None
     if weights.sum() > 0:
         snips_control = float((weights * realised).sum() / weights.sum())
         measured = float(realised.mean()) - snips_control
+        if n > 1:
+            # realised_i − (ĉ + w_i·(realised_i − ĉ)/w̄): the difference's linearised scores
+            psi = realised - snips_control - weights * (realised - snips_control) / weights.mean()
+            half = 1.959963984540054 * float(np.std(psi, ddof=1)) / math.sqrt(n)
+            measured_ci = (measured - half, measured + half)
     tv, cv, ov = float(true.mean()), float(control.mean()), float(oracle.mean())
     static = static_total / n
     inc_rev = revenues[rows, chosen] - revenues[:, 0]
@@ -223,6 +232,7 @@ def score(
         gain_over_best_static=_ratio(tv, static) - 1.0,
         regret_vs_oracle_total=float((oracle - true).sum()),
         control_decisions=int(is_control.sum()),
+        measured_incremental_ci=measured_ci,
     )
     return summary, rule
 
@@ -359,7 +369,13 @@ class SimulationReport:
             lines.append(
                 "measured from the control share (SNIPS): "
                 f"{o.measured_incremental_value_per_decision:+.2f} EUR net per decision "
-                f"({o.control_decisions} control decisions)"
+                + (
+                    f"[95% CI {o.measured_incremental_ci[0]:+.2f}, "
+                    f"{o.measured_incremental_ci[1]:+.2f}] "
+                    if o.measured_incremental_ci is not None
+                    else ""
+                )
+                + f"({o.control_decisions} control decisions)"
             )
         c = self.campaigns
         if c is not None:

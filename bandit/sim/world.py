@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from statistics import NormalDist
 from types import MappingProxyType
 
 import numpy as np
@@ -684,6 +685,42 @@ class World:
         out = np.concatenate(((p0 * basket)[:, None], revenue.reshape(len(p0), -1)), axis=1)
         cols = self._columns(treatments)
         return out if cols is None else out[:, cols]
+
+    def expected_values_within(
+        self, events: Sequence[WorldEvent] | WorldEvent, window_seconds: float
+    ) -> FloatArray:
+        """:meth:`expected_values` counting only purchases within ``window_seconds`` of the
+        decision: the expectation of the reward the service logs (a purchase after the
+        attribution window is late and never part of the reward). ``[n, K]``, all treatments.
+
+        A purchase's delay follows the delivering channel's distribution, or the baseline one
+        when nothing was delivered (control included); the offer cost is paid only on an
+        attributed purchase, the contact cost always.
+        """
+        if not window_seconds > 0.0:
+            raise ValueError(f"window_seconds must be > 0, got {window_seconds!r}")
+        p0, p1, reach, basket = self._response(events)
+
+        def within(d: DelayDistribution) -> float:
+            return NormalDist().cdf(math.log(window_seconds / d.median_seconds) / d.sigma)
+
+        f0 = within(self.baseline_delay)
+        fk = np.array([within(m.delay) for m in self.channel_models])[None, None, :]
+        r = reach[:, None, :]
+        p0b = p0[:, None, None]
+        p_buy = r * p1 * fk + (1.0 - r) * p0b * f0
+        revenue = basket[:, None, None] * (
+            r * p1 * self._basket_mult[None, :, None] * fk + (1 - r) * p0b * f0
+        )
+        value = (
+            revenue * (1.0 - self._rate[None, :, None])
+            - self._fixed[None, :, None] * p_buy
+            - self._contact[None, None, :]
+        )
+        out: FloatArray = np.concatenate(
+            ((p0 * basket * f0)[:, None], value.reshape(len(p0), -1)), axis=1
+        )
+        return out
 
     def expected_value(self, event: WorldEvent, treatment: Treatment) -> float:
         """Expected net value (EUR) of one treatment for one event."""

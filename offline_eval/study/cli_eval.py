@@ -33,6 +33,7 @@ from offline_eval.replay.vw_replay import (
 )
 from offline_eval.study.study import (
     DEFAULT_ESTIMATORS,
+    SERVICE_CONTROL_SHARE,
     RewardModel,
     Study,
     StudyResult,
@@ -100,14 +101,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)",
     )
     p.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    p.add_argument("--out", type=Path, help="also write results.csv/json and plots here")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="folder for results.csv/json, verdict.csv and the plots (default: eval/ in the "
+        "log's data folder)",
+    )
     p.add_argument("--since", type=time_arg, help="first decision time (ISO 8601 or epoch)")
     p.add_argument("--until", type=time_arg, help="decisions before this time only")
     p.add_argument(
         "--control-share",
         type=float,
-        default=0.0,
-        help="control share mixed into model/vw policies' pmfs, as the service does",
+        default=SERVICE_CONTROL_SHARE,
+        help="control share mixed into model/uplift/vw replays' pmfs, as the service does "
+        f"(default: the service's, {SERVICE_CONTROL_SHARE:g})",
     )
     p.add_argument(
         "--reward-scale",
@@ -208,6 +215,10 @@ def with_contact_policies(
         mask = ContactMask.of(lb, cp, negatives, progress=progress)
         out += [WithContactPolicy(b, mask, label) for b in bases]
     return out
+def default_out(log: str) -> Path:
+    """``eval/`` in the log's data folder (the folder given, or the SQLite file's folder)."""
+    p = Path(log)
+    return (p if p.is_dir() else p.parent) / "eval"
 
 
 def run(ns: argparse.Namespace) -> int:
@@ -255,21 +266,24 @@ def run(ns: argparse.Namespace) -> int:
         for i, r in enumerate(x for x in result.results if x.params.get("policy") == "vw-replay"):
             est = r.estimate(ns.rank_by)
             print(f"{i + 1:>3}. {est.ci_low:>10.4f}  {r.name}")
-    if ns.out is not None:
-        paths = result.write(ns.out)
-        print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    out = ns.out if ns.out is not None else default_out(ns.log)
+    paths = result.write(out)
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     tracked: TrackedStudy | None = None
     tracker = None
     if not ns.no_track:
         from offline_eval.tracking.tracker import Tracker, ui_command
 
         tracker = Tracker(ns.tracking_uri)
-        tracked = result.track(tracker, ns.run_name)
+        tracked = result.track(tracker, ns.run_name, artifacts_dir=out)
         print(
             f"\ntracked in {tracker.tracking_uri}: experiment {ns.study!r} "
             f"(id {tracked.experiment_id}), parent run {tracked.parent_run_id}"
         )
-        print(f"open the MLflow UI: {ui_command(tracker.tracking_uri)}")
+        print(
+            f"open the MLflow UI: {ui_command(tracker.tracking_uri)}, then "
+            f"http://127.0.0.1:5000/{tracked.link}"
+        )
     if ns.register:
         promotion = result.promotion(ns.rank_by, ns.candidate)
         if not promotion.approved or promotion.candidate is None:
@@ -282,8 +296,16 @@ def run(ns: argparse.Namespace) -> int:
             tracked.child_run_ids[promotion.candidate],
             ns.register,
             alias=ns.alias,
-            description=promotion.reason,
-            tags={"offerbandit.study": ns.study, "offerbandit.policy": promotion.candidate},
+            description=f"{promotion.reason}\n\nevaluation: {tracked.link}",
+            tags={
+                "offerbandit.study": ns.study,
+                "offerbandit.policy": promotion.candidate,
+                "offerbandit.evaluation_run": tracked.parent_run_id,
+                "offerbandit.evaluation_experiment": tracked.experiment_id,
+            },
+        )
+        tracker.tag_run(
+            tracked.parent_run_id, {"offerbandit.registered": f"{ns.register}/{version}"}
         )
         print(f"\npromoted: {promotion.reason}")
         print(f"registered {ns.register} version {version} as models:/{ns.register}@{ns.alias}")

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from offline_eval.study.results import StudyResult
 
-__all__ = ["comparison_plot", "learning_curve_plot"]
+__all__ = ["comparison_plot", "difference_plot", "learning_curve_plot"]
 
 
 def comparison_plot(
@@ -61,7 +61,7 @@ def comparison_plot(
     ax.axvline(result.logged_value, color="grey", linestyle="--", linewidth=1, label="logged")
     ax.set_yticks(range(len(policies)), [p if len(p) <= 48 else p[:45] + "..." for p in policies])
     ax.invert_yaxis()
-    ax.set_xlabel(f"estimated value per decision ({1 - result.alpha:.0%} intervals)")
+    ax.set_xlabel(f"estimated value per decision, EUR ({1 - result.alpha:.0%} intervals)")
     ax.set_title(
         f"{result.study}: {result.evaluated} decisions"
         + (f", {result.holdout_excluded} holdout excluded" if result.holdout_excluded else "")
@@ -90,8 +90,54 @@ def learning_curve_plot(result: StudyResult, path: str | Path | None = None) -> 
         ax.axhline(result.logged_value, color="grey", linestyle="--", linewidth=1, label="logged")
         ax.set_title(key)
         ax.set_xlabel("decisions replayed")
+        ax.set_ylabel(f"running {key.removeprefix('running.')} estimate, EUR per decision")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="x-small")
+    if path is not None:
+        fig.savefig(Path(path), dpi=110)
+    return fig
+
+
+def difference_plot(result: StudyResult, path: str | Path | None = None) -> Figure:
+    """Each policy's paired difference to the logged policy with its interval, ranked as in
+    the verdict table; policies without enough support are drawn hollow and grey."""
+    require("matplotlib", "plotting")
+    from matplotlib.figure import Figure
+
+    rows = [v for v in result.verdicts if v.vs_logged is not None]
+    fig = Figure(figsize=(9.0, max(2.5, 0.8 + 0.45 * len(rows))), layout="constrained")
+    ax = fig.add_subplot()
+    for i, v in enumerate(rows):
+        d = v.vs_logged
+        if d is None:  # pragma: no cover - filtered above
+            continue
+        supported = v.status != "not enough support"
+        color = {"better": "tab:green", "worse": "tab:red"}.get(v.status, "tab:blue")
+        ax.errorbar(
+            [d.value],
+            [i],
+            xerr=[[d.value - d.ci_low], [d.ci_high - d.value]],
+            fmt="o",
+            color=color if supported else "grey",
+            mfc=color if supported else "white",
+            capsize=3,
+        )
+    ax.axvline(0.0, color="black", linewidth=1)
+    labels = [
+        (v.policy if len(v.policy) <= 40 else v.policy[:37] + "...")
+        + (" (not enough support)" if v.status == "not enough support" else "")
+        for v in rows
+    ]
+    ax.set_yticks(range(len(rows)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel(
+        f"difference to the logged policy, EUR per decision ({result.recommended}, paired "
+        f"{1 - result.alpha:.0%} intervals)"
+    )
+    ax.set_title(
+        f"{result.study}: which policy beats the logged one ({result.evaluated:,} decisions)"
+    )
+    ax.grid(axis="x", alpha=0.3)
     if path is not None:
         fig.savefig(Path(path), dpi=110)
     return fig

@@ -13,10 +13,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+from numpy.typing import NDArray
 
 from bandit.checkpoint import Checkpoint
 from offline_eval.estimators import Estimate
+from offline_eval.study.verdict import Verdict, format_verdicts, verdict_records
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -41,6 +44,12 @@ class PolicyResult:
     learned: int = 0
     curves: Mapping[str, tuple[tuple[int, float], ...]] = field(default_factory=dict)
     """Running estimates over the log, step = decisions seen (replays only)."""
+    influence: NDArray[np.float64] | None = None
+    """Per-row scores of the recommended estimator (for paired differences)."""
+    headline: Estimate | None = None
+    """The recommended estimator's estimate with a normal interval (the verdict's)."""
+    weight_share: float = math.nan
+    """Largest importance weight over their sum."""
 
     def estimate(self, estimator: str) -> Estimate:
         """The estimate of ``estimator`` (its label, case-insensitive: ``dr``, ``SNIPS`` …)."""
@@ -100,6 +109,10 @@ class StudyResult:
     logged_std_error: float
     results: tuple[PolicyResult, ...]
     mode: str = "compare"
+    verdicts: tuple[Verdict, ...] = ()
+    """One per policy, best first (:mod:`offline_eval.study.verdict`)."""
+    recommended: str = "DR"
+    """The estimator behind the verdicts."""
 
     def __iter__(self) -> Iterator[PolicyResult]:
         return iter(self.results)
@@ -128,6 +141,15 @@ class StudyResult:
             for est in r.estimates.values():
                 rows.append({"policy": r.name, **asdict(est)})
         return pd.DataFrame(rows)
+
+    def verdict_table(self) -> pd.DataFrame:
+        """The ranked table: policy, value and interval, paired differences to the logged
+        policy and to control, ESS, largest weight, verdict, warnings."""
+        return pd.DataFrame(verdict_records(self.verdicts))
+
+    def verdict_summary(self) -> str:
+        """The ranked table as text, with the warnings under it."""
+        return format_verdicts(self.verdicts, self.recommended, self.alpha, self.evaluated)
 
     def wide(self, column: str = "value") -> pd.DataFrame:
         """Policies × estimators of one column (``value``, ``ci_low`` …)."""
@@ -211,16 +233,26 @@ class StudyResult:
         )
         lines += ["", head, "-" * len(head)]
         previous = ""
+        not_ci = False
         for row in t.itertuples(index=False):
             name = str(row.policy) if row.policy != previous else ""
             previous = str(row.policy)
+            mark = "*" if "not a CI" in str(row.interval) else ""
+            not_ci = not_ci or bool(mark)
             lines.append(
-                f"{name:<{width}}  {row.estimator!s:<16} {row.value:>10.4f} {row.ci_low:>10.4f} "
-                f"{row.ci_high:>10.4f} {row.std_error:>9.4f} {row.ess:>9.1f} "
-                f"{row.max_weight:>8.2f}"
+                f"{name:<{width}}  {str(row.estimator) + mark:<16} {row.value:>10.4f} "
+                f"{row.ci_low:>10.4f} {row.ci_high:>10.4f} {row.std_error:>9.4f} "
+                f"{row.ess:>9.1f} {row.max_weight:>8.2f}"
+            )
+        if not_ci:
+            lines.append(
+                "* not a confidence interval: DM treats its reward model as exact (kept out "
+                "of the verdicts)"
             )
         for r in self.results:
             lines += [f"{r.name}: {n}" for n in r.notes]
+        if self.verdicts:
+            lines += ["", self.verdict_summary()]
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
@@ -230,6 +262,8 @@ class StudyResult:
             "logged_value": self.logged_value,
             "logged_std_error": self.logged_std_error,
             "notes": self.notes(),
+            "recommended": self.recommended,
+            "verdicts": [_finite(v) for v in verdict_records(self.verdicts)],
             "policies": [
                 {
                     "name": r.name,
@@ -251,7 +285,8 @@ class StudyResult:
         return comparison_plot(self, path=path, estimators=estimators)
 
     def write(self, folder: str | Path) -> dict[str, Path]:
-        """``results.csv``, ``results.json`` and ``comparison.png`` in ``folder``."""
+        """``results.csv``, ``results.json``, ``verdict.csv``, ``comparison.png`` and
+        ``differences.png`` (paired differences to the logged policy) in ``folder``."""
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         paths = {
@@ -262,6 +297,13 @@ class StudyResult:
         self.table().to_csv(paths["csv"], index=False)
         paths["json"].write_text(json.dumps(self.to_dict(), indent=2), encoding="utf-8")
         self.plot(paths["plot"])
+        if self.verdicts:
+            from offline_eval.study.plots import difference_plot
+
+            paths["verdict"] = out / "verdict.csv"
+            self.verdict_table().to_csv(paths["verdict"], index=False)
+            paths["differences"] = out / "differences.png"
+            difference_plot(self, paths["differences"])
         if any(r.curves for r in self.results):
             from offline_eval.study.plots import learning_curve_plot
 

@@ -24,6 +24,7 @@ How a comparison is computed:
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Mapping, Sequence
@@ -35,6 +36,7 @@ from numpy.typing import NDArray
 from tqdm import tqdm
 
 from bandit.learner import DEFAULT_EXPLORATION
+from bandit.service import ServiceConfig
 from offline_eval.estimators import (
     DM,
     DR,
@@ -67,6 +69,7 @@ from offline_eval.replay.rules import RuleTable
 from offline_eval.replay.uplift_replay import UpliftReplay
 from offline_eval.replay.vw_replay import VWReplay, settings_grid
 from offline_eval.study.results import PolicyResult, Promotion, StudyResult, _nan_low
+from offline_eval.study.verdict import RECOMMENDED, Verdict, paired_difference, verdict_for
 
 if TYPE_CHECKING:
     pass
@@ -74,6 +77,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_ESTIMATORS",
+    "SERVICE_CONTROL_SHARE",
     "AllControl",
     "FixedTreatment",
     "LoggedPolicy",
@@ -94,6 +98,11 @@ __all__ = [
 FloatArray = NDArray[np.float64]
 
 DEFAULT_ESTIMATORS: Final = ("ips", "snips", "dm", "dr", "sndr", "switchdr")
+SERVICE_CONTROL_SHARE: Final = ServiceConfig(data_dir=Path()).control_share
+"""The service's default control share: what replays mix in unless told otherwise."""
+NOT_A_CI: Final = "not a CI: the reward model's own error is ignored"
+"""How DM's interval is labelled: it treats the fitted reward model as exact (measured
+coverage 0–27%, docs/offline-evaluation.md), so it never enters a verdict."""
 SWITCH_TAU: Final = 20.0
 """Switch-DR's default weight threshold."""
 CURVE_POINTS: Final = 200
@@ -215,6 +224,9 @@ class Study:
         estimators: default estimators of :meth:`compare`.
         reward_model: how ``q̂`` is fitted.
         progress: show progress bars.
+        seed: seed of the folds, the bootstrap and the replays.
+        recommended: the estimator behind the verdicts (normal intervals, paired
+            differences).
     """
 
     def __init__(
@@ -228,6 +240,7 @@ class Study:
         reward_model: RewardModel | None = None,
         progress: bool = False,
         seed: int = 0,
+        recommended: str = RECOMMENDED,
     ) -> None:
         if lb.n == 0:
             raise ValueError("the log is empty")
@@ -239,6 +252,7 @@ class Study:
         self.normal = NormalInterval(alpha)
         self.estimators = parse_estimators(estimators)
         self.reward_model = reward_model or RewardModel(seed=seed)
+        self.recommended = parse_estimators(recommended)[0]
         self.progress = progress
         frame = lb.frame
         closed = frame["closed"].to_numpy(dtype=bool) & np.isfinite(
@@ -276,6 +290,8 @@ class Study:
             ):
                 interval = self.normal
             e = est.estimate(self.data, pmf, q, interval=interval)
+            if isinstance(est, DM):
+                e = dataclasses.replace(e, interval=f"{e.interval}, {NOT_A_CI}")
             out[e.estimator] = e
         return out
 
@@ -318,6 +334,9 @@ class Study:
         ests = list(estimators or self.estimators)
         estimates = self.estimate(pmf, ests)
         curves = self.curves(pmf, ests) if target.learned else {}
+        rec = self.recommended
+        q = self.q_hat if rec.needs_q_hat else None
+        w = pmf[np.arange(self.data.n), self.data.chosen] / self.data.propensities
         return PolicyResult(
             name=policy.name,
             params=policy.params(),
@@ -328,7 +347,44 @@ class Study:
             vw_args=target.vw_args,
             learned=target.learned,
             curves=curves,
+            influence=rec.scores(self.data, pmf, q).influence(),
+            headline=rec.estimate(self.data, pmf, q, interval=self.normal),
+            weight_share=float(w.max() / w.sum()) if w.sum() > 0 else math.nan,
         )
+
+    def verdicts(self, results: Sequence[PolicyResult]) -> tuple[Verdict, ...]:
+        """The ranked verdicts (:mod:`offline_eval.study.verdict`): the recommended
+        estimator, paired differences to the logged policy and to all-control."""
+        rec = self.recommended
+        try:
+            control_pmf = AllControl().target(self.lb).pmf[self.mask]
+        except ValueError:  # a row without control: no all-control baseline
+            psi_control = None
+        else:
+            q = self.q_hat if rec.needs_q_hat else None
+            psi_control = rec.scores(self.data, control_pmf, q).influence()
+        out = []
+        for r in results:
+            if r.influence is None or r.headline is None:
+                continue
+            logged = r.name == LoggedPolicy().name
+            vs_logged = (
+                None
+                if logged
+                else paired_difference(r.influence, self.data.rewards, alpha=self.alpha)
+            )
+            vs_control = (
+                None
+                if psi_control is None or r.name == AllControl().name
+                else paired_difference(
+                    r.influence, psi_control, alpha=self.alpha, baseline="control"
+                )
+            )
+            out.append(
+                verdict_for(r.name, r.headline, vs_logged, vs_control, weight_share=r.weight_share)
+            )
+        out.sort(key=lambda v: v.rank_key, reverse=True)
+        return tuple(out)
 
     def _result(self, results: list[PolicyResult], estimators: list[str], mode: str) -> StudyResult:
         r = self.data.rewards
@@ -348,6 +404,8 @@ class Study:
             logged_std_error=float(r.std(ddof=1) / math.sqrt(r.size)) if r.size > 1 else math.nan,
             results=tuple(results),
             mode=mode,
+            verdicts=self.verdicts(results),
+            recommended=self.recommended.label,
         )
 
     def compare(

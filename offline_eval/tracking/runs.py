@@ -60,6 +60,16 @@ class TrackedStudy:
     child_run_ids: Mapping[str, str]
     artifacts: Mapping[str, Path]
 
+    @property
+    def link(self) -> str:
+        """The parent run's path in the MLflow UI (after its address), in the classic view:
+        MLflow 3's UI opens the GenAI view unless the URL (or the user's last choice) says
+        ``workflowType=machine_learning``."""
+        return (
+            f"#/experiments/{self.experiment_id}/runs/{self.parent_run_id}"
+            "?workflowType=machine_learning"
+        )
+
 
 def _metrics(est: Estimate) -> dict[str, float]:
     key = metric_key(est.estimator)
@@ -73,6 +83,58 @@ def _metrics(est: Estimate) -> dict[str, float]:
         f"{key}.mean_weight": est.mean_weight,
         f"{key}.unsupported_mass": est.unsupported_mass,
     }
+
+
+DESCRIPTION_TAG = "mlflow.note.content"
+"""The tag the MLflow UI shows (and edits) as a run's description."""
+
+
+def _verdict_markdown(result: StudyResult) -> str:
+    """The ranked verdict table as the parent run's description (markdown)."""
+    pct = f"{1 - result.alpha:.0%}"
+    lines = [
+        f"**{result.study}**: {result.evaluated:,} decisions of {result.source}, "
+        f"{_utc(result.time_range[0])} .. {_utc(result.time_range[1])}. Verdict by "
+        f"{result.recommended} with {pct} intervals; differences to the logged policy and to "
+        "control are paired (same decisions). EUR per decision.",
+        "",
+        "| # | policy | value [CI] | vs logged | vs control | ESS | max w | verdict |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for i, v in enumerate(result.verdicts, start=1):
+        e = v.estimate
+        dl = v.vs_logged.words() if v.vs_logged else "—"
+        dc = v.vs_control.words() if v.vs_control else "—"
+        lines.append(
+            f"| {i} | {v.policy} | {e.value:,.2f} [{e.ci_low:,.2f}, {e.ci_high:,.2f}] | {dl} | "
+            f"{dc} | {e.ess:,.0f} | {e.max_weight:,.1f} | {v.text} |"
+        )
+    warnings = [f"- {v.policy}: {w}" for v in result.verdicts for w in v.warnings]
+    if warnings:
+        lines += ["", "Warnings:", *warnings]
+    lines += [
+        "",
+        "Compare: select the child runs, **Compare**, then chart `verdict.vs_logged` "
+        "(differences.png holds the same with intervals).",
+    ]
+    return "\n".join(lines)
+
+
+def _headline(result: StudyResult) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
+    """Per-policy headline metrics: on the parent ``<policy>.<name>``, on each child
+    ``verdict.<name>``."""
+    parent: dict[str, float] = {}
+    children: dict[str, dict[str, float]] = {}
+    for rank, v in enumerate(result.verdicts, start=1):
+        e = v.estimate
+        m = {"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high, "ess": e.ess,
+             "max_weight": e.max_weight, "rank": float(rank)}  # fmt: skip
+        for name, d in (("vs_logged", v.vs_logged), ("vs_control", v.vs_control)):
+            if d is not None:
+                m.update({name: d.value, f"{name}_low": d.ci_low, f"{name}_high": d.ci_high})
+        children[v.policy] = {f"verdict.{k}": x for k, x in m.items()}
+        parent.update({f"{metric_key(v.policy)}.{k}": x for k, x in m.items()})
+    return parent, children
 
 
 def track_study(
@@ -92,8 +154,17 @@ def track_study(
         folder = Path(artifacts_dir) if artifacts_dir is not None else Path(tmp)
         paths = result.write(folder)
         children: dict[str, str] = {}
+        headline, child_headline = _headline(result)
+        verdicts = {v.policy: (rank, v) for rank, v in enumerate(result.verdicts, start=1)}
+        best = next((v.policy for v in result.verdicts if v.status == "better"), "")
+        parent_tags = {
+            **common_tags,
+            DESCRIPTION_TAG: _verdict_markdown(result),
+            "offerbandit.recommended_estimator": result.recommended,
+            "offerbandit.best": best or "none beats the logged policy",
+        }
         with tracker.comparison(
-            result.study, name, params=result.params(), tags=common_tags
+            result.study, name, params=result.params(), tags=parent_tags
         ) as parent:
             parent.log_metrics(
                 {
@@ -102,17 +173,27 @@ def track_study(
                     "rows": float(result.rows),
                     "rows_evaluated": float(result.evaluated),
                     "holdout_excluded": float(result.holdout_excluded),
+                    **headline,
                 }
             )
-            for rank, r in enumerate(result.results):
+            for order, r in enumerate(result.results):
+                rank, verdict = verdicts.get(r.name, (order, None))
                 child_tags = {
                     **common_tags,
                     "offerbandit.policy": r.name,
                     "offerbandit.kind": r.params.get("policy", ""),
                     "offerbandit.rank": rank,
                 }
+                if verdict is not None:
+                    child_tags["offerbandit.verdict"] = verdict.status
+                    child_tags[DESCRIPTION_TAG] = "\n".join(
+                        [f"**{verdict.text}** ({result.recommended}, paired, EUR per decision)"]
+                        + [f"- warning: {w}" for w in verdict.warnings]
+                        + [f"- note: {n}" for n in r.notes]
+                    )
                 params = {
                     **dict(r.params),
+                    "seconds": f"{r.seconds:.2f}",
                     "log_source": result.source,
                     "rows_evaluated": result.evaluated,
                     "time_from": _utc(result.time_range[0]),
@@ -121,7 +202,7 @@ def track_study(
                 if r.vw_args:
                     params["vw_args"] = " ".join(r.vw_args)
                 with parent.child(r.name, params=params, tags=child_tags) as run:
-                    metrics: dict[str, float] = {"seconds": r.seconds}
+                    metrics: dict[str, float] = dict(child_headline.get(r.name, {}))
                     for est in r.estimates.values():
                         metrics.update(_metrics(est))
                     if r.learned:
@@ -139,7 +220,7 @@ def track_study(
                         saved.replace(final)
                         run.log_artifact(final, ARTIFACT_DIR)
                     children[r.name] = run.run_id
-            for key in ("plot", "curves", "csv", "json"):
+            for key in ("differences", "plot", "curves", "verdict", "csv", "json"):
                 if key in paths:
                     parent.log_artifact(paths[key])
             experiment_id = parent.experiment_id

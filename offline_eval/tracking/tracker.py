@@ -25,6 +25,10 @@ from typing import Any
 from offline_eval._extras import require
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+EXPERIMENT_KIND = ("mlflow.experimentKind", "custom_model_development")
+"""MLflow 3's experiment-kind tag: offerbandit studies are model development, not GenAI. The
+3.17 UI still opens in whichever view the user last chose (GenAI by default) unless the URL
+carries ``?workflowType=machine_learning``: the links offerbandit prints do."""
 DEFAULT_ARTIFACT_ROOT = "mlartifacts"
 
 
@@ -176,14 +180,27 @@ class Tracker:
             self.client.set_registered_model_alias(name, alias, version.version)
         return str(version.version)
 
+    def tag_run(self, run_id: str, tags: Mapping[str, Any]) -> None:
+        """Set tags on a finished run (e.g. which model version it registered)."""
+        for k, v in tags.items():
+            self.client.set_tag(run_id, k, str(v))
+
     def experiment_id(self, study: str) -> str:
+        """The study's experiment (created when missing), tagged to open in the classic
+        runs view."""
         found = self.client.get_experiment_by_name(study)
         if found is not None:
+            if found.tags.get(EXPERIMENT_KIND[0]) is None:
+                self.client.set_experiment_tag(found.experiment_id, *EXPERIMENT_KIND)
             return str(found.experiment_id)
         location = None
         if self.artifact_root is not None:
             location = Path(self.artifact_root, study.replace("/", "_")).resolve().as_uri()
-        return str(self.client.create_experiment(study, artifact_location=location))
+        return str(
+            self.client.create_experiment(
+                study, artifact_location=location, tags=dict([EXPERIMENT_KIND])
+            )
+        )
 
     @contextmanager
     def comparison(

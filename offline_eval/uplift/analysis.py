@@ -53,6 +53,7 @@ from offline_eval.estimators.reward_models import CellMeans
 from offline_eval.io.logs import LoggedBandit
 from offline_eval.uplift.report import (
     DEFAULT_DIMENSIONS,
+    DEFAULT_MAX_CI_WIDTH,
     LIVE_POLICY,
     OVERALL,
     TREATMENT_LEVELS,
@@ -66,6 +67,7 @@ from offline_eval.uplift.report import (
     UpliftReport,
     UpliftSettings,
 )
+from offline_eval.uplift.shrinkage import shrink_effects
 
 __all__ = [
     "DEFAULT_DIMENSIONS",
@@ -598,7 +600,7 @@ class UpliftAnalysis:
     def report(self) -> UpliftReport:
         """The full report: slice effects, the live policy, the holdout comparison."""
         return UpliftReport(
-            effects=tuple(self.effects()),
+            effects=tuple(shrink_effects(self.effects(), self.settings.z)),
             policy_incremental=self.live_policy(),
             holdout=self.holdout,
             cumulative=self.cumulative(),
@@ -679,7 +681,7 @@ def uplift_report(
     *,
     segment_column: str | None = None,
     min_count: int = 30,
-    max_ci_width: float | None = None,
+    max_ci_width: float | None = DEFAULT_MAX_CI_WIDTH,
     alpha: float = 0.05,
     folds: int = 5,
     seed: int = 0,

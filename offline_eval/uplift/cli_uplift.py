@@ -20,6 +20,7 @@ from pathlib import Path
 from offline_eval._cli import time_arg
 from offline_eval.io.logs import load_sqlite
 from offline_eval.uplift.analysis import DEFAULT_DIMENSIONS, uplift_report
+from offline_eval.uplift.report import DEFAULT_MAX_CI_WIDTH
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--max-ci-width",
         type=float,
-        help="widest interval (EUR per decision) still shown as a number (default: no limit)",
+        default=DEFAULT_MAX_CI_WIDTH,
+        help="widest interval (EUR per decision) still shown as a number (default "
+        f"{DEFAULT_MAX_CI_WIDTH:g}; 'inf': no limit)",
     )
     p.add_argument("--alpha", type=float, default=0.05, help="1 − confidence (default 0.05)")
     p.add_argument("--since", type=time_arg, help="first decision time (epoch seconds or ISO)")

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 __all__ = [
     "DEFAULT_DIMENSIONS",
+    "DEFAULT_MAX_CI_WIDTH",
     "LIVE_POLICY",
     "OVERALL",
     "TREATMENT_LEVELS",
@@ -38,6 +39,9 @@ TREATMENT_LEVELS: Final = ("treatment", "offer", "channel")
 """Dimensions that group treatments rather than decisions."""
 DEFAULT_DIMENSIONS: Final = ("stage", "trigger", "offer", "channel")
 """What ``uplift_report`` slices by when ``by`` is not given."""
+DEFAULT_MAX_CI_WIDTH: Final = 20.0
+"""Widest slice interval (EUR per decision) shown as a number by default: wider says nothing
+at the scale of treatment effects (a few EUR per decision)."""
 LIVE_POLICY: Final = "live policy"
 OVERALL: Final = "overall"
 
@@ -58,6 +62,9 @@ TABLE_COLUMNS: Final = (
     "n_slice",
     "status",
     "note",
+    "shrunk",
+    "shrunk_low",
+    "shrunk_high",
 )
 
 
@@ -79,7 +86,8 @@ class UpliftSettings:
         pairs: pairs of dimensions crossed.
         segment_column: the customer feature column that ``stage``/``segment`` stands for.
         min_count: fewest logged treated **and** control rows a slice needs to be reported.
-        max_ci_width: widest interval (EUR per decision) still reported; ``None``: no limit.
+        max_ci_width: widest interval (EUR per decision) still reported
+            (:data:`DEFAULT_MAX_CI_WIDTH`); ``None``: no limit.
         alpha: miscoverage of the intervals (0.05 gives 95 % intervals).
         folds: cross-fitting folds of the reward model.
         prior_strength: pseudo-rows with which a reward-model cell shrinks to its parent.
@@ -90,7 +98,7 @@ class UpliftSettings:
     pairs: tuple[tuple[str, str], ...] = ()
     segment_column: str = "c.stage"
     min_count: int = 30
-    max_ci_width: float | None = None
+    max_ci_width: float | None = DEFAULT_MAX_CI_WIDTH
     alpha: float = 0.05
     folds: int = 5
     prior_strength: float = 20.0
@@ -141,6 +149,10 @@ class SliceEffect:
         status: :class:`Status`; only ``ok`` rows are shown as numbers.
         note: why a row is not ``ok``, and what was excluded.
         alpha: miscoverage of the interval.
+        shrunk: the empirical-Bayes estimate (:mod:`offline_eval.uplift.shrinkage`): small
+            slices pulled towards their family's mean; what the table ranks and plots.
+        shrunk_low: lower end of its ``1 − alpha`` interval.
+        shrunk_high: upper end.
     """
 
     dimension: str
@@ -158,6 +170,9 @@ class SliceEffect:
     status: Status
     note: str
     alpha: float
+    shrunk: float = math.nan
+    shrunk_low: float = math.nan
+    shrunk_high: float = math.nan
 
     @property
     def reportable(self) -> bool:
@@ -165,9 +180,11 @@ class SliceEffect:
 
     @property
     def total(self) -> float:
-        """``value × n``: for the live policy what it earned over the slice's supported
-        decisions; for a treatment what giving it to all of them would have earned."""
-        return self.value * self.n
+        """What was earned against control on the slice's decisions, from the raw (additive)
+        estimate: for the live policy ``value × n`` (its slices add up to the policy's
+        total); for a treatment (group) ``value × n_treated``, over the decisions that got
+        it — not a hypothetical "everyone gets it", which dwarfed the policy's total."""
+        return self.value * (self.n if self.level == "policy" else self.n_treated)
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,51 +355,64 @@ class UpliftReport:
 
     @property
     def table(self) -> pd.DataFrame:
-        """One row per effect, sorted by incremental net revenue per decision (largest
-        first); rows that are not ``ok`` come last with their numbers blanked (``NaN``)."""
+        """One row per effect, ranked by the lower end of the shrunk interval (largest first:
+        the rows most surely above control on top); rows that are not ``ok`` come last with
+        their numbers blanked (``NaN``)."""
         records = []
         for e in self.effects:
             row: dict[str, Any] = {c: getattr(e, c) for c in TABLE_COLUMNS}
             row["status"] = e.status.value
             if not e.reportable:
-                for c in ("value", "ci_low", "ci_high", "std_error", "total"):
+                for c in ("value", "ci_low", "ci_high", "std_error", "total", "shrunk"):
                     row[c] = math.nan
+                row["shrunk_low"] = row["shrunk_high"] = math.nan
             records.append(row)
         table = pd.DataFrame.from_records(records, columns=list(TABLE_COLUMNS))
         table["_ok"] = table["status"] == Status.OK.value
-        table = table.sort_values(["_ok", "value"], ascending=[False, False], kind="stable")
-        return table.drop(columns="_ok").reset_index(drop=True)
+        table["_rank"] = table["shrunk_low"].fillna(table["ci_low"])
+        table = table.sort_values(["_ok", "_rank"], ascending=[False, False], kind="stable")
+        return table.drop(columns=["_ok", "_rank"]).reset_index(drop=True)
 
     def summary(self, top: int | None = 40) -> str:
         """A plain-text report: exclusions, live policy, holdout, the top of the table."""
+        from offline_eval.uplift.text import format_table, money
+
         p = self.policy_incremental
         h = self.holdout
         pct = f"{1 - self.settings.alpha:.0%}"
+        table = self.table
+        hidden_rows = int((table["status"] != Status.OK.value).sum())
+        limit = self.settings.max_ci_width
         lines = [
             "Incremental net revenue (EUR, net of offer and contact costs) against control",
             f"  {self.exclusions.describe()}",
-            f"  live policy: {_money(p.per_decision)} per decision "
-            f"[{pct} CI {_money(p.ci_low)} … {_money(p.ci_high)}], total {_money(p.total)} "
-            f"[{_money(p.total_ci[0])} … {_money(p.total_ci[1])}] over {p.n:,} decisions "
-            f"(realised {_money(p.policy_value)} vs all-control {_money(p.control_value)})",
+            f"  {hidden_rows:,} of {len(table):,} slice rows hidden (fewer than "
+            f"{self.settings.min_count} treated or control decisions"
+            + (f", or an interval wider than {limit:g} EUR per decision" if limit else "")
+            + ", or no support); ranked by the lower end of the shrunk (empirical-Bayes) "
+            "interval; totals from the raw estimates, over the decisions that got each "
+            "treatment",
+            f"  live policy: {money(p.per_decision)} per decision "
+            f"[{pct} CI {money(p.ci_low)} … {money(p.ci_high)}], total {money(p.total)} "
+            f"[{money(p.total_ci[0])} … {money(p.total_ci[1])}] over {p.n:,} decisions "
+            f"(realised {money(p.policy_value)} vs all-control {money(p.control_value)})",
         ]
         for c in self.candidates:
             lines.append(
-                f"  {c.policy}: {_money(c.per_decision)} per decision "
-                f"[{_money(c.ci_low)} … {_money(c.ci_high)}], total {_money(c.total)}"
+                f"  {c.policy}: {money(c.per_decision)} per decision "
+                f"[{money(c.ci_low)} … {money(c.ci_high)}], total {money(c.total)}"
             )
         if h.status is Status.OK:
             lines.append(
-                f"  holdout comparison: targeted {_money(h.mean_targeted)} vs holdout "
-                f"{_money(h.mean_holdout)} per decision: {_money(h.difference)} "
-                f"[{_money(h.ci_low)} … {_money(h.ci_high)}] "
+                f"  holdout comparison: targeted {money(h.mean_targeted)} vs holdout "
+                f"{money(h.mean_holdout)} per decision: {money(h.difference)} "
+                f"[{money(h.ci_low)} … {money(h.ci_high)}] "
                 f"({h.n_targeted:,} vs {h.n_holdout:,} decisions)"
             )
         else:
             lines.append(f"  holdout comparison: {h.note}")
-        table = self.table
         shown = table if top is None else table.head(top)
-        lines += ["", _format_table(shown)]
+        lines += ["", format_table(shown)]
         hidden = len(table) - len(shown)
         not_ok = int((table["status"] != Status.OK.value).sum())
         if hidden > 0:
@@ -402,7 +432,9 @@ class UpliftReport:
 
     def to_json(self) -> dict[str, Any]:
         """Summary numbers (live policy, candidates, holdout, exclusions, settings)."""
-        out: dict[str, Any] = _finite(
+        from offline_eval.uplift.text import finite
+
+        out: dict[str, Any] = finite(
             {
                 "policy_incremental": {**asdict(self.policy_incremental)},
                 "candidates": [asdict(c) for c in self.candidates],
@@ -415,13 +447,15 @@ class UpliftReport:
 
     def write(self, out_dir: str | Path) -> list[Path]:
         """Table (CSV, JSON), summary (JSON, text) and both plots into ``out_dir``."""
+        from offline_eval.uplift.text import finite
+
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
         table = self.table
         paths = [out / "uplift_table.csv", out / "uplift_table.json", out / "uplift_summary.json"]
         table.to_csv(paths[0], index=False)
         paths[1].write_text(
-            json.dumps(_finite(table.to_dict(orient="records")), indent=1), encoding="utf-8"
+            json.dumps(finite(table.to_dict(orient="records")), indent=1), encoding="utf-8"
         )
         paths[2].write_text(json.dumps(self.to_json(), indent=1), encoding="utf-8")
         text = out / "uplift_report.txt"
@@ -465,46 +499,3 @@ class UpliftReport:
             out_dir=out_dir,
             params=params,
         )
-
-
-def _money(x: float) -> str:
-    return "n/a" if not math.isfinite(x) else f"{x:,.2f}"
-
-
-def _format_table(table: pd.DataFrame) -> str:
-    """Fixed-width text of the effect table, statuses instead of numbers where not ok."""
-    header = (
-        f"{'slice':<38} {'treatment':<26} {'incr/decision':>13} {'CI':>21} "
-        f"{'total':>12} {'treated':>8} {'control':>8}  status"
-    )
-    lines = [header, "-" * len(header)]
-    for r in table.itertuples(index=False):
-        slice_ = str(r.slice) if r.dimension != OVERALL else "all"
-        if r.status == Status.OK.value:
-            nums = (
-                f"{r.value:>13,.3f} {f'[{r.ci_low:,.3f}, {r.ci_high:,.3f}]':>21} {r.total:>12,.0f}"
-            )
-        else:
-            nums = f"{r.status!s:>13} {'':>21} {'':>12}"
-        lines.append(
-            f"{slice_[:38]:<38} {str(r.treatment)[:26]:<26} {nums} {r.n_treated:>8} "
-            f"{r.n_control:>8}  {r.status if r.status == Status.OK.value else r.note!s}"
-        )
-    return "\n".join(lines)
-
-
-def _finite(obj: Any) -> Any:
-    """JSON-safe copy: NaN/inf → None, enums → values, tuples → lists."""
-    if isinstance(obj, dict):
-        return {str(k): _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, StrEnum):
-        return obj.value
-    if isinstance(obj, float | np.floating):
-        return float(obj) if math.isfinite(float(obj)) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    return obj

@@ -27,6 +27,7 @@ from bandit.types import Treatment
 from bandit.vwformat import action_lines, shared_line
 from offline_eval.study import cli_eval
 from offline_eval.tracking.registry import load_checkpoint, load_model_bytes
+from offline_eval.tracking.runs import metric_key
 from server.app import start_server
 from server.client import OfferBanditClient
 from server.settings import Settings
@@ -263,3 +264,57 @@ def test_weak_evidence_is_not_promoted(setup: dict[str, Path | str], evaluated: 
     client = MlflowClient(tracking_uri=str(setup["uri"]))
     assert [m.name for m in client.search_registered_models()] == [MODEL]
     assert np.isfinite(float(out.getvalue().split("lower bound ")[1].split()[0]))
+
+
+def test_the_comparison_opens_as_a_ranked_verdict(
+    setup: dict[str, Path | str], evaluated: str
+) -> None:
+    """Issue 20, findings 3, 6, 8: one ranked table printed and on the parent run, per-policy
+    headline metrics, descriptions, tags, the differences plot, the classic view, the PNGs
+    written by default, the registered model linked to its evaluation."""
+    assert "verdict (DR, EUR per decision, 95% intervals; differences paired" in evaluated
+    assert "not a confidence interval: DM" not in evaluated  # DM not asked for here
+    client = MlflowClient(tracking_uri=str(setup["uri"]))
+    exp = client.get_experiment_by_name(STUDY)
+    assert exp is not None
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([exp.experiment_id])
+    (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    description = parent.data.tags["mlflow.note.content"]
+    assert "| # | policy | value [CI] | vs logged | vs control |" in description
+    m = parent.data.metrics
+    for policy in ("uniform", "control"):
+        assert m[f"{policy}.vs_logged_low"] <= m[f"{policy}.vs_logged"]
+        assert m[f"{policy}.vs_logged"] <= m[f"{policy}.vs_logged_high"]
+        assert m[f"{policy}.ci_low"] <= m[f"{policy}.value"] <= m[f"{policy}.ci_high"]
+    ranks = sorted(
+        (int(m[f"{metric_key(r.info.run_name)}.rank"]), r.info.run_name)
+        for r in runs
+        if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id
+    )
+    assert [r for r, _ in ranks] == list(range(1, len(ranks) + 1))
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == parent.info.run_id]
+    for child in children:
+        assert "seconds" not in child.data.metrics
+        assert child.data.tags["offerbandit.verdict"] in {
+            "better", "worse", "not distinguishable", "not enough support", "baseline"
+        }  # fmt: skip
+        assert child.data.tags["mlflow.note.content"].startswith("**")
+        assert child.data.metrics["verdict.ess"] > 0
+    files = {a.path for a in client.list_artifacts(parent.info.run_id)}
+    assert {"differences.png", "verdict.csv"} <= files
+    # the PNGs are written without --out, to eval/ in the data folder, and said so
+    folder = Path(setup["log"]) / "eval"
+    assert f"wrote {folder / 'results.csv'}" in evaluated
+    for name in ("comparison.png", "differences.png", "learning_curves.png"):
+        assert (folder / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    version = client.get_model_version_by_alias(MODEL, "champion")
+    assert version.tags["offerbandit.evaluation_run"] == parent.info.run_id
+    assert f"#/experiments/{exp.experiment_id}/runs/{parent.info.run_id}" in version.description
+    assert parent.data.tags["offerbandit.registered"] == f"{MODEL}/{version.version}"
+
+
+def test_eval_mixes_in_the_services_control_share_by_default() -> None:
+    """Issue 20, finding 5: the default is the service's (ServiceConfig), not 0."""
+    ns = cli_eval.build_parser().parse_args(["--log", "data"])
+    assert ns.control_share == ServiceConfig(data_dir=Path()).control_share == 0.05
