@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from offline_eval._cli import time_arg
 from offline_eval.io.logs import LoggedBandit, load_sqlite
+from offline_eval.io.status import check_closed
 from offline_eval.replay.vw_replay import (
     DEFAULT_GRID_EXPLORATIONS,
     DEFAULT_GRID_INTERACTIONS,
@@ -166,8 +167,9 @@ def load_log(path: str, since: float | None, until: float | None, progress: bool
 def run(ns: argparse.Namespace) -> int:
     progress = not ns.no_progress
     lb = load_log(ns.log, ns.since, ns.until, progress)
-    if lb.n == 0:
-        print("error: no closed decisions in the log (or the time range)", file=sys.stderr)
+    if not check_closed(
+        ns.log, since=ns.since, until=ns.until, prog="offerbandit eval", loaded=lb.n
+    ):
         return 1
     study = Study(
         lb,
