@@ -198,6 +198,7 @@ def simulate_grpc(sim: GrpcSimulation, extra: dict[str, Any] | None = None) -> S
             drain_seconds=drain,
             seed=sim.seed,
             progress=sim.progress,
+            window_seconds=sim.window_seconds,
         )
         backend = GrpcBackend(client, settle_seconds=sim.settle_seconds)
         return drive(world, backend, options, mode="grpc", settings=settings)

@@ -165,13 +165,17 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b != 0 else math.nan
 
 
-def expected_values(world: World, events: Sequence[WorldEvent]) -> FloatArray:
+def expected_values(
+    world: World, events: Sequence[WorldEvent], window_seconds: float | None = None
+) -> FloatArray:
     """The world's expected net value of every treatment (columns of ``world.treatments()``)
-    for each event: ``[n, K]``, computed in chunks."""
+    for each event: ``[n, K]``, computed in chunks (``window_seconds``: of the purchases
+    within that attribution window only)."""
     values = np.empty((len(events), len(world.treatments())))
     step = 8192
     for lo in range(0, len(events), step):
-        values[lo : lo + step] = world.expected_values(events[lo : lo + step])
+        chunk = events[lo : lo + step]
+        values[lo : lo + step] = world.expected_values(chunk, window_seconds=window_seconds)
     return values
 
 
@@ -308,6 +312,8 @@ class DriveOptions:
     """Backend seconds after the last decision during which outcomes are still sent."""
     seed: int = 0
     progress: bool = False
+    window_seconds: float | None = None
+    """The simulated attribution window, for the truth within it (:attr:`RunTruth.in_window`)."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -321,6 +327,10 @@ class RunTruth:
     event_ids: tuple[str, ...]
     keys: tuple[str, ...]
     values: FloatArray
+    in_window: FloatArray | None = None
+    """The same counting only purchases within the run's attribution window (and their offer
+    costs): what the log's rewards measure, so what an unbiased estimate converges to."""
+    window_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -512,7 +522,10 @@ def drive(
         statuses["not_sent"] += len(pending)
     backend.finish(end if math.isfinite(end) else backend.now())
     elapsed = time.perf_counter() - started
-    return _report(world, trace, statuses, backend.stats(), elapsed, mode, settings or {})
+    return _report(
+        world, trace, statuses, backend.stats(), elapsed, mode, settings or {},
+        options.window_seconds,
+    )  # fmt: skip
 
 
 def _report(
@@ -523,6 +536,7 @@ def _report(
     elapsed: float,
     mode: str,
     settings: Mapping[str, Any],
+    window_seconds: float | None = None,
 ) -> SimulationReport:
     chosen = np.array(trace.chosen, dtype=np.intp)
     realised = np.array(trace.realised)
@@ -535,7 +549,13 @@ def _report(
     last, _ = score(
         world, trace.events[k:], chosen[k:], realised[k:], prop[k:], eligible[k:], values[k:]
     )
-    truth = RunTruth(tuple(trace.event_ids), tuple(t.ref.key for t in world.treatments()), values)
+    truth = RunTruth(
+        tuple(trace.event_ids),
+        tuple(t.ref.key for t in world.treatments()),
+        values,
+        None if window_seconds is None else expected_values(world, trace.events, window_seconds),
+        window_seconds,
+    )
     return SimulationReport(
         mode=mode,
         settings=dict(settings),
@@ -694,6 +714,7 @@ def _simulate_in(world: World, config: SimulationConfig, data_dir: Path) -> Simu
             attribution=config.attribution,
             seed=config.seed,
             progress=config.progress,
+            window_seconds=config.window_seconds,
         )
         report = drive(
             world,

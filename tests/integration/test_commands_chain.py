@@ -89,9 +89,12 @@ def test_the_truth_is_computed_on_the_logged_decisions(tmp_path: Path) -> None:
     assert checks["uniform", "DR"].truth == pytest.approx(
         report.overall.uniform_value_per_decision, rel=1e-12
     )
+    assert report.truth.in_window is not None
     for c in checks.values():
+        assert c.in_window is not None
+        assert c.in_window < c.truth
         e = c.estimate
-        assert c.covered == (e.ci_low <= c.truth <= e.ci_high)
+        assert c.covered == (e.ci_low <= c.in_window <= e.ci_high)
         assert ("covers the truth" in c.words()) == c.covered
         assert math.isfinite(e.ess)
 
