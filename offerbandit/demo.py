@@ -35,7 +35,7 @@ from typing import Any
 
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
 from bandit.sim import World, WorldConfig
-from bandit.sim.driver import DEFAULT_WINDOW_SECONDS, RunTruth, simulation_event_key
+from bandit.sim.driver import DEFAULT_WINDOW_SECONDS, SimulationReport, simulation_event_key
 from offerbandit.simulate import GrpcSimulation, simulate_grpc
 from server.app import start_server
 from server.settings import Settings
@@ -58,12 +58,12 @@ def _tracking_uri(given: str | None) -> str:
     return given or default_tracking_uri()
 
 
-def _truth_check(log_path: Path, truth: RunTruth | None) -> str:
+def _truth_check(log_path: Path, report: SimulationReport) -> str:
     """Estimates of the logged policy, uniform and all-control next to the truth."""
     from offerbandit.truth import print_truth_check
 
     try:
-        return print_truth_check(log_path, truth)
+        return print_truth_check(log_path, report.truth, report.outcomes)
     except Exception as exc:  # the demo's report must survive a failing check
         log.warning("truth check failed: %s", exc, exc_info=True)
         return f"the estimates could not be checked against the truth: {exc}"
@@ -179,7 +179,7 @@ def main(argv: Sequence[str]) -> int:
         print("Once it works, open the MLflow UI with:")
     else:
         print(f"offline evaluation:\n{offline}")
-        print("\n" + _truth_check(log_path, report.truth))
+        print("\n" + _truth_check(log_path, report))
         print("\nOpen the MLflow UI (experiment offerbandit-demo) with:")
     print(f"  mlflow ui --backend-store-uri {tracking}")
     print(f"demo finished in {time.perf_counter() - started:.0f} s")

@@ -374,7 +374,7 @@ def main(argv: Sequence[str]) -> int:
             from offerbandit.truth import print_truth_check  # pandas, only when used
 
             print()
-            print(print_truth_check(log_dir, report.truth))
+            print(print_truth_check(log_dir, report.truth, report.outcomes))
         print(
             f"\ndecision log: {log_dir / 'decisions.sqlite'} — next: offerbandit export|eval|"
             f"uplift --log {log_dir}"

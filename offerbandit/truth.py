@@ -11,7 +11,7 @@ how many decisions effectively carry the estimate.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +30,8 @@ LOW_SUPPORT_SHARE = 0.05
 """Below this effective share of the decisions (ESS / n), an estimate is flagged."""
 LOW_SUPPORT_ESS = 100.0
 """… and below this effective sample size whatever the share."""
+LATE_SHARE = 0.1
+"""Above this share of late purchases, the check warns that the log missed them."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,8 +166,32 @@ def summary(checks: Sequence[TruthCheck]) -> str:
     return "\n".join(lines)
 
 
-def print_truth_check(log: str | Path | LoggedBandit, truth: RunTruth | None) -> str:
-    """The printable check of a run's log against its truth (a note when it cannot be made)."""
+def late_note(outcomes: Mapping[str, int]) -> str:
+    """A warning when many purchases arrived after their window closed (a gRPC run that fell
+    behind real time): the log then misses them, and the estimates fall below the truth.
+
+    >>> late_note({"attributed": 85, "late": 539})[:43]
+    'warning: 539 of 624 purchases (86%) arrived'
+    """
+    late, attributed = outcomes.get("late", 0), outcomes.get("attributed", 0)
+    total = late + attributed
+    if total == 0 or late / total < LATE_SHARE:
+        return ""
+    return (
+        f"warning: {late:,} of {total:,} purchases ({100 * late / total:.0f}%) arrived after "
+        "their attribution window had closed (the run fell behind its compressed time: a busy "
+        "machine?); the log's rewards miss them, so every estimate falls below even the truth "
+        "within the window. Run it again with a longer --duration."
+    )
+
+
+def print_truth_check(
+    log: str | Path | LoggedBandit,
+    truth: RunTruth | None,
+    outcomes: Mapping[str, int] | None = None,
+) -> str:
+    """The printable check of a run's log against its truth (a note when it cannot be made);
+    ``outcomes``: the run's outcomes by status, for :func:`late_note`."""
     if truth is None:
         return "no truth to compare the estimates with"
     lb = log if isinstance(log, LoggedBandit) else load_sqlite(log, progress=False)
@@ -178,8 +204,9 @@ def print_truth_check(log: str | Path | LoggedBandit, truth: RunTruth | None) ->
         lb = lb.select(ours)
     if lb.n == 0:
         return "no closed decisions to check the estimates against the truth" + note
+    late = late_note(outcomes or {})
     try:
-        return summary(check_against_truth(lb, truth)) + note
+        return summary(check_against_truth(lb, truth)) + note + ("\n" + late if late else "")
     except ValueError as exc:
         return f"estimates not checked against the truth: {exc}"
 
@@ -187,6 +214,7 @@ def print_truth_check(log: str | Path | LoggedBandit, truth: RunTruth | None) ->
 __all__ = [
     "TruthCheck",
     "check_against_truth",
+    "late_note",
     "print_truth_check",
     "summary",
     "truth_matrix",
