@@ -60,10 +60,10 @@ def _tracking_uri(given: str | None) -> str:
 
 def _truth_check(log_path: Path, report: SimulationReport) -> str:
     """Estimates of the logged policy, uniform and all-control next to the truth."""
-    from offerbandit.truth import print_truth_check
+    from offerbandit.truth import truth_report
 
     try:
-        return print_truth_check(log_path, report.truth, report.outcomes)
+        return truth_report(log_path, report.truth, report.outcomes)
     except Exception as exc:  # the demo's report must survive a failing check
         log.warning("truth check failed: %s", exc, exc_info=True)
         return f"the estimates could not be checked against the truth: {exc}"

@@ -371,10 +371,14 @@ def main(argv: Sequence[str]) -> int:
     if ns.data_dir is not None or not ns.target:
         log_dir = ns.data_dir or Path(DEFAULT_SIM_DIR)
         if not ns.no_truth_check:
-            from offerbandit.truth import print_truth_check  # pandas, only when used
+            from offerbandit.truth import truth_report  # pandas, only when used
 
+            try:
+                text = truth_report(log_dir, report.truth, report.outcomes)
+            except (OSError, ValueError) as exc:  # the run's report is out already
+                text = f"the estimates could not be checked against the truth: {exc}"
             print()
-            print(print_truth_check(log_dir, report.truth, report.outcomes))
+            print(text)
         print(
             f"\ndecision log: {log_dir / 'decisions.sqlite'} — next: offerbandit export|eval|"
             f"uplift --log {log_dir}"

@@ -185,7 +185,7 @@ def late_note(outcomes: Mapping[str, int]) -> str:
     )
 
 
-def print_truth_check(
+def truth_report(
     log: str | Path | LoggedBandit,
     truth: RunTruth | None,
     outcomes: Mapping[str, int] | None = None,
@@ -215,7 +215,7 @@ __all__ = [
     "TruthCheck",
     "check_against_truth",
     "late_note",
-    "print_truth_check",
+    "truth_report",
     "summary",
     "truth_matrix",
 ]
