@@ -215,7 +215,7 @@ __all__ = [
     "TruthCheck",
     "check_against_truth",
     "late_note",
-    "truth_report",
     "summary",
     "truth_matrix",
+    "truth_report",
 ]
