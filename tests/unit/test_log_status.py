@@ -144,3 +144,16 @@ def test_the_commands_explain_an_open_log_and_fail(
     assert "nothing to evaluate yet" in err
     assert "5 decisions, none closed yet: 3 with their attribution window open" in err
     assert not (tmp_path / "x.parquet").exists()  # export wrote nothing
+
+
+def test_a_partly_open_log_is_exported_with_a_note(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _log(tmp_path / "part", closed=3, open_=2, deferred=1)
+    argv = ["--log", str(tmp_path / "part"), "--format", "csv", "--out", str(tmp_path / "x.csv")]
+    assert export_main([*argv, "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "note: using the 3 closed decisions" in err
+    assert "2 with their attribution window open" in err
+    assert "1 deferred, waiting for Activate" in err
+    assert len((tmp_path / "x.csv").read_text().splitlines()) == 1 + 3
