@@ -81,6 +81,7 @@ _PASS_THROUGH: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": _offline("offline_eval.io.cli_export"),
     "eval": _offline("offline_eval.study.cli_eval"),
     "uplift": _offline("offline_eval.uplift.cli_uplift"),
+    "call": _offline("offerbandit.call"),
 }
 
 
@@ -128,6 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("campaign", "decide for a whole audience through a running server; activate sends"),
         ("void", "flag decisions or outcomes as void: kept in the log, never learned"),
         ("rollback", "make an older kept model checkpoint the newest again"),
+        ("call", "call the service with JSON from a shell: offerbandit call Choose '{…}'"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("rest", nargs=argparse.REMAINDER)

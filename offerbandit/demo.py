@@ -9,8 +9,16 @@ scored with the world's truth: realised value against the oracle, and incrementa
 revenue against all-control. The JSON report and the decision log stay in the run folder.
 
 Then the logged decisions are evaluated offline (logged policy, uniform, all-control and two
-VW settings replayed through the log) and the comparison is tracked in MLflow in the run
-folder.
+VW settings replayed through the log), the comparison is tracked in MLflow — in the store
+``offerbandit eval`` and ``uplift`` use too (``$MLFLOW_TRACKING_URI``, else
+``sqlite:///mlflow.db`` in the current folder), so ``mlflow ui --backend-store-uri
+sqlite:///mlflow.db`` shows them all — and the estimates of the logged policy, uniform and
+all-control are printed next to the simulator's truth on the same decisions.
+
+A seed fixes the world and the server's sampling (its event-id key is derived from the
+seed), but the demo runs over real gRPC in real time: which model answers a Choose depends
+on when the server's learner publishes, so two runs differ a little.
+``offerbandit simulate --in-process`` is reproducible to the last digit.
 """
 
 from __future__ import annotations
@@ -27,7 +35,7 @@ from typing import Any
 
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
 from bandit.sim import World, WorldConfig
-from bandit.sim.driver import DEFAULT_WINDOW_SECONDS
+from bandit.sim.driver import DEFAULT_WINDOW_SECONDS, SimulationReport, simulation_event_key
 from offerbandit.simulate import GrpcSimulation, simulate_grpc
 from server.app import start_server
 from server.settings import Settings
@@ -41,6 +49,24 @@ def run_offline_comparison(log_path: Path, report: Mapping[str, Any]) -> str:
     from offline_eval.study.study import run_offline_comparison as compare
 
     return compare(log_path, report)
+
+
+def _tracking_uri(given: str | None) -> str:
+    """The MLflow store the demo logs to: ``given``, else eval's default."""
+    from offline_eval.tracking.tracker import default_tracking_uri
+
+    return given or default_tracking_uri()
+
+
+def _truth_check(log_path: Path, report: SimulationReport) -> str:
+    """Estimates of the logged policy, uniform and all-control next to the truth."""
+    from offerbandit.truth import truth_report
+
+    try:
+        return truth_report(log_path, report.truth, report.outcomes)
+    except Exception as exc:  # the demo's report must survive a failing check
+        log.warning("truth check failed: %s", exc, exc_info=True)
+        return f"the estimates could not be checked against the truth: {exc}"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -66,6 +92,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--interactions", default=",".join(DEFAULT_INTERACTIONS))
     p.add_argument("--control-share", type=float, default=0.05)
+    p.add_argument(
+        "--tracking-uri",
+        help="MLflow store (default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db, the one "
+        "offerbandit eval and the README's mlflow ui line use)",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
 
@@ -95,6 +126,7 @@ def main(argv: Sequence[str]) -> int:
         port=0,
         data_dir=run_dir / "server",
         seed=ns.seed,
+        event_id_prefix=simulation_event_key(ns.seed),
         policy=ns.policy,
         uplift_options=ns.uplift_options,
         exploration=ns.exploration,
@@ -126,7 +158,7 @@ def main(argv: Sequence[str]) -> int:
     finally:
         running.stop(grace=2.0)
     log_path = settings.service_config().log_path
-    tracking = f"sqlite:///{run_dir / 'mlflow.db'}"
+    tracking = _tracking_uri(ns.tracking_uri)
     data = report.to_dict()
     data["decision_log"] = str(log_path)
     data["mlflow_tracking_uri"] = tracking
@@ -146,7 +178,9 @@ def main(argv: Sequence[str]) -> int:
     if offline is None:
         print("Once it works, open the MLflow UI with:")
     else:
-        print(f"offline evaluation:\n{offline}\nOpen the MLflow UI with:")
+        print(f"offline evaluation:\n{offline}")
+        print("\n" + _truth_check(log_path, report))
+        print("\nOpen the MLflow UI (experiment offerbandit-demo) with:")
     print(f"  mlflow ui --backend-store-uri {tracking}")
     print(f"demo finished in {time.perf_counter() - started:.0f} s")
     return 0

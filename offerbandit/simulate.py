@@ -10,18 +10,26 @@ Two transports, one event loop (:func:`bandit.sim.driver.drive`):
   about ``--duration`` seconds, plus a drain of one window for the last outcomes.
 * ``--in-process`` (the default without ``--target``) runs a ``DecisionService`` on a manual
   clock in this process: no network, no fsync, windows closed and learned as simulated time
-  advances.
+  advances. The decision log stays in ``--data-dir`` (default ``./sim-data``, replaced by the
+  next simulation there) for ``offerbandit export|eval|uplift --log sim-data``.
 
 Either way the report (``--report FILE.json``) scores the run with the world's truth on the
 events it saw: realised and expected value per decision, oracle, uniform, all-control, best
-static rule, incremental value and revenue against all-control, overall and for the last 20 %.
+static rule, incremental value and revenue against all-control, overall and for the last 20 %;
+and the logged policy, uniform random and all-control are estimated off-policy from the log
+and printed next to their true values (``--no-truth-check`` skips it).
+
+A seed makes an in-process run reproducible to the last digit: the world, the service's
+sampling (its event-id key is derived from the seed) and the learner's order are all seeded.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
+import shutil
 import sys
 import time
 from collections.abc import Sequence
@@ -51,6 +59,11 @@ from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 log = logging.getLogger(__name__)
 
 _PREFIX = "OUTCOME_STATUS_"
+DEFAULT_SIM_DIR = "sim-data"
+"""Where ``simulate --in-process`` keeps its decision log unless ``--data-dir`` says."""
+MARKER = "simulation.json"
+"""Written into a simulation's data folder (the report): a later simulation may replace
+that folder's log, never a log without it."""
 
 
 def _status(value: int) -> str:
@@ -189,6 +202,7 @@ def simulate_grpc(sim: GrpcSimulation, extra: dict[str, Any] | None = None) -> S
             drain_seconds=drain,
             seed=sim.seed,
             progress=sim.progress,
+            window_seconds=sim.window_seconds,
         )
         backend = GrpcBackend(client, settle_seconds=sim.settle_seconds)
         return drive(world, backend, options, mode="grpc", settings=settings)
@@ -276,10 +290,42 @@ def parser() -> argparse.ArgumentParser:
         default=None,
         help="wall seconds to keep sending outcomes after the last decision",
     )
-    p.add_argument("--data-dir", type=Path, help="in process: keep the decision log here")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        help=f"in process: where the decision log is kept for export, eval and uplift (default "
+        f"./{DEFAULT_SIM_DIR}, replaced by the next run); over gRPC: the server's data folder, "
+        "to check the off-policy estimates against the truth",
+    )
     p.add_argument("--report", type=Path, help="write the JSON report here")
+    p.add_argument(
+        "--no-truth-check",
+        action="store_true",
+        help="skip estimating logged, uniform and all-control from the log against the truth",
+    )
     p.add_argument("--no-progress", action="store_true")
     return p
+
+
+_LOG_FILES = ("decisions.sqlite", "decisions.sqlite-wal", "decisions.sqlite-shm", MARKER)
+
+
+def fresh_data_dir(path: Path) -> str | None:
+    """Make ``path`` ready for a new simulated log: an earlier simulation's log (its folder
+    holds :data:`MARKER`) is removed; a log without the marker (a server's) is refused.
+    Returns an error message, or ``None`` when ready."""
+    if not (path / "decisions.sqlite").exists():
+        return None
+    if not (path / MARKER).exists():
+        return (
+            f"{path} holds a decision log that no simulation wrote; give another --data-dir "
+            "(a simulation never writes into a server's log)"
+        )
+    for name in _LOG_FILES:
+        (path / name).unlink(missing_ok=True)
+    shutil.rmtree(path / "checkpoints", ignore_errors=True)
+    print(f"replacing the earlier simulation's log in {path}", file=sys.stderr)
+    return None
 
 
 def main(argv: Sequence[str]) -> int:
@@ -323,6 +369,11 @@ def main(argv: Sequence[str]) -> int:
             except PolicyError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
+        data_dir = ns.data_dir or Path(DEFAULT_SIM_DIR)
+        problem = fresh_data_dir(data_dir)
+        if problem:
+            print(f"offerbandit simulate: {problem}", file=sys.stderr)
+            return 2
         config = SimulationConfig(
             seed=ns.seed,
             customers=ns.customers,
@@ -340,12 +391,39 @@ def main(argv: Sequence[str]) -> int:
             campaign_holdout=ns.campaign_holdout,
             progress=not ns.no_progress,
         )
-        report = simulate_in_process(config, ns.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        (data_dir / MARKER).write_text(json.dumps({"mode": "in-process", **config.settings()}))
+        report = simulate_in_process(config, data_dir)
+        report.write(data_dir / MARKER)
     print(report.summary())
     if ns.report:
         report.write(ns.report)
         print(f"report: {ns.report}")
+    if ns.data_dir is not None or not ns.target:
+        log_dir = ns.data_dir or Path(DEFAULT_SIM_DIR)
+        if not ns.no_truth_check:
+            from offerbandit.truth import truth_report  # pandas, only when used
+
+            try:
+                text = truth_report(log_dir, report.truth, report.outcomes)
+            except (OSError, ValueError) as exc:  # the run's report is out already
+                text = f"the estimates could not be checked against the truth: {exc}"
+            print()
+            print(text)
+        print(
+            f"\ndecision log: {log_dir / 'decisions.sqlite'} — next: offerbandit export|eval|"
+            f"uplift --log {log_dir}"
+        )
     return 0 if math.isfinite(report.overall.true_value_per_decision) else 1
 
 
-__all__ = ["GrpcBackend", "GrpcSimulation", "main", "parser", "simulate_grpc"]
+__all__ = [
+    "DEFAULT_SIM_DIR",
+    "MARKER",
+    "GrpcBackend",
+    "GrpcSimulation",
+    "fresh_data_dir",
+    "main",
+    "parser",
+    "simulate_grpc",
+]

@@ -99,6 +99,20 @@ class LoggedDecision:
 
 
 @dataclass(frozen=True, slots=True)
+class WindowCounts:
+    """How far the decisions of a selection have come (``closed_only`` is ignored): closed,
+    open (attribution window running), or deferred and not yet activated; and when the open
+    windows close (seconds since the epoch; ``None`` without open windows)."""
+
+    decisions: int
+    closed: int
+    open: int
+    awaiting_activation: int
+    first_close: float | None = None
+    last_close: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class LoggedOutcome:
     """One stored outcome: ``status`` is ``attributed``, ``unattributed`` or ``late``;
     ``event_id`` is the decision it counts for (or the one it named)."""
@@ -134,6 +148,10 @@ class LogReader(Protocol):
     def count(self, selection: Selection) -> int:
         """How many covered decisions ``selection`` keeps."""
 
+    def window_counts(self, selection: Selection) -> WindowCounts:
+        """How many covered decisions the selection keeps are closed, open or awaiting
+        activation, and when the open windows close."""
+
     def decisions(self, selection: Selection, chunk_size: int) -> Iterator[list[LoggedDecision]]:
         """The covered decisions ``selection`` keeps, in log order, ``chunk_size`` at a time."""
 
@@ -159,4 +177,5 @@ __all__ = [
     "LoggedDecision",
     "LoggedOutcome",
     "Selection",
+    "WindowCounts",
 ]

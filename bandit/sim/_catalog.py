@@ -96,6 +96,18 @@ class DelayDistribution:
 
         return self.median_seconds * math.exp(self.sigma * NormalDist().inv_cdf(q))
 
+    def cdf(self, seconds: float) -> float:
+        """The probability of a delay shorter than ``seconds`` (a window holds that share).
+
+        >>> DelayDistribution(median_seconds=3600.0, sigma=1.0).cdf(3600.0)
+        0.5
+        """
+        if seconds <= 0:
+            return 0.0
+        from statistics import NormalDist
+
+        return NormalDist().cdf(math.log(seconds / self.median_seconds) / self.sigma)
+
     def from_normal(self, z: NDArray[np.float64]) -> NDArray[np.float64]:
         """Delays for standard-normal draws ``z`` (lets callers share random numbers)."""
         return self.median_seconds * np.exp(self.sigma * z)

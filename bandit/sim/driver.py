@@ -24,6 +24,7 @@ True
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import math
@@ -63,6 +64,19 @@ LAST_SHARE = 0.2
 
 FloatArray = NDArray[np.float64]
 BoolArray = NDArray[np.bool_]
+
+
+def simulation_event_key(seed: int) -> str:
+    """The event-id key (``event_id_prefix``) of a simulation with ``seed``: 16 hex digits
+    derived from the seed, so a seeded run draws the same event ids, hence the same sampling
+    (seeded from server seed and event id), every time. A live server draws its key at random.
+
+    >>> simulation_event_key(0) == simulation_event_key(0) != simulation_event_key(1)
+    True
+    >>> len(simulation_event_key(0))
+    16
+    """
+    return hashlib.blake2b(f"offerbandit-simulation:{seed}".encode(), digest_size=8).hexdigest()
 
 
 # ---- eligibility a frontend knows ------------------------------------------------------------
@@ -157,6 +171,20 @@ def _ratio(a: float, b: float) -> float:
     return a / b if b != 0 else math.nan
 
 
+def expected_values(
+    world: World, events: Sequence[WorldEvent], window_seconds: float | None = None
+) -> FloatArray:
+    """The world's expected net value of every treatment (columns of ``world.treatments()``)
+    for each event: ``[n, K]``, computed in chunks (``window_seconds``: of the purchases
+    within that attribution window only)."""
+    values = np.empty((len(events), len(world.treatments())))
+    step = 8192
+    for lo in range(0, len(events), step):
+        chunk = events[lo : lo + step]
+        values[lo : lo + step] = world.expected_values(chunk, window_seconds=window_seconds)
+    return values
+
+
 def score(
     world: World,
     events: Sequence[WorldEvent],
@@ -164,22 +192,23 @@ def score(
     realised: FloatArray,
     propensity: FloatArray,
     eligible: BoolArray,
+    values: FloatArray | None = None,
 ) -> tuple[ValueSummary, dict[str, str]]:
     """Score a run on ``events``: chosen columns of ``world.treatments()`` per event, the
-    realised net values, logged propensities and the ``[n, K]`` eligibility masks.
+    realised net values, logged propensities and the ``[n, K]`` eligibility masks
+    (``values``: the events' :func:`expected_values`, when already computed).
 
     Returns the summary and the hindsight static rule (stage → treatment key).
     """
     n = len(events)
     if n == 0:
         raise ValueError("no decisions to score")
-    values = np.empty((n, len(world.treatments())))
+    if values is None:
+        values = expected_values(world, events)
     revenues = np.empty_like(values)
     step = 8192
     for lo in range(0, n, step):
-        chunk = events[lo : lo + step]
-        values[lo : lo + step] = world.expected_values(chunk)
-        revenues[lo : lo + step] = world.expected_revenues(chunk)
+        revenues[lo : lo + step] = world.expected_revenues(events[lo : lo + step])
     rows = np.arange(n)
     control = values[:, 0]
     masked = np.where(eligible, values, -np.inf)
@@ -298,6 +327,25 @@ class DriveOptions:
     progress: bool = False
     outbound: Outbound | None = None
     """Outbound campaigns between the triggered events (:mod:`bandit.sim.outbound`)."""
+    window_seconds: float | None = None
+    """The simulated attribution window, for the truth within it (:attr:`RunTruth.in_window`)."""
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class RunTruth:
+    """The world's expected net value (EUR) of every treatment for every decision of a run:
+    ``values[i, j]`` for the decision ``event_ids[i]`` and the treatment ``keys[j]``
+    (:attr:`bandit.types.TreatmentRef.key`; control first). Any policy's true value on the
+    run's contexts is ``mean_i Σ_j π(j | i) · values[i, j]``: what off-policy estimates of it
+    are checked against."""
+
+    event_ids: tuple[str, ...]
+    keys: tuple[str, ...]
+    values: FloatArray
+    in_window: FloatArray | None = None
+    """The same counting only purchases within the run's attribution window (and their offer
+    costs): what the log's rewards measure, so what an unbiased estimate converges to."""
+    window_seconds: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +364,8 @@ class SimulationReport:
     elapsed_seconds: float
     campaigns: ValueSummary | None = None
     """The outbound campaigns' decisions alone (``DriveOptions.outbound``), else None."""
+    truth: RunTruth | None = field(default=None, repr=False, compare=False)
+    """Per decision, the world's value of every treatment (not in :meth:`to_dict`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready data: the overall scores at the top level."""
@@ -404,6 +454,7 @@ def _finite(obj: Any) -> Any:
 @dataclass(slots=True)
 class _Trace:
     events: list[WorldEvent] = field(default_factory=list)
+    event_ids: list[str] = field(default_factory=list)
     chosen: list[int] = field(default_factory=list)
     realised: list[float] = field(default_factory=list)
     propensity: list[float] = field(default_factory=list)
@@ -491,6 +542,7 @@ def drive(
                 heapq.heappush(pending, (o.occurred_at or start, seq, o))
                 seq += 1
             trace.events.append(event)
+            trace.event_ids.append(choice.event_id)
             trace.chosen.append(column)
             trace.realised.append(outcome.net_value)
             trace.propensity.append(choice.propensity)
@@ -505,7 +557,10 @@ def drive(
         statuses["not_sent"] += len(pending)
     backend.finish(end if math.isfinite(end) else backend.now())
     elapsed = time.perf_counter() - started
-    return _report(world, trace, statuses, backend.stats(), elapsed, mode, settings or {})
+    return _report(
+        world, trace, statuses, backend.stats(), elapsed, mode, settings or {},
+        options.window_seconds,
+    )  # fmt: skip
 
 
 def _report(
@@ -516,13 +571,15 @@ def _report(
     elapsed: float,
     mode: str,
     settings: Mapping[str, Any],
+    window_seconds: float | None = None,
 ) -> SimulationReport:
     chosen = np.array(trace.chosen, dtype=np.intp)
     realised = np.array(trace.realised)
     prop = np.array(trace.propensity)
     eligible = np.array(trace.eligible, dtype=np.bool_)
     n = len(chosen)
-    overall, rule = score(world, trace.events, chosen, realised, prop, eligible)
+    values = expected_values(world, trace.events)
+    overall, rule = score(world, trace.events, chosen, realised, prop, eligible, values)
     k = n - max(1, round(LAST_SHARE * n))
     last, _ = score(world, trace.events[k:], chosen[k:], realised[k:], prop[k:], eligible[k:])
     campaigns = None
@@ -530,8 +587,18 @@ def _report(
     if sent.any():
         events = [e for e, s in zip(trace.events, sent, strict=True) if s]
         campaigns, _ = score(
-            world, events, chosen[sent], realised[sent], prop[sent], eligible[sent]
+            world, events, chosen[sent], realised[sent], prop[sent], eligible[sent], values[sent]
         )
+    last, _ = score(
+        world, trace.events[k:], chosen[k:], realised[k:], prop[k:], eligible[k:], values[k:]
+    )
+    truth = RunTruth(
+        tuple(trace.event_ids),
+        tuple(t.ref.key for t in world.treatments()),
+        values,
+        None if window_seconds is None else expected_values(world, trace.events, window_seconds),
+        window_seconds,
+    )
     return SimulationReport(
         mode=mode,
         settings=dict(settings),
@@ -542,6 +609,7 @@ def _report(
         service=dict(service),
         elapsed_seconds=elapsed,
         campaigns=campaigns,
+        truth=truth,
     )
 
 
@@ -678,6 +746,7 @@ def _simulate_in(world: World, config: SimulationConfig, data_dir: Path) -> Simu
         ServiceConfig(
             data_dir=data_dir,
             seed=config.seed,
+            event_id_prefix=simulation_event_key(config.seed),
             policy=config.policy,
             uplift_options=config.uplift_options,
             exploration=config.exploration,
@@ -705,6 +774,7 @@ def _simulate_in(world: World, config: SimulationConfig, data_dir: Path) -> Simu
             outbound=None
             if config.campaign_every_days is None
             else Outbound(config.campaign_every_days, holdout=config.campaign_holdout),
+            window_seconds=config.window_seconds,
         )
         report = drive(
             world,
@@ -725,13 +795,16 @@ __all__ = [
     "Choice",
     "DriveOptions",
     "InProcessBackend",
+    "RunTruth",
     "SimulationConfig",
     "SimulationReport",
     "ValueSummary",
     "drive",
     "eligible_mask",
     "exclusions",
+    "expected_values",
     "reachable_channels",
     "score",
     "simulate_in_process",
+    "simulation_event_key",
 ]

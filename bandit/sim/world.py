@@ -644,15 +644,25 @@ class World:
         self,
         events: Sequence[WorldEvent] | WorldEvent,
         treatments: Sequence[Treatment] | None = None,
+        *,
+        window_seconds: float | None = None,
     ) -> FloatArray:
         """Expected net value (EUR) per event × treatment: ``[n, K]``, columns as ``treatments``.
 
         ``E[revenue] - fixed_cost * P(purchase) - discount_rate * E[revenue] - contact_cost``
         for an offer through a channel, ``E[revenue]`` for control (all treatments by default).
+        With ``window_seconds``, only purchases within that attribution window count (and
+        their offer costs; the contact cost always does): the value a log's rewards measure.
         """
         p0, p1, reach, basket = self._response(events)
         r = reach[:, None, :]
         p0b = p0[:, None, None]
+        if window_seconds is not None:
+            f0 = self.baseline_delay.cdf(window_seconds)
+            f1 = np.array([m.delay.cdf(window_seconds) for m in self.channel_models])
+            p0 = p0 * f0
+            p0b = p0b * f0
+            p1 = p1 * f1[None, None, :]
         p_buy = r * p1 + (1.0 - r) * p0b
         revenue = basket[:, None, None] * (
             r * p1 * self._basket_mult[None, :, None] + (1 - r) * p0b

@@ -16,6 +16,7 @@ from pathlib import Path
 from bandit.errors import StorageError
 from offline_eval._cli import time_arg
 from offline_eval.io.export import DEFAULT_REWARD_SCALE, ExportFormat, export_log
+from offline_eval.io.status import check_closed
 
 
 def _positive(text: str) -> float:
@@ -84,6 +85,10 @@ def main(argv: Sequence[str]) -> int:
     if ns.no_outcomes:
         outcomes = None
     try:
+        if not ns.all and not check_closed(
+            ns.log, since=ns.since, until=ns.until, prog="offerbandit export"
+        ):
+            return 1
         result = export_log(
             ns.log,
             ns.out,
@@ -99,6 +104,9 @@ def main(argv: Sequence[str]) -> int:
         )
     except (OSError, ValueError, StorageError) as e:
         print(f"offerbandit export: error: {e}", file=sys.stderr)
+        return 1
+    if result.rows == 0:
+        print(f"offerbandit export: {ns.log} has no decisions to export", file=sys.stderr)
         return 1
     if not ns.quiet:
         print(

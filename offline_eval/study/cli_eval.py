@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from offline_eval._cli import time_arg
 from offline_eval.io.logs import LoggedBandit, load_sqlite
 from offline_eval.replay.contact import load_contact_policies
+from offline_eval.io.status import check_closed
 from offline_eval.replay.vw_replay import (
     DEFAULT_GRID_EXPLORATIONS,
     DEFAULT_GRID_INTERACTIONS,
@@ -215,6 +216,8 @@ def with_contact_policies(
         mask = ContactMask.of(lb, cp, negatives, progress=progress)
         out += [WithContactPolicy(b, mask, label) for b in bases]
     return out
+
+
 def default_out(log: str) -> Path:
     """``eval/`` in the log's data folder (the folder given, or the SQLite file's folder)."""
     p = Path(log)
@@ -225,8 +228,9 @@ def run(ns: argparse.Namespace) -> int:
     progress = not ns.no_progress
     contact = load_contact_policies(ns.contact_policy)  # a bad file fails before the log loads
     lb = load_log(ns.log, ns.since, ns.until, progress)
-    if lb.n == 0:
-        print("error: no closed decisions in the log (or the time range)", file=sys.stderr)
+    if not check_closed(
+        ns.log, since=ns.since, until=ns.until, prog="offerbandit eval", loaded=lb.n
+    ):
         return 1
     study = Study(
         lb,

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from offline_eval._cli import time_arg
 from offline_eval.io.logs import load_sqlite
+from offline_eval.io.status import check_closed
 from offline_eval.uplift.analysis import DEFAULT_DIMENSIONS, uplift_report
 from offline_eval.uplift.report import DEFAULT_MAX_CI_WIDTH
 
@@ -99,8 +100,9 @@ def run(ns: argparse.Namespace) -> int:
     except (FileNotFoundError, ValueError) as err:
         print(f"offerbandit uplift: {err}", file=sys.stderr)
         return 2
-    if lb.n == 0:
-        print("offerbandit uplift: no closed decisions in the log (or the period)", file=sys.stderr)
+    if not check_closed(
+        ns.log, since=ns.since, until=ns.until, prog="offerbandit uplift", loaded=lb.n
+    ):
         return 1
     if ns.campaign:
         from offline_eval.uplift.campaign import campaign_rows, campaign_summary

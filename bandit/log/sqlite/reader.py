@@ -16,6 +16,7 @@ import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
@@ -23,7 +24,13 @@ from typing import Any, Final
 import numpy as np
 
 from bandit.errors import StorageError
-from bandit.log.reader import FeatureKind, LoggedDecision, LoggedOutcome, Selection
+from bandit.log.reader import (
+    FeatureKind,
+    LoggedDecision,
+    LoggedOutcome,
+    Selection,
+    WindowCounts,
+)
 from bandit.log.sqlite.schema import schema_version_of
 from bandit.logcodec import PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION, decode_catalogue
 from bandit.types import Treatment
@@ -125,6 +132,25 @@ class SqliteLogReader:
                 f"SELECT COUNT(*) FROM decisions WHERE seq <= ?{where}", (self._last_seq, *params)
             ).fetchone()
         return int(row[0])
+
+    def window_counts(self, selection: Selection) -> WindowCounts:
+        where, params = self._where(replace(selection, closed_only=False))
+        sql = (
+            "SELECT COUNT(*), COUNT(closed_seq),"
+            " SUM(closed_seq IS NULL AND window_closes_at IS NOT NULL),"
+            " SUM(closed_seq IS NULL AND window_closes_at IS NULL),"
+            " MIN(CASE WHEN closed_seq IS NULL THEN window_closes_at END),"
+            " MAX(CASE WHEN closed_seq IS NULL THEN window_closes_at END)"
+            f" FROM decisions WHERE seq <= ?{where}"
+        )
+        with _storage_errors(self.path):
+            n, closed, open_, waiting, first, last = self._conn.execute(
+                sql, (self._last_seq, *params)
+            ).fetchone()
+        return WindowCounts(
+            int(n), int(closed), int(open_ or 0), int(waiting or 0),
+            None if first is None else float(first), None if last is None else float(last),
+        )  # fmt: skip
 
     def decisions(self, selection: Selection, chunk_size: int) -> Iterator[list[LoggedDecision]]:
         if chunk_size < 1:
