@@ -55,7 +55,7 @@ from bandit.learner import (
     vw_arguments,
 )
 from bandit.log import DecisionLog
-from bandit.log.sqlite import SqliteDecisionLog
+from bandit.log.backends import open_decision_log
 from bandit.numbers import check_number, check_time
 from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.rewards import RewardRule
@@ -141,6 +141,10 @@ class ServiceConfig:
     contact_policy: ContactPolicy | None = None
     """The contact policy applied before scoring (:mod:`bandit.contact`); None: none.
     :meth:`DecisionService.reload_contact_policy` replaces it while serving."""
+    log: str = ""
+    """Where the decision log is: empty (the default), the SQLite log in ``data_dir``; a
+    ``postgresql://…`` URL, a PostgreSQL log several processes share
+    (:mod:`bandit.log.backends`)."""
     event_id_prefix: str = ""
     """Empty (the default): event ids start with a random prefix drawn at each start, so they
     stay unique across restarts. Sixteen hex digits: that fixed prefix instead, which makes a
@@ -200,8 +204,9 @@ class DecisionService:
         decision_log: DecisionLog | None = None,
         checkpoints: CheckpointStore | None = None,
     ) -> None:
-        """``decision_log``: the decision log to use (by default the SQLite log at
-        ``config.log_path``); the service closes it when it stops. ``checkpoints``: where
+        """``decision_log``: the decision log to use (by default the one ``config.log``
+        names, the SQLite log at ``config.log_path`` when empty); the service closes it when
+        it stops. ``checkpoints``: where
         models are checkpointed (by default ``config.checkpoint_dir``)."""
         self.config = config
         self.clock: Clock = clock or SystemClock()
@@ -209,7 +214,8 @@ class DecisionService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log: DecisionLog = decision_log or SqliteDecisionLog(
+        self.log: DecisionLog = decision_log or open_decision_log(
+            config.log,
             config.log_path,
             windows=config.windows,
             reward_rule=config.reward_rule,

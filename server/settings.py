@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     """gRPC port; 0 picks a free one (printed at start)."""
     data_dir: Path = Path("data")
     """Folder of the decision log (decisions.sqlite) and model checkpoints."""
+    log: str = ""
+    """The decision log: empty (the default), the embedded SQLite log in ``data_dir``; a
+    ``postgresql://user@host:5432/db`` URL, a PostgreSQL log that several deciders and one
+    trainer share (docs/scale-out.md; needs the ``postgres`` extra)."""
     workers: int = Field(4, ge=1, le=256)
     """Threads for the calls that wait on the database directly (GetDecision, Activate,
     GetStats). Choose and outcomes run on the server's event loop and never wait on a
@@ -264,6 +268,7 @@ class Settings(BaseSettings):
             holdout_key=self.holdout_key,
             contact_policy=self.load_contact_policy(),
             event_id_prefix=self.event_id_prefix,
+            log=self.log,
         )
 
     def load_contact_policy(self) -> ContactPolicy | None:
