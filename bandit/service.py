@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -46,6 +46,7 @@ from bandit.contact.gate import ContactGate, ContactStep
 from bandit.eligibility import ChooseInput, Limits
 from bandit.errors import InvalidRequest, InvalidState, NotReady, OfferBanditError, TooLarge
 from bandit.learn import Closer, Learning, learnable, starting_point
+from bandit.learn.watch import ModelWatcher
 from bandit.learner import (
     DEFAULT_EXPLORATION,
     DEFAULT_INTERACTIONS,
@@ -151,13 +152,23 @@ class ServiceConfig:
     run on a fresh log reproducible (event ids seed the sampling) — for tests and
     simulations; a restart on the same log would then reuse ids and fail to log."""
 
+    role: str = "all"
+    """``all``: decide, close windows, learn and checkpoint in this process (the default).
+    ``decider``: decide only, loading each new model version the trainer publishes to the
+    model store (``offerbandit trainer``; docs/scale-out.md)."""
+    model_store: Path | None = None
+    """The folder of model checkpoints; default ``data_dir/checkpoints``. Deciders and the
+    trainer of one log share it."""
+    model_poll_seconds: float = 1.0
+    """How often a decider looks for a new model version in the model store."""
+
     @property
     def log_path(self) -> Path:
         return self.data_dir / "decisions.sqlite"
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.data_dir / "checkpoints"
+        return self.model_store or self.data_dir / "checkpoints"
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +264,12 @@ class DecisionService:
         )
         """The learner (:class:`bandit.learn.Learning`)."""
         self.closer = Closer(self.log, self.clock, config.close_interval_seconds)
+        if config.role not in ("all", "decider"):
+            raise ValueError(f"role must be 'all' or 'decider', not {config.role!r}")
+        self.watcher = ModelWatcher(
+            self.checkpoints, self.decider, start.version, config.model_poll_seconds
+        )
+        """A decider's model reloader (:mod:`bandit.learn.watch`)."""
         self._duplicates = 0
         self._counter_lock = threading.Lock()
         # Event ids: a random 64-bit prefix per process start (unless configured), then a
@@ -292,7 +309,13 @@ class DecisionService:
 
     def start(self) -> None:
         if self.config.background:
-            for name, target in (("closer", self.closer.run), ("learner", self.learning.run)):
+            roles: list[tuple[str, Callable[[threading.Event], None]]] = [
+                ("closer", self.closer.run),
+                ("learner", self.learning.run),
+            ]
+            if self.config.role == "decider":
+                roles = [("model-watcher", self.watcher.run)]
+            for name, target in roles:
                 t = threading.Thread(target=target, args=(self._stop,), name=name, daemon=True)
                 t.start()
                 self._threads.append(t)
@@ -317,9 +340,10 @@ class DecisionService:
         for t in self._threads:
             t.join()
         self._threads.clear()
-        self.learning.learn_pending()
-        if self.learning.unsaved:
-            self.learning.checkpoint()
+        if self.config.role != "decider":  # a decider never learns: the trainer does
+            self.learning.learn_pending()
+            if self.learning.unsaved:
+                self.learning.checkpoint()
         self.log.close()
 
     # ---- choose ------------------------------------------------------------------------------

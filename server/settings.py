@@ -43,6 +43,15 @@ class Settings(BaseSettings):
     """The decision log: empty (the default), the embedded SQLite log in ``data_dir``; a
     ``postgresql://user@host:5432/db`` URL, a PostgreSQL log that several deciders and one
     trainer share (docs/scale-out.md; needs the ``postgres`` extra)."""
+    role: Literal["all", "decider"] = "all"
+    """all: decide, close windows, learn and checkpoint in this process. decider: decide
+    only (any number of them on one PostgreSQL log), loading each model version that
+    ``offerbandit trainer`` publishes to ``model_store``."""
+    model_store: Path | None = None
+    """Folder of model checkpoints (the model store); default ``data_dir/checkpoints``.
+    Deciders and trainers of one log share it."""
+    model_poll_seconds: float = Field(1.0, gt=0)
+    """How often a decider looks for a new model version in the model store."""
     workers: int = Field(4, ge=1, le=256)
     """Threads for the calls that wait on the database directly (GetDecision, Activate,
     GetStats). Choose and outcomes run on the server's event loop and never wait on a
@@ -269,6 +278,9 @@ class Settings(BaseSettings):
             contact_policy=self.load_contact_policy(),
             event_id_prefix=self.event_id_prefix,
             log=self.log,
+            role=self.role,
+            model_store=self.model_store,
+            model_poll_seconds=self.model_poll_seconds,
         )
 
     def load_contact_policy(self) -> ContactPolicy | None:
