@@ -9,14 +9,20 @@ processes (:mod:`.contacts`), statistics (:mod:`.stats`) and the versioned migra
 
 **Group commit.** Writes are queued as jobs and committed in batches by the engine the
 SQLite log uses (:class:`bandit.log.sqlite.groupcommit.GroupCommit`): one transaction per
-batch on the writer connection, plain decisions in multi-row INSERTs, every other job in its
-own savepoint (a job that fails leaves nothing behind and spares its batch), and a submitter
-is answered only once the batch's COMMIT has returned — with ``synchronous_commit = on``, set
-on every connection, that is once PostgreSQL has flushed its WAL. A batch that loses a
+batch, plain decisions in multi-row INSERTs, every other job in its own savepoint (a job
+that fails leaves nothing behind and spares its batch), and a submitter is answered only
+once the batch's COMMIT has returned — with ``synchronous_commit = on``, set on every
+connection, that is once PostgreSQL has flushed its WAL. A batch that loses a
 deadlock or a serialization check against another process is run again whole (its jobs read
 before they write, so running one again is safe); a batch that fails otherwise fails every
 job in it with :class:`~bandit.errors.StorageError`, and the log reports itself not writable
 until a commit succeeds again.
+
+A durable COMMIT costs ~10 ms of WAL flush on this machine's disk. ``writers`` > 1 gives the
+log several writer connections ("lanes", taken in turn), each with its own batches, so that
+several batches are in flight and PostgreSQL can flush their commits together; on this
+loaded two-core machine 1 and 4 lanes measured within noise of each other (docs/scale-out.md),
+so the default is one.
 
 **Reads** use one autocommit connection per reading thread; each read sees what was
 committed, by any process, when it ran.
@@ -25,6 +31,8 @@ committed, by any process, when it ran.
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import logging
 import threading
 import time
@@ -82,7 +90,12 @@ class PostgresDecisionLog:
         windows: Windows | None = None,
         reward_rule: RewardRule | None = None,
         max_batch: int = 512,
+        writers: int = 1,
     ) -> None:
+        """``writers``: writer connections ("lanes"), each committing its own batches (see
+        the module's docstring)."""
+        if writers < 1:
+            raise ValueError("writers must be at least 1")
         self.dsn = dsn
         self.windows = windows or Windows()
         self.reward_rule = reward_rule or RewardRule()
@@ -91,21 +104,21 @@ class PostgresDecisionLog:
         self._local = threading.local()
         self._readers: list[Conn] = []
         self._readers_lock = threading.Lock()
-        self._commit_lock = threading.Lock()
         self._closed = False
         self.writable = True
         """False since a commit failed until one succeeds (the server reports health)."""
-        self._conn: Conn | None = connect(dsn, application="offerbandit-writer")
+        first = connect(dsn, application="offerbandit-writer")
         try:
-            self.schema_version = migrate(self._conn)
+            self.schema_version = migrate(first)
         except BaseException:
-            self._conn.close()
+            first.close()
             raise
         self._hold_conn: Conn | None = None
         self._hold_lock = threading.Lock()
         self._hold_thread: int | None = None
         self._hold_item: Pending | None = None
-        self._commits = GroupCommit(self._run_batch, self._commit_lock, max_batch)
+        self._lanes = [_Lane(self, first if k == 0 else None, max_batch) for k in range(writers)]
+        self._next_lane = itertools.cycle(self._lanes)
 
     # ---- connections ---------------------------------------------------------------------
 
@@ -125,11 +138,6 @@ class PostgresDecisionLog:
             return self._hold_conn
         return self._reader()
 
-    def _writer(self) -> Conn:
-        if self._conn is None or self._conn.closed:
-            self._conn = connect(self.dsn, application="offerbandit-writer")
-        return self._conn
-
     def _set_writable(self, ok: bool) -> None:
         if ok != self.writable:
             self.writable = ok
@@ -140,11 +148,12 @@ class PostgresDecisionLog:
 
     # ---- the writer: group commit --------------------------------------------------------
 
-    def _run_batch(self, batch: list[Pending]) -> None:
-        """Commit one batch (under the commit lock), running it again after a deadlock."""
+    def _run_batch(self, lane: _Lane, batch: list[Pending]) -> None:
+        """Commit one batch on ``lane`` (under its commit lock), running it again after a
+        deadlock."""
         for attempt in range(_RETRIES + 1):
             try:
-                results = self._try_batch(batch)
+                results = self._try_batch(lane.writer(), batch)
             except _RETRYABLE as exc:
                 if attempt == _RETRIES:
                     self._fail(batch, exc)
@@ -154,6 +163,7 @@ class PostgresDecisionLog:
                 continue
             except psycopg.Error as exc:
                 self._fail(batch, exc)
+                lane.drop_if_broken()
                 return
             for item, (ok, value) in zip(batch, results, strict=True):
                 if ok:
@@ -167,14 +177,11 @@ class PostgresDecisionLog:
     def _fail(self, batch: list[Pending], exc: BaseException) -> None:
         _rate_log.log(logging.ERROR, "commit", "decision log commit failed: %s", exc)
         self._set_writable(False)
-        if self._conn is not None and self._conn.broken:
-            self._conn = None  # reconnect at the next batch
         err = StorageError(f"the decision log could not be written: {exc}")
         for item in batch:
             item.error = err
 
-    def _try_batch(self, batch: list[Pending]) -> list[tuple[bool, Any]]:
-        conn = self._writer()
+    def _try_batch(self, conn: Conn, batch: list[Pending]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = [(True, None)] * len(batch)
         with conn.transaction():
             fast = [i for i, it in enumerate(batch) if it.fast is not None]
@@ -203,30 +210,39 @@ class PostgresDecisionLog:
         self, job: Any, *, notify: Notify | None = None, token: Any = None, wake: bool = True
     ) -> Pending:
         """Queue ``job`` (a function of the writing connection)."""
-        return self._commits.enqueue(Pending(job, False, notify, token), wake)
+        return self._enqueue(_Item(job, False, notify, token), wake)
+
+    def _enqueue(self, item: _Item, wake: bool) -> Pending:
+        item.lane = lane = next(self._next_lane)
+        return lane.commits.enqueue(item, wake)
 
     def wait(self, item: Pending) -> Any:
-        return self._commits.wait(item)
+        lane = getattr(item, "lane", None)
+        if lane is None:  # a held decision: committed with its hold
+            return item.result()
+        return lane.commits.wait(item)
 
     def run(self, job: Any) -> Any:
         """Run ``job`` and wait until it is durable."""
-        return self._commits.run(job)
+        return self.wait(self.submit(job))
 
     def commit_queued(self) -> bool:
-        return self._commits.commit_queued()
+        led = False
+        for lane in self._lanes:
+            led = lane.commits.commit_queued() or led
+        return led
 
     def wake_writer(self) -> None:
-        self._commits.wake_writer()
+        for lane in self._lanes:
+            lane.commits.wake_writer()
 
     def close(self) -> None:
         """Flush every queued write and close the connections."""
         if self._closed:
             return
         self._closed = True
-        self._commits.close()
-        with self._commit_lock:
-            if self._conn is not None:
-                self._conn.close()
+        for lane in self._lanes:
+            lane.close()
         if self._hold_conn is not None:
             self._hold_conn.close()
         with self._readers_lock:
@@ -260,7 +276,7 @@ class PostgresDecisionLog:
             raise StorageError(f"the decision log could not be written: {exc}") from exc
         row = self._decisions.row(decision, request_hash, cid)
         job = self._decisions.insert_job(row, decision.request_id, request_hash)
-        item = Pending(job, True, notify, token)
+        item = _Item(job, True, notify, token)
         if self._hold_thread == threading.get_ident() and self._hold_item is None:
             conn = self._hold_conn
             assert conn is not None
@@ -273,7 +289,7 @@ class PostgresDecisionLog:
             return item
         if not decision.request_id:
             item.fast = ("", row)
-        return self._commits.enqueue(item, wake)
+        return self._enqueue(item, wake)
 
     def find_request(self, request_id: str, request_hash: str) -> StoredDecision | None:
         return self._decisions.by_request_id(self._reader(), request_id, request_hash)
@@ -426,6 +442,41 @@ class PostgresDecisionLog:
 
     def removal_counts(self) -> dict[str, int]:
         return removal_counts(self._reader())
+
+
+class _Item(Pending):
+    """A queued job and the lane it was queued on."""
+
+    __slots__ = ("lane",)
+
+    def __init__(self, job: Any, single_write: bool, notify: Notify | None, token: Any) -> None:
+        super().__init__(job, single_write, notify, token)
+        self.lane: _Lane | None = None
+
+
+class _Lane:
+    """One writer connection with its group commit (its own queue, leader and thread)."""
+
+    def __init__(self, log: PostgresDecisionLog, conn: Conn | None, max_batch: int) -> None:
+        self.dsn = log.dsn
+        self.conn = conn
+        self.lock = threading.Lock()
+        self.commits = GroupCommit(functools.partial(log._run_batch, self), self.lock, max_batch)
+
+    def writer(self) -> Conn:
+        if self.conn is None or self.conn.closed:
+            self.conn = connect(self.dsn, application="offerbandit-writer")
+        return self.conn
+
+    def drop_if_broken(self) -> None:
+        if self.conn is not None and self.conn.broken:
+            self.conn = None  # reconnect at the next batch
+
+    def close(self) -> None:
+        self.commits.close()
+        with self.lock:
+            if self.conn is not None:
+                self.conn.close()
 
 
 __all__ = ["PostgresDecisionLog", "connect"]
