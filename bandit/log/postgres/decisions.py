@@ -45,7 +45,7 @@ COLUMNS = (
 _CACHED = 4096
 """Most catalogues remembered on each side (cleared when full)."""
 
-_FAST_MAX = 128
+FAST_MAX = 128
 """Most decisions one batched INSERT carries (one prepared statement per row count)."""
 
 _DECISION_COLUMNS = (
@@ -154,8 +154,8 @@ class DecisionRows:
     @staticmethod
     def insert_many(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert ``rows`` (decisions without a request id) in as few statements as fit."""
-        for i in range(0, len(rows), _FAST_MAX):
-            chunk = rows[i : i + _FAST_MAX]
+        for i in range(0, len(rows), FAST_MAX):
+            chunk = rows[i : i + FAST_MAX]
             params: list[Any] = []
             for r in chunk:
                 params += r
@@ -246,4 +246,4 @@ def stored(row: Sequence[Any], treatments: tuple[Treatment, ...]) -> StoredDecis
     )
 
 
-__all__ = ["COLUMNS", "Conn", "DecisionRows", "insert_decisions_sql", "stored"]
+__all__ = ["COLUMNS", "FAST_MAX", "Conn", "DecisionRows", "insert_decisions_sql", "stored"]

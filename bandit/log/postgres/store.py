@@ -46,7 +46,7 @@ from bandit.contact.history import LoggedHistory
 from bandit.errors import NotReady, StorageError
 from bandit.log.postgres import contacts
 from bandit.log.postgres.attribution import LAST_CLOSED, OutcomeJobs
-from bandit.log.postgres.decisions import Conn, DecisionRows
+from bandit.log.postgres.decisions import FAST_MAX, Conn, DecisionRows
 from bandit.log.postgres.schema import migrate
 from bandit.log.postgres.stats import log_stats, removal_counts
 from bandit.log.sqlite.groupcommit import GroupCommit, Notify, Pending, notify_all
@@ -183,13 +183,23 @@ class PostgresDecisionLog:
 
     def _try_batch(self, conn: Conn, batch: list[Pending]) -> list[tuple[bool, Any]]:
         results: list[tuple[bool, Any]] = [(True, None)] * len(batch)
+        fast = [i for i, it in enumerate(batch) if it.fast is not None]
+        slow = [i for i, it in enumerate(batch) if it.fast is None]
+        rows = [batch[i].fast[1] for i in fast]  # type: ignore[index]
+        if fast and not slow and len(rows) <= FAST_MAX:
+            # Only new decisions, few enough for one INSERT: in autocommit mode that
+            # statement is its own durable transaction, one round trip for the batch.
+            try:
+                DecisionRows.insert_many(conn, rows)
+                return results
+            except psycopg.errors.IntegrityError:  # nothing written: one by one below
+                log.debug("batched insert failed; one by one", exc_info=True)
+                fast, slow = [], list(range(len(batch)))
         with conn.transaction():
-            fast = [i for i, it in enumerate(batch) if it.fast is not None]
-            slow = [i for i, it in enumerate(batch) if it.fast is None]
             if fast:
                 try:
                     with conn.transaction():
-                        DecisionRows.insert_many(conn, [batch[i].fast[1] for i in fast])  # type: ignore[index]
+                        DecisionRows.insert_many(conn, rows)
                 except _RETRYABLE:
                     raise
                 except psycopg.errors.IntegrityError:
