@@ -46,6 +46,7 @@ from bandit.contact.gate import ContactGate, ContactStep
 from bandit.eligibility import ChooseInput, Limits
 from bandit.errors import InvalidRequest, InvalidState, NotReady, OfferBanditError, TooLarge
 from bandit.learn import Closer, Learning, learnable, starting_point
+from bandit.learn.watch import ModelWatcher
 from bandit.learner import (
     DEFAULT_EXPLORATION,
     DEFAULT_INTERACTIONS,
@@ -57,6 +58,7 @@ from bandit.learner import (
 from bandit.log import DecisionLog
 from bandit.log.sqlite import SqliteDecisionLog
 from bandit.log.sqlite.retention import Retention, bounds_for
+from bandit.log.backends import open_decision_log
 from bandit.numbers import check_number, check_time
 from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.rewards import RewardRule
@@ -154,11 +156,25 @@ class ServiceConfig:
     retention_batch: int = 256
     retention_every_seconds: float = 60.0
     retention_duty: float = 0.1
+    log: str = ""
+    """Where the decision log is: empty (the default), the SQLite log in ``data_dir``; a
+    ``postgresql://…`` URL, a PostgreSQL log several processes share
+    (:mod:`bandit.log.backends`)."""
     event_id_prefix: str = ""
     """Empty (the default): event ids start with a random prefix drawn at each start, so they
     stay unique across restarts. Sixteen hex digits: that fixed prefix instead, which makes a
     run on a fresh log reproducible (event ids seed the sampling) — for tests and
     simulations; a restart on the same log would then reuse ids and fail to log."""
+
+    role: str = "all"
+    """``all``: decide, close windows, learn and checkpoint in this process (the default).
+    ``decider``: decide only, loading each new model version the trainer publishes to the
+    model store (``offerbandit trainer``; docs/scale-out.md)."""
+    model_store: Path | None = None
+    """The folder of model checkpoints; default ``data_dir/checkpoints``. Deciders and the
+    trainer of one log share it."""
+    model_poll_seconds: float = 1.0
+    """How often a decider looks for a new model version in the model store."""
 
     @property
     def log_path(self) -> Path:
@@ -166,7 +182,7 @@ class ServiceConfig:
 
     @property
     def checkpoint_dir(self) -> Path:
-        return self.data_dir / "checkpoints"
+        return self.model_store or self.data_dir / "checkpoints"
 
 
 @dataclass(frozen=True, slots=True)
@@ -213,8 +229,9 @@ class DecisionService:
         decision_log: DecisionLog | None = None,
         checkpoints: CheckpointStore | None = None,
     ) -> None:
-        """``decision_log``: the decision log to use (by default the SQLite log at
-        ``config.log_path``); the service closes it when it stops. ``checkpoints``: where
+        """``decision_log``: the decision log to use (by default the one ``config.log``
+        names, the SQLite log at ``config.log_path`` when empty); the service closes it when
+        it stops. ``checkpoints``: where
         models are checkpointed (by default ``config.checkpoint_dir``)."""
         self.config = config
         self.clock: Clock = clock or SystemClock()
@@ -222,7 +239,8 @@ class DecisionService:
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         config.data_dir.mkdir(parents=True, exist_ok=True)
-        self.log: DecisionLog = decision_log or SqliteDecisionLog(
+        self.log: DecisionLog = decision_log or open_decision_log(
+            config.log,
             config.log_path,
             windows=config.windows,
             reward_rule=config.reward_rule,
@@ -260,6 +278,12 @@ class DecisionService:
         )
         """The learner (:class:`bandit.learn.Learning`)."""
         self.closer = Closer(self.log, self.clock, config.close_interval_seconds)
+        if config.role not in ("all", "decider"):
+            raise ValueError(f"role must be 'all' or 'decider', not {config.role!r}")
+        self.watcher = ModelWatcher(
+            self.checkpoints, self.decider, start.version, config.model_poll_seconds
+        )
+        """A decider's model reloader (:mod:`bandit.learn.watch`)."""
         self._duplicates = 0
         self._counter_lock = threading.Lock()
         # Event ids: a random 64-bit prefix per process start (unless configured), then a
@@ -324,6 +348,8 @@ class DecisionService:
                 ("closer", self.closer.run, ()),
                 ("learner", self.learning.run, ()),
             ]
+            if self.config.role == "decider":  # the trainer closes and learns
+                loops = [("model-watcher", self.watcher.run, ())]
             if self.retention is not None:
                 every = self.config.retention_every_seconds
                 loops.append(("retention", self.retention.run, (every,)))
@@ -354,9 +380,10 @@ class DecisionService:
         for t in self._threads:
             t.join()
         self._threads.clear()
-        self.learning.learn_pending()
-        if self.learning.unsaved:
-            self.learning.checkpoint()
+        if self.config.role != "decider":  # a decider never learns: the trainer does
+            self.learning.learn_pending()
+            if self.learning.unsaved:
+                self.learning.checkpoint()
         if self.retention is not None:
             self.retention.close()
         self.log.close()

@@ -30,6 +30,8 @@ def _serve(ns: argparse.Namespace) -> int:
             "exploration": ns.exploration,
             "policy": ns.policy,
             "uplift_options": ns.uplift_options,
+            "role": ns.role,
+            "log": ns.log,
         }.items()
         if v is not None
     }
@@ -78,6 +80,7 @@ _PASS_THROUGH: dict[str, Callable[[argparse.Namespace], int]] = {
     "soak": _offline("offerbandit.soak"),
     "void": _offline("offerbandit.admin", "void_main"),
     "rollback": _offline("offerbandit.admin", "rollback_main"),
+    "trainer": _offline("offerbandit.trainer"),
     "export": _offline("offline_eval.io.cli_export"),
     "eval": _offline("offline_eval.study.cli_eval"),
     "uplift": _offline("offline_eval.uplift.cli_uplift"),
@@ -102,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument(
         "--uplift-options", help='options of the uplift policy, e.g. "--kappa 1 --explore 0.1"'
     )
+    p.add_argument(
+        "--role", choices=["all", "decider"], help="decider: Choose and outcomes only (scale-out)"
+    )
+    p.add_argument("--log", help="the decision log: a postgresql:// URL (default: SQLite)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("bench", help="Choose latency/throughput benchmark over real gRPC")
@@ -130,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ("void", "flag decisions or outcomes as void: kept in the log, never learned"),
         ("rollback", "make an older kept model checkpoint the newest again"),
         ("call", "call the service with JSON from a shell: offerbandit call Choose '{…}'"),
+        ("trainer", "the one active trainer of a PostgreSQL log (a standby waits to take over)"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("rest", nargs=argparse.REMAINDER)

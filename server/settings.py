@@ -39,6 +39,19 @@ class Settings(BaseSettings):
     """gRPC port; 0 picks a free one (printed at start)."""
     data_dir: Path = Path("data")
     """Folder of the decision log (decisions.sqlite) and model checkpoints."""
+    log: str = ""
+    """The decision log: empty (the default), the embedded SQLite log in ``data_dir``; a
+    ``postgresql://user@host:5432/db`` URL, a PostgreSQL log that several deciders and one
+    trainer share (docs/scale-out.md; needs the ``postgres`` extra)."""
+    role: Literal["all", "decider"] = "all"
+    """all: decide, close windows, learn and checkpoint in this process. decider: decide
+    only (any number of them on one PostgreSQL log), loading each model version that
+    ``offerbandit trainer`` publishes to ``model_store``."""
+    model_store: Path | None = None
+    """Folder of model checkpoints (the model store); default ``data_dir/checkpoints``.
+    Deciders and trainers of one log share it."""
+    model_poll_seconds: float = Field(1.0, gt=0)
+    """How often a decider looks for a new model version in the model store."""
     workers: int = Field(4, ge=1, le=256)
     """Threads for the calls that wait on the database directly (GetDecision, Activate,
     GetStats). Choose and outcomes run on the server's event loop and never wait on a
@@ -298,6 +311,10 @@ class Settings(BaseSettings):
             retention_batch=self.retention_batch,
             retention_every_seconds=self.retention_every_seconds,
             retention_duty=self.retention_duty,
+            log=self.log,
+            role=self.role,
+            model_store=self.model_store,
+            model_poll_seconds=self.model_poll_seconds,
         )
 
     def load_contact_policy(self) -> ContactPolicy | None:

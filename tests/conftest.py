@@ -13,12 +13,25 @@ from bandit.types import Channel, Customer, Offer, Trigger
 from server.app import RunningServer, start_server
 from server.client import OfferBanditClient
 from server.settings import Settings
+from tests.pg import fresh_schema
 
 # Property tests explore the same examples on every run: CI never flakes on a new draw.
 hypothesis_settings.register_profile("offerbandit", derandomize=True, deadline=None)
 hypothesis_settings.load_profile("offerbandit")
 
 ServerFactory = Callable[..., RunningServer]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def log_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The decision log a test runs on, once per backend: ``""`` (the embedded SQLite log in
+    the test's data folder) and a fresh PostgreSQL schema (tests/pg.py: skipped when no
+    server answers, failed instead when ``OFFERBANDIT_REQUIRE_POSTGRES=1``)."""
+    if request.param == "sqlite":
+        yield ""
+        return
+    with fresh_schema() as dsn:
+        yield dsn
 
 
 @pytest.fixture

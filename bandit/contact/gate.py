@@ -32,6 +32,12 @@ seen).
 loads them with the policy and adds a customer as an outcome of a suppression's type is
 recorded (:meth:`ContactGate.outcome`, called by the service before the outcome is queued).
 
+**Across processes.** A log shared by several processes (PostgreSQL) is a
+:class:`HoldingLog`: the step then holds the customer and the candidates' budgeted offers
+in the log from before the history is read until the decision is committed (in ``finish``),
+budgets are counted in the log under that hold instead of in this process, and every
+customer's negative outcomes are read (another process may have recorded one).
+
 **Budgets.** Coupon counts (in total and per day) are read from the log when a policy is
 loaded and then counted here as decisions are made (a decision whose write fails still
 counts: the error is on the safe side). Money charged is read from the log per Choose (a
@@ -46,7 +52,7 @@ import math
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from bandit.contact.history import Budgets, BudgetUse, Contact, CustomerHistory, LoggedHistory
 from bandit.contact.policy import (
@@ -94,6 +100,16 @@ class ContactLog(Protocol):
     def get(self, event_id: str) -> StoredDecision: ...
 
     def offer_spend(self, offers: Collection[str]) -> dict[str, float]: ...
+
+
+@runtime_checkable
+class HoldingLog(Protocol):
+    """A log shared by several processes holds a customer's contacts and offers' budgets
+    for one Choose (:meth:`bandit.log.postgres.PostgresDecisionLog.hold_contacts`)."""
+
+    def hold_contacts(self, customer_id: str, offers: Collection[str]) -> None: ...
+
+    def release_contacts(self) -> None: ...
 
 
 class Done(Protocol):
@@ -200,6 +216,11 @@ class ContactGate:
         self.removals: collections.Counter[str] = collections.Counter()
         """Treatments removed per rule name since the gate was made (the metrics' counter;
         a rule renamed by a reload counts under its new name)."""
+        self._holding = log if isinstance(log, HoldingLog) else None
+        """The log, when it is shared by several processes (see the module's docstring)."""
+        if self._holding is not None:
+            self.cache_customers = 0  # another process's contacts would not be seen
+        self._held = False
         self.policy = policy
         self._reads = _Reads.of(policy)
         self._load_budgets(policy, self._reads)
@@ -298,6 +319,12 @@ class ContactGate:
 
     # ---- inside the lock (the step, then finish) -------------------------------------------
 
+    def hold(self, customer_id: str, offers: frozenset[str]) -> None:
+        """On a shared log, hold the customer and the budgeted ``offers`` until ``finish``."""
+        if self._holding is not None:
+            self._holding.hold_contacts(customer_id, offers & self._reads.budget_offers)
+            self._held = True
+
     def situation(
         self, customer_id: str, now: float, zone: str, offers: frozenset[str]
     ) -> Situation:
@@ -306,10 +333,9 @@ class ContactGate:
         reads = self._reads
         queued = self._live(customer_id)
         history = CustomerHistory()
-        if reads.contacts_for is not None or (
-            reads.negatives_for is not None and customer_id in self._annoyed
-        ):
-            negatives_for = reads.negatives_for if customer_id in self._annoyed else None
+        annoyed = self._held or customer_id in self._annoyed
+        if reads.contacts_for is not None or (reads.negatives_for is not None and annoyed):
+            negatives_for = reads.negatives_for if annoyed else None
             lookback = reads.contacts_for
             cached = None
             if lookback is not None and negatives_for is None:
@@ -347,13 +373,19 @@ class ContactGate:
         budgeted = offers & reads.budget_offers
         if budgeted:
             money = self.log.offer_spend(budgeted & reads.money_offers)
+            counts = self.log.offer_counts(budgeted) if self._held else self._counts
             used: dict[str, BudgetUse] = {}
             for o in budgeted:
                 zone_o = reads.day_zone.get(o)
-                today = (
-                    0 if zone_o is None else self._today.get((o, zone_o, day_start(now, zone_o)), 0)
-                )
-                used[o] = BudgetUse(self._counts.get(o, 0), today, money.get(o, 0.0))
+                today = 0
+                if zone_o is not None:
+                    start = day_start(now, zone_o)
+                    today = (
+                        self.log.offer_counts([o], start)[o]
+                        if self._held
+                        else self._today.get((o, zone_o, start), 0)
+                    )
+                used[o] = BudgetUse(counts.get(o, 0), today, money.get(o, 0.0))
             budgets = Budgets(used)
         return Situation(now, history, budgets, zone)
 
@@ -450,8 +482,12 @@ class ContactGate:
 
     def finish(self, draft: Draft) -> None:
         """The pipeline's last word on a Choose the step let through: count what was queued,
-        then let the next Choose in."""
+        then let the next Choose in (on a shared log, committing the held decision first)."""
         try:
+            if self._held:
+                self._held = False
+                assert self._holding is not None
+                self._holding.release_contacts()
             decision, commit = draft.answered, draft.commit
             if decision is not None and commit is not None:
                 self.made(decision, commit)
@@ -492,6 +528,7 @@ class ContactStep:
         policy = gate.policy
         cands = draft.candidates
         refs, offers = gate.refs(cands)
+        gate.hold(ctx.customer.id, offers)
         situation = gate.situation(ctx.customer.id, gate.now(), str(zone), offers)
         verdict = policy.apply(refs, situation)
         if verdict.removed:
@@ -500,4 +537,11 @@ class ContactStep:
         draft.contact_policy = policy.digest
 
 
-__all__ = ["TIME_ZONE_FEATURE", "ContactGate", "ContactLog", "ContactStep", "day_start"]
+__all__ = [
+    "TIME_ZONE_FEATURE",
+    "ContactGate",
+    "ContactLog",
+    "ContactStep",
+    "HoldingLog",
+    "day_start",
+]

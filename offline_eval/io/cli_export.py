@@ -42,7 +42,7 @@ def parser() -> argparse.ArgumentParser:
         "computed) as Parquet, Vowpal Wabbit DSJson or CSV. See docs/offline-data.md.",
     )
     p.add_argument(
-        "--log", required=True, type=Path, help="data folder or decisions.sqlite to read"
+        "--log", required=True, help="data folder, decisions.sqlite or postgresql:// URL to read"
     )
     p.add_argument("--format", required=True, choices=[f.value for f in ExportFormat], dest="fmt")
     p.add_argument("--out", required=True, type=Path, help="file to write")

@@ -27,8 +27,8 @@ import pandas as pd
 from numpy.typing import NDArray
 from tqdm import tqdm
 
+from bandit.log.backends import open_log_reader
 from bandit.log.reader import LoggedDecision, LogReader, Selection
-from bandit.log.sqlite.reader import SqliteLogReader
 from bandit.types import Treatment, TreatmentRef
 from offline_eval.estimators.ope import BanditData
 
@@ -138,10 +138,10 @@ class LoggedBandit:
 
 
 def open_log(log: str | Path | LogReader) -> LogReader:
-    """A reader of ``log``: a reader itself, or the path of a SQLite log (a data folder or
-    its ``decisions.sqlite``)."""
+    """A reader of ``log``: a reader itself, a ``postgresql://`` URL, or the path of a SQLite
+    log (a data folder or its ``decisions.sqlite``)."""
     if isinstance(log, str | Path):
-        return SqliteLogReader(log)
+        return open_log_reader(log)
     return log
 
 

@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from bandit.log.backends import is_postgres_url
 from offline_eval._cli import time_arg
 from offline_eval.io.logs import LoggedBandit, load_sqlite
 from offline_eval.replay.contact import load_contact_policies
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
         "model:PATH_OR_URI, uplift:'OPTIONS' (the uplift policy replayed), vw:'VW ARGS' "
         "(vw:logged replays the logging settings)",
     )
-    p.add_argument("--log", required=True, help="data folder or decisions.sqlite")
+    p.add_argument("--log", required=True, help="data folder, decisions.sqlite or postgresql://")
     p.add_argument(
         "--policy",
         action="append",
@@ -170,6 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_log(path: str, since: float | None, until: float | None, progress: bool) -> LoggedBandit:
     """A decision log (SQLite folder/file; Parquet or DSJson exports when supported)."""
+    if is_postgres_url(path):
+        return load_sqlite(path, since=since, until=until, progress=progress)
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix in (".parquet", ".json", ".dsjson"):

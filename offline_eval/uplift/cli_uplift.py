@@ -39,7 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Incremental net revenue (net of offer and contact costs) against control, "
         "by customer segment, trigger, offer and channel, with confidence intervals.",
     )
-    p.add_argument("--log", required=True, type=Path, help="decisions.sqlite or its data folder")
+    p.add_argument("--log", required=True, help="decisions.sqlite, its folder or postgresql:// URL")
     p.add_argument(
         "--by",
         action="append",

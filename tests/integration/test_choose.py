@@ -17,6 +17,12 @@ from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 from tests.conftest import CHANNELS, OFFERS, ServerFactory, customer, trigger
 
 
+@pytest.fixture
+def server(log_url: str, make_server: ServerFactory) -> RunningServer:
+    """A server on each log backend (SQLite, PostgreSQL; the schema outlives the server)."""
+    return make_server(log=log_url)
+
+
 def test_choose_answers_a_full_pmf_and_logs_it(client: OfferBanditClient) -> None:
     answer = client.choose(customer(), trigger(), OFFERS, CHANNELS)
     assert len(answer.event_id) == 32

@@ -35,8 +35,9 @@ NIGHT_IN_BERLIN = 1_772_487_000.0
 class Servers:
     """Real servers with a policy file; all stopped at the end of the test."""
 
-    def __init__(self, tmp: Path) -> None:
+    def __init__(self, tmp: Path, log: str = "") -> None:
         self.tmp = tmp
+        self.log = log
         self.started: list[RunningServer] = []
         self.policy = tmp / "policy.toml"
         self.starts = 0
@@ -47,6 +48,7 @@ class Servers:
         if policy is not None:
             self.policy.write_text(policy)
         overrides.setdefault("data_dir", self.tmp / "data")
+        overrides.setdefault("log", self.log)
         self.starts += 1  # a fixed prefix per start: reproducible, never reused on one log
         overrides.setdefault("event_id_prefix", f"{self.starts:016x}")
         settings = Settings.load(
@@ -69,8 +71,9 @@ class Servers:
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[Servers]:
-    s = Servers(tmp_path)
+def servers(tmp_path: Path, log_url: str) -> Iterator[Servers]:
+    """On each log backend."""
+    s = Servers(tmp_path, log_url)
     yield s
     s.stop_all()
 

@@ -8,9 +8,16 @@ import grpc
 import pytest
 
 from bandit.records import OutcomeInput
+from server.app import RunningServer
 from server.client import OfferBanditClient
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 from tests.conftest import CHANNELS, OFFERS, ServerFactory, customer, trigger
+
+
+@pytest.fixture
+def server(log_url: str, make_server: ServerFactory) -> RunningServer:
+    """A server on each log backend (SQLite, PostgreSQL; the schema outlives the server)."""
+    return make_server(log=log_url)
 
 
 def _code(call: object) -> tuple[grpc.StatusCode, str]:

@@ -37,8 +37,8 @@ PREFIX = "00000000000000c1"
 
 
 @pytest.fixture
-def svc(tmp_path: Path) -> Iterator[DecisionService]:
-    config = ServiceConfig(data_dir=tmp_path, background=False, event_id_prefix=PREFIX)
+def svc(tmp_path: Path, log_url: str) -> Iterator[DecisionService]:
+    config = ServiceConfig(data_dir=tmp_path, background=False, event_id_prefix=PREFIX, log=log_url)
     service = DecisionService(config, ManualClock())
     service.start()
     yield service

@@ -39,11 +39,13 @@ VOIDED_DECISIONS = 40  # every 10th decision
 VOIDED_OUTCOMES = 6
 
 
-def _build(data_dir: Path) -> tuple[list[str], list[str]]:
+def _build(data_dir: Path, log: str = "") -> tuple[list[str], list[str]]:
     """A closed log with purchases (a few open decisions at the end), then voids: every 10th
-    decision and a few outcomes of decisions that stay. Returns the voided ids."""
+    decision and a few outcomes of decisions that stay. Returns the voided ids. ``log``: the
+    decision log to write (default: SQLite in ``data_dir``)."""
     cfg = ServiceConfig(
         data_dir=data_dir,
+        log=log,
         background=False,
         synchronous="OFF",
         event_id_prefix="00000000000000a1",

@@ -16,11 +16,12 @@ from bandit.types import Channel, Customer, Offer, TreatmentRef, Trigger
 RULE = RewardRule(outcome_values=(("complaint", -50.0), ("unsubscribe", -20.0)))
 
 
-def test_a_negative_outcome_is_worth_its_value_in_the_reward(tmp_path: Path) -> None:
+def test_a_negative_outcome_is_worth_its_value_in_the_reward(tmp_path: Path, log_url: str) -> None:
     clock = ManualClock(1_800_000_000.0)
     svc = DecisionService(
         ServiceConfig(
             data_dir=tmp_path,
+            log=log_url,
             policy="vw",
             exploration="--epsilon 0.5",
             background=False,

@@ -1,6 +1,7 @@
 """Attribution, idempotency, late and unattributed outcomes, activation and rewards.
 
-A real DecisionService on a temporary SQLite log with a hand-moved clock; no sockets.
+A real DecisionService with a hand-moved clock, on each log backend (``log_url``: a
+temporary SQLite log, and a fresh PostgreSQL schema); no gRPC.
 """
 
 from __future__ import annotations
@@ -38,8 +39,8 @@ def make(tmp_path: Path, **kw: object) -> tuple[DecisionService, ManualClock]:
 
 
 @pytest.fixture
-def svc(tmp_path: Path) -> Iterator[tuple[DecisionService, ManualClock]]:
-    s, clock = make(tmp_path)
+def svc(tmp_path: Path, log_url: str) -> Iterator[tuple[DecisionService, ManualClock]]:
+    s, clock = make(tmp_path, log=log_url)
     yield s, clock
     s.stop()
 
@@ -181,8 +182,8 @@ def test_a_bad_item_in_a_batch_does_not_drop_the_good_ones(
     assert s.get_decision(d.event_id).n_outcomes == 2
 
 
-def test_stream_length_is_bounded(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, max_stream_outcomes=3)
+def test_stream_length_is_bounded(tmp_path: Path, log_url: str) -> None:
+    s, _ = make(tmp_path, log=log_url, max_stream_outcomes=3)
     try:
         with pytest.raises(TooLarge, match="outcomes"):
             s.record_outcomes([outcome(str(i), customer_id="c") for i in range(4)])
@@ -215,8 +216,8 @@ def test_deferred_decisions_learn_only_when_activated(
     assert s.get_decision(never.event_id).state is DecisionState.PENDING_ACTIVATION
 
 
-def test_first_outcome_mode_learns_at_the_first_outcome(tmp_path: Path) -> None:
-    s, _clock = make(tmp_path, reward_rule=RewardRule(mode=RewardMode.FIRST_OUTCOME))
+def test_first_outcome_mode_learns_at_the_first_outcome(tmp_path: Path, log_url: str) -> None:
+    s, _clock = make(tmp_path, log=log_url, reward_rule=RewardRule(mode=RewardMode.FIRST_OUTCOME))
     try:
         d = choose(s)
         assert s.record_outcome(outcome("o1", d.event_id, revenue=40.0)).status == "attributed"
@@ -228,8 +229,8 @@ def test_first_outcome_mode_learns_at_the_first_outcome(tmp_path: Path) -> None:
         s.stop()
 
 
-def test_each_closed_decision_is_learned_once_across_restarts(tmp_path: Path) -> None:
-    s, clock = make(tmp_path)
+def test_each_closed_decision_is_learned_once_across_restarts(tmp_path: Path, log_url: str) -> None:
+    s, clock = make(tmp_path, log=log_url)
     for i in range(30):
         d = choose(s, cid=f"c{i}")
         s.record_outcome(outcome(f"o{i}", d.event_id, revenue=float(i)))
@@ -241,7 +242,7 @@ def test_each_closed_decision_is_learned_once_across_restarts(tmp_path: Path) ->
     assert s.learn_pending(5) == 5  # learned but not checkpointed: lost with a crash
     s.log.close()  # simulate a crash: no final checkpoint
 
-    again, _ = make(tmp_path)
+    again, _ = make(tmp_path, log=log_url)
     try:
         assert (again.position, again.learned, again.model_version) == (12, 12, "v1")
         assert again.learn_pending() == 18
@@ -250,8 +251,10 @@ def test_each_closed_decision_is_learned_once_across_restarts(tmp_path: Path) ->
         again.stop()
 
 
-def test_holdout_customers_always_get_control_logged_as_holdout(tmp_path: Path) -> None:
-    s, _ = make(tmp_path, holdout_share=0.3)
+def test_holdout_customers_always_get_control_logged_as_holdout(
+    tmp_path: Path, log_url: str
+) -> None:
+    s, _ = make(tmp_path, log=log_url, holdout_share=0.3)
     try:
         held = 0
         for i in range(300):

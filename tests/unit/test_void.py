@@ -11,9 +11,11 @@ from bandit.service import DecisionService, ManualClock, ServiceConfig
 from bandit.types import Channel, Customer, Offer, Trigger
 
 
-def test_voided_decisions_are_kept_and_skipped_by_the_learner(tmp_path: Path) -> None:
+def test_voided_decisions_are_kept_and_skipped_by_the_learner(tmp_path: Path, log_url: str) -> None:
     clock = ManualClock()
-    cfg = ServiceConfig(data_dir=tmp_path, background=False, windows=Windows(default=10.0))
+    cfg = ServiceConfig(
+        data_dir=tmp_path, background=False, windows=Windows(default=10.0), log=log_url
+    )
     svc = DecisionService(cfg, clock)
     svc.start()
     try:

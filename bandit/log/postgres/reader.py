@@ -1,0 +1,245 @@
+"""The PostgreSQL decision log read back for offline analysis
+(:class:`~bandit.log.reader.LogReader`), as the SQLite reader reads its file.
+
+A reader covers the decisions up to the last ``seq`` at opening and reads them in ``seq``
+order, ``chunk_size`` rows per query (keyset pagination: no long transaction, memory bounded
+by the chunk). Feature kinds are worked out by PostgreSQL's JSON functions, not in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from types import TracebackType
+from typing import Any, Final
+
+import numpy as np
+import psycopg
+
+from bandit.errors import StorageError
+from bandit.log.postgres.schema import current_version
+from bandit.log.postgres.store import connect
+from bandit.log.reader import FeatureKind, LoggedDecision, LoggedOutcome, Selection
+from bandit.logcodec import SCHEMA_VERSION, decode_catalogue
+from bandit.types import Treatment
+
+_KIND_OF_JSON_TYPE: Final = {
+    "number": FeatureKind.NUMBER,
+    "string": FeatureKind.TEXT,
+    "boolean": FeatureKind.FLAG,
+    "array": FeatureKind.TAGS,
+}
+
+_OUTCOME_COLUMNS: Final = (
+    "outcome_id, event_id, customer_id, type, revenue, occurred_at, received_at, status, voided_at"
+)
+
+
+@contextmanager
+def _storage_errors(source: str) -> Iterator[None]:
+    try:
+        yield
+    except psycopg.Error as e:
+        raise StorageError(f"{source}: {e}") from e
+
+
+def redacted(dsn: str) -> str:
+    """``dsn`` without a password, for reports.
+
+    >>> redacted("postgresql://app:secret@db:5432/offers")
+    'postgresql://app@db:5432/offers'
+    """
+    head, sep, tail = dsn.partition("://")
+    auth, at, rest = tail.rpartition("@")
+    if not at:
+        return dsn
+    return f"{head}{sep}{auth.split(':', 1)[0]}@{rest}"
+
+
+class PostgresLogReader:
+    """A read-only, chunked reader of a PostgreSQL decision log at ``dsn``."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._source = redacted(dsn)
+        self._conn = connect(dsn, application="offerbandit-reader")
+        try:
+            with _storage_errors(self._source):
+                if current_version(self._conn) == 0:
+                    raise FileNotFoundError(f"no decision log at {self._source}")
+                row = self._conn.execute("SELECT COALESCE(MAX(seq), 0) FROM decisions").fetchone()
+                self._last_seq = int(row[0]) if row else 0
+                self._texts = {
+                    int(cid): str(body)
+                    for cid, body in self._conn.execute("SELECT id, body FROM catalogues")
+                }
+        except BaseException:
+            self._conn.close()
+            raise
+        self._decoded: dict[int, tuple[Treatment, ...]] | None = None
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def schema_version(self) -> int:
+        """The record format's version (:data:`bandit.logcodec.SCHEMA_VERSION`); the
+        table layout's migrations are :mod:`.schema`'s."""
+        return SCHEMA_VERSION
+
+    def catalogues(self) -> Mapping[int, tuple[Treatment, ...]]:
+        if self._decoded is None:
+            self._decoded = {cid: decode_catalogue(t) for cid, t in self._texts.items()}
+        return self._decoded
+
+    def catalogue_texts(self) -> Mapping[int, str]:
+        return self._texts
+
+    def count(self, selection: Selection) -> int:
+        where, params = _where(selection)
+        with _storage_errors(self._source):
+            row = self._conn.execute(
+                f"SELECT COUNT(*) FROM decisions WHERE seq <= %s{where}",
+                (self._last_seq, *params),
+            ).fetchone()
+        return int(row[0]) if row else 0
+
+    def decisions(self, selection: Selection, chunk_size: int) -> Iterator[list[LoggedDecision]]:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        where, params = _where(selection)
+        sql = (
+            "SELECT seq, record, catalogue_id, activated_at, closed_seq, reward, revenue,"
+            " n_outcomes, fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel,"
+            " is_control, propensity, pmf, voided_at FROM decisions"
+            f" WHERE seq > %s AND seq <= %s{where} ORDER BY seq LIMIT %s"
+        )
+        last = 0
+        while True:
+            with _storage_errors(self._source):
+                rows = self._conn.execute(
+                    sql, (last, self._last_seq, *params, chunk_size)
+                ).fetchall()
+            if not rows:
+                return
+            yield [_decision(row) for row in rows]
+            last = rows[-1][0]
+
+    def feature_kinds(
+        self, selection: Selection
+    ) -> tuple[dict[str, FeatureKind], dict[str, FeatureKind]]:
+        where, params = _where(selection)
+        found: list[dict[str, FeatureKind]] = []
+        for part in ("customer", "trigger"):
+            kinds: dict[str, FeatureKind] = {}
+            sql = (
+                "SELECT j.key, jsonb_typeof(j.value) FROM decisions,"
+                f" jsonb_each(record::jsonb -> '{part}' -> 'features') j"
+                f" WHERE seq <= %s{where} GROUP BY 1, 2 ORDER BY 1"
+            )
+            with _storage_errors(self._source):
+                rows = self._conn.execute(sql, (self._last_seq, *params)).fetchall()
+            for key, jtype in rows:
+                kind = _KIND_OF_JSON_TYPE.get(str(jtype))
+                if kind is None:
+                    continue
+                name = str(key)
+                kinds[name] = kind if kinds.get(name, kind) == kind else FeatureKind.MIXED
+            found.append(kinds)
+        return found[0], found[1]
+
+    def outcomes(
+        self, *, since: float | None = None, include_voided: bool = False, chunk_size: int
+    ) -> Iterator[list[LoggedOutcome]]:
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        clauses = "" if since is None else " AND occurred_at >= %s"
+        if not include_voided:
+            clauses += " AND voided_at IS NULL"
+        sql = (
+            f"SELECT arrival, {_OUTCOME_COLUMNS} FROM outcomes"
+            f" WHERE arrival > %s{clauses} ORDER BY arrival LIMIT %s"
+        )
+        last = 0
+        while True:
+            params = (last,) + (() if since is None else (since,)) + (chunk_size,)
+            with _storage_errors(self._source):
+                rows = self._conn.execute(sql, params).fetchall()
+            if not rows:
+                return
+            yield [LoggedOutcome(*row[1:]) for row in rows]
+            last = rows[-1][0]
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> PostgresLogReader:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _where(selection: Selection) -> tuple[str, Sequence[Any]]:
+    clauses: list[str] = []
+    params: list[Any] = []
+    if selection.closed_only:
+        clauses.append("closed_seq IS NOT NULL")
+    if not selection.include_voided:
+        clauses.append("voided_at IS NULL")
+    if selection.since is not None:
+        clauses.append("decided_at >= %s")
+        params.append(selection.since)
+    if selection.until is not None:
+        clauses.append("decided_at < %s")
+        params.append(selection.until)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def _decision(row: tuple[Any, ...]) -> LoggedDecision:
+    (seq, record, cid, activated_at, closed_seq, reward, revenue, n_outcomes, fixed_cost,
+     discount_rate, contact_cost, chosen_offer, chosen_channel, is_control, propensity,
+     packed, voided_at) = row  # fmt: skip
+    r = json.loads(record)
+    customer, trigger = r["customer"], r["trigger"]
+    return LoggedDecision(
+        seq=seq,
+        event_id=r["event_id"],
+        decided_at=r["decided_at"],
+        customer_id=customer["id"],
+        customer_features=customer["features"],
+        trigger_type=trigger["type"],
+        trigger_features=trigger["features"],
+        catalogue_id=cid,
+        pmf=np.frombuffer(bytes(packed), dtype="<f8"),
+        chosen=r["chosen"],
+        chosen_offer=chosen_offer,
+        chosen_channel=chosen_channel,
+        is_control=bool(is_control),
+        holdout=bool(r.get("holdout", False)),
+        propensity=propensity,
+        model_version=r["model_version"],
+        policy=r["policy"],
+        deferred=r["deferred"],
+        activated_at=activated_at,
+        closed=closed_seq is not None,
+        reward=reward,
+        revenue=revenue,
+        n_outcomes=n_outcomes,
+        fixed_cost=fixed_cost,
+        discount_rate=discount_rate,
+        contact_cost=contact_cost,
+        voided_at=voided_at,
+        contact_policy=str(r.get("contact_policy", "")),
+        removed=tuple((str(o), str(c), str(rule)) for o, c, rule in r.get("removed", ())),
+    )
+
+
+__all__ = ["PostgresLogReader", "redacted"]
