@@ -439,6 +439,9 @@ class PostgresDecisionLog:
     def customers_with_outcomes(self, types: Collection[str]) -> set[str]:
         return contacts.customers_with_outcomes(self._read(), types)
 
+    def customers_contacted_since(self, since: float, limit: int) -> set[str] | None:
+        return contacts.customers_contacted_since(self._read(), since, limit)
+
     def offer_counts(self, offers: Collection[str], since: float | None = None) -> dict[str, int]:
         return contacts.offer_counts(self._read(), offers, since)
 
