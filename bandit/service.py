@@ -56,9 +56,9 @@ from bandit.learner import (
     vw_arguments,
 )
 from bandit.log import DecisionLog
+from bandit.log.backends import open_decision_log
 from bandit.log.sqlite import SqliteDecisionLog
 from bandit.log.sqlite.retention import Retention, bounds_for
-from bandit.log.backends import open_decision_log
 from bandit.numbers import check_number, check_time
 from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
 from bandit.rewards import RewardRule

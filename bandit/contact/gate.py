@@ -270,6 +270,7 @@ class ContactGate:
         with self.lock:
             self._recent.pop(customer_id, None)
             self._annoyed.discard(customer_id)
+
     def keeps(self, now: float) -> tuple[float, float, frozenset[str]]:
         """What the live policy needs of the log at ``now``, for retention: contacts
         activated since the first value (caps and repeats; ``inf``: none), decisions made

@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from bandit.log.backends import is_postgres_url
 from offline_eval._cli import time_arg
 from offline_eval.io.logs import LoggedBandit, load_sqlite
-from offline_eval.replay.contact import load_contact_policies
 from offline_eval.io.status import check_closed
+from offline_eval.replay.contact import load_contact_policies
 from offline_eval.replay.vw_replay import (
     DEFAULT_GRID_EXPLORATIONS,
     DEFAULT_GRID_INTERACTIONS,

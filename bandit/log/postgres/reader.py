@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from types import TracebackType
 from typing import Any, Final
 
@@ -20,7 +21,13 @@ import psycopg
 from bandit.errors import StorageError
 from bandit.log.postgres.schema import current_version
 from bandit.log.postgres.store import connect
-from bandit.log.reader import FeatureKind, LoggedDecision, LoggedOutcome, Selection
+from bandit.log.reader import (
+    FeatureKind,
+    LoggedDecision,
+    LoggedOutcome,
+    Selection,
+    WindowCounts,
+)
 from bandit.logcodec import SCHEMA_VERSION, decode_catalogue
 from bandit.types import Treatment
 
@@ -105,6 +112,25 @@ class PostgresLogReader:
                 (self._last_seq, *params),
             ).fetchone()
         return int(row[0]) if row else 0
+
+    def window_counts(self, selection: Selection) -> WindowCounts:
+        where, params = _where(replace(selection, closed_only=False))
+        sql = (
+            "SELECT COUNT(*), COUNT(closed_seq),"
+            " COUNT(*) FILTER (WHERE closed_seq IS NULL AND window_closes_at IS NOT NULL),"
+            " COUNT(*) FILTER (WHERE closed_seq IS NULL AND window_closes_at IS NULL),"
+            " MIN(window_closes_at) FILTER (WHERE closed_seq IS NULL),"
+            " MAX(window_closes_at) FILTER (WHERE closed_seq IS NULL)"
+            f" FROM decisions WHERE seq <= %s{where}"
+        )
+        with _storage_errors(self._source):
+            row = self._conn.execute(sql, (self._last_seq, *params)).fetchone()
+        assert row is not None  # an aggregate always has its row
+        n, closed, open_, waiting, first, last = row
+        return WindowCounts(
+            int(n), int(closed), int(open_ or 0), int(waiting or 0),
+            None if first is None else float(first), None if last is None else float(last),
+        )  # fmt: skip
 
     def decisions(self, selection: Selection, chunk_size: int) -> Iterator[list[LoggedDecision]]:
         if chunk_size < 1:
