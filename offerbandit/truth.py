@@ -26,7 +26,7 @@ from offline_eval.study.study import Study
 
 FloatArray = NDArray[np.float64]
 
-LOW_SUPPORT_SHARE = 0.05
+LOW_SUPPORT_SHARE = 0.1
 """Below this effective share of the decisions (ESS / n), an estimate is flagged."""
 LOW_SUPPORT_ESS = 100.0
 """… and below this effective sample size whatever the share."""
@@ -77,7 +77,7 @@ class TruthCheck:
         if self.low_support:
             text += (
                 f", largest weight {e.max_weight:,.0f}: the log rarely did what this policy "
-                "does, so a few decisions carry the estimate and its interval is unreliable"
+                "does, so the estimate rests on few decisions and its interval can be too narrow"
             )
         return text
 
