@@ -82,20 +82,6 @@ def customer_history(
     return LoggedHistory(contacts, negatives)
 
 
-def customers_contacted_since(conn: Conn, since: float, limit: int) -> set[str] | None:
-    """Customers with a contact activated at or after ``since``; None when more than
-    ``limit`` (a scan, run when a policy loads; a log shared by several processes does not
-    cache contacts, :mod:`bandit.contact.gate`)."""
-    rows = conn.execute(
-        "SELECT DISTINCT customer_id FROM decisions"
-        " WHERE activated_at >= %s AND NOT is_control LIMIT %s",
-        (since if math.isfinite(since) else -1e300, limit + 1),
-    ).fetchall()
-    if len(rows) > limit:
-        return None
-    return {str(r[0]) for r in rows}
-
-
 def customers_with_outcomes(conn: Conn, types: Collection[str]) -> set[str]:
     """Customers with an outcome of one of ``types`` (a scan: run when a policy loads)."""
     if not types:

@@ -440,7 +440,9 @@ class PostgresDecisionLog:
         return contacts.customers_with_outcomes(self._read(), types)
 
     def customers_contacted_since(self, since: float, limit: int) -> set[str] | None:
-        return contacts.customers_contacted_since(self._read(), since, limit)
+        """Always None ("too many to keep"): a shared log has other writers, so no process
+        may cache who was contacted; every Choose under a policy reads the log."""
+        return None
 
     def offer_counts(self, offers: Collection[str], since: float | None = None) -> dict[str, int]:
         return contacts.offer_counts(self._read(), offers, since)
