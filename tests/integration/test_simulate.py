@@ -47,7 +47,6 @@ def test_grpc_simulation_finishes_and_the_server_learned_it(make_server: ServerF
     assert report.settings["server_window_seconds"] == pytest.approx(window, rel=1e-3)
     assert report.outcomes.get("rejected", 0) == 0
     assert report.outcomes.get("attributed", 0) > 0
-    assert report.elapsed_seconds < 25
 
     with OfferBanditClient(running.address) as client:
         stats = client.stats()
