@@ -134,7 +134,9 @@ def new_token_entry(name: str, roles: Sequence[str], token: str | None = None) -
         raise TokensError(
             f"roles: {unknown or 'none given'}; a token has one or more of {sorted(ROLES)}"
         )
-    token = token or secrets.token_urlsafe(32)
+    # "ob_" first: a token never starts with "-" (a command line would take it for an
+    # option: offerbandit call --token -x…) and secret scanners can recognise it
+    token = token or "ob_" + secrets.token_urlsafe(32)
     entry = {"name": name, "sha256": token_digest(token), "roles": list(roles)}
     parse_tokens(_entry_toml(entry))  # checks name and roles
     return {**entry, "token": token}

@@ -271,3 +271,14 @@ def test_walking_event_ids_finds_no_neighbour(client: OfferBanditClient) -> None
         for step in (-2, -1, 1, 2)
     }
     assert codes == {grpc.StatusCode.NOT_FOUND}
+
+
+def test_a_new_token_never_looks_like_a_command_line_option() -> None:
+    """Random tokens once started with "-" about one time in 64, and ``offerbandit call
+    --token -x…`` then failed (a test's flicker found it): every token now starts "ob_"."""
+    from server.auth import new_token_entry
+
+    tokens = [new_token_entry("t", ["read"])["token"] for _ in range(500)]
+    assert all(t.startswith("ob_") for t in tokens)
+    assert len(set(tokens)) == 500
+    assert min(len(t) for t in tokens) >= 3 + 43  # 256 random bits, base64url
