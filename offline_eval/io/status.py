@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import TextIO
 
 from bandit.log.reader import Selection, WindowCounts
-from bandit.log.sqlite.reader import SqliteLogReader
 
 _EXPORT_SUFFIXES = (".parquet", ".json", ".dsjson", ".csv")
 
@@ -30,10 +29,16 @@ _EXPORT_SUFFIXES = (".parquet", ".json", ".dsjson", ".csv")
 def window_counts(
     log: str | Path, *, since: float | None = None, until: float | None = None
 ) -> WindowCounts:
-    """Closed, open and waiting decisions of the SQLite log ``log`` (a data folder or its
-    ``decisions.sqlite``) decided in ``[since, until)``; voided decisions left out."""
-    with SqliteLogReader(log) as reader:
+    """Closed, open and waiting decisions of the log ``log`` (a SQLite data folder or its
+    ``decisions.sqlite``, or a ``postgresql://`` URL) decided in ``[since, until)``; voided
+    decisions left out."""
+    from offline_eval.io.logs import open_log
+
+    reader = open_log(log)
+    try:
         return reader.window_counts(Selection(closed_only=False, since=since, until=until))
+    finally:
+        reader.close()
 
 
 def _when(t: float, now: float) -> str:
