@@ -59,7 +59,9 @@ def _interval(psi: np.ndarray) -> tuple[float, float, float]:
     return e.per_decision, e.ci_low, e.ci_high
 
 
-def run(seed: int, decisions: int, customers: int = 5000, control_share: float = 0.05) -> list[Point]:
+def run(
+    seed: int, decisions: int, customers: int = 5000, control_share: float = 0.05
+) -> list[Point]:
     """One seed: the truth and both estimates after each of :data:`POINTS` (≤ ``decisions``)."""
     world = World(seed=seed, config=WorldConfig(n_customers=customers))
     treatments = world.treatments()
@@ -71,6 +73,7 @@ def run(seed: int, decisions: int, customers: int = 5000, control_share: float =
     truth = np.empty(decisions)
     ips = np.empty(decisions)
     oracle = np.empty(decisions)
+    dr_all = np.empty(0)
     dr = LiveIncremental()
     rows: list[Row] = []
     events = []
@@ -122,16 +125,19 @@ def run(seed: int, decisions: int, customers: int = 5000, control_share: float =
             pmfs.clear()
             dr_psi = dr.add(rows)
             rows.clear()
-            if start == 0:
-                dr_all = np.array(dr_psi)
-            else:
-                dr_all = np.concatenate([dr_all, dr_psi])
+            dr_all = np.concatenate([dr_all, dr_psi])
     out = []
     for n in POINTS:
         if n <= decisions:
             out.append(
-                Point(seed, n, float(truth[:n].mean()), _interval(ips[:n]), _interval(dr_all[:n]),
-                      _interval(oracle[:n]))
+                Point(
+                    seed,
+                    n,
+                    float(truth[:n].mean()),
+                    _interval(ips[:n]),
+                    _interval(dr_all[:n]),
+                    _interval(oracle[:n]),
+                )
             )
     return out
 

@@ -239,7 +239,9 @@ def trained_uplift_checkpoint(path: Path, decisions: int = 3000, seed: int = 0) 
                 {"stage": stages[i % 5], "ltv": float(i % 300), "frequency": float(i % 12),
                  "device": "ios" if i % 3 else "android", "consent_email": True},
             )  # fmt: skip
-            trigger = Trigger("cart_abandoned" if i % 2 else "login", {"cart_value": float(i % 150)})
+            trigger = Trigger(
+                "cart_abandoned" if i % 2 else "login", {"cart_value": float(i % 150)}
+            )
             t = treatments[int(rng.integers(len(treatments)))]
             lift = 0.0 if t.offer is None else 0.02 * (int(t.offer.id.split("_")[1]) % 4)
             bought = bool(rng.random() < 0.1 + lift + 0.02 * (i % 5))
@@ -411,12 +413,8 @@ def compare(results: Sequence[Result], reference: str) -> list[str]:
         if mine is None or theirs is None:
             continue
         rr = [x / y for x, y in zip(r.round_cpu, a.round_cpu, strict=False)]
-        spread = (
-            f"{min(rr):>7.2f}× {statistics.median(rr):.2f}× {max(rr):.2f}×" if rr else ""
-        )
-        lines.append(
-            f"{r.policy:<8}{r.name:<12}{r.concurrency:>5}{mine / theirs:>7.2f}×{spread}"
-        )
+        spread = f"{min(rr):>7.2f}× {statistics.median(rr):.2f}× {max(rr):.2f}×" if rr else ""
+        lines.append(f"{r.policy:<8}{r.name:<12}{r.concurrency:>5}{mine / theirs:>7.2f}×{spread}")
     return lines
 
 

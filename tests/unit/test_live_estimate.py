@@ -47,7 +47,9 @@ def _log(seed: int, n: int) -> tuple[float, list[float], list[float]]:
         if not control:
             earned[s][0] += reward
             earned[s][1] += 1
-        rows.append(Row({"segment": s, "visits": float(rng.randrange(5))}, "login", {}, reward, control, mu))
+        rows.append(
+            Row({"segment": s, "visits": float(rng.randrange(5))}, "login", {}, reward, control, mu)
+        )
         plain.append(reward - (reward / mu if control else 0.0))
     dr = LiveIncremental(dims=32, block=200).add(rows)
     return truth / n, plain, dr

@@ -105,7 +105,7 @@ class LiveIncremental:
         self.ridge = ridge
         self._xtx = np.zeros((dims, dims))
         self._xty = np.zeros(dims)
-        self._beta = np.zeros(dims)
+        self._beta: NDArray[Any] = np.zeros(dims)
         self._pending = 0
         """Decisions scored with the current fit (a refit comes once ``block`` are)."""
         self.n = 0
