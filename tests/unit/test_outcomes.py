@@ -291,7 +291,12 @@ def test_stats_estimate_the_live_policys_incremental_value_against_control(
         clock.advance(1000)
         while s.close_due_windows():
             pass
+        clock.advance(10)
+        # A narrower period first (as a metrics scrape asks): nothing closed in it; the wider
+        # one asked next is scored from its own start.
+        assert s.stats(recent_seconds=5.0).log.incremental.decisions == 0
         est = s.stats().log.incremental
+        assert est.method.startswith("doubly-robust")
         # Expected net value: control 3.0; a 5.0 − 0.5 = 4.5; b 6.0 − 0.5 = 5.5.
         ev = {0: 3.0, 1: 4.5, 2: 5.5}
         truth = sum(sum(p[k] * (ev[k] - ev[0]) for k in ev) for p in pmfs) / len(pmfs)

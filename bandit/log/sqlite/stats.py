@@ -22,22 +22,31 @@ class LiveState:
     scores kept with their closing times for as long as the widest period asked for.
 
     A service (re)started on a log scores the decisions of the first period asked for, so
-    its baseline starts from them; a reward corrected after it was scored keeps its score."""
+    its baseline starts from them (a wider period asked later is scored again from its
+    start); a reward corrected after it was scored keeps its score."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
         self._est = LiveIncremental()
         self._seq: int | None = None
         """The last closing position scored (None: nothing read yet)."""
         self._at: list[np.ndarray[Any, Any]] = []
         self._psi: list[np.ndarray[Any, Any]] = []
         self._keep = 0.0
+        self._from = 0.0
+        """The start of the period scored (the first period asked for)."""
 
     def estimate(self, c: sqlite3.Connection, now: float, recent_seconds: float) -> Incremental:
         """The doubly robust estimate over the decisions closed in the last
         ``recent_seconds``."""
         since = now - recent_seconds
         with self._lock:
+            if self._seq is not None and since < self._from:
+                # A wider period than any read so far: score it from its start.
+                self._reset()
             self._keep = max(self._keep, recent_seconds)
             self._read(c, since)
             while self._at and len(self._at[0]) and self._at[0][-1] < now - self._keep:
@@ -60,6 +69,7 @@ class LiveState:
                 (since,),
             )
             self._seq = 0
+            self._from = since
         else:
             cur = c.execute(
                 f"SELECT {cols} FROM decisions WHERE closed_seq > ? AND holdout = 0"
