@@ -307,6 +307,30 @@ def test_stats_estimate_the_live_policys_incremental_value_against_control(
         s.stop()
 
 
+def test_stats_give_the_plain_estimate_when_too_many_decisions_await_scoring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bandit.log.sqlite import stats
+
+    monkeypatch.setattr(stats, "MAX_ROWS", 30)
+    s, clock = make(tmp_path, control_share=0.5, event_id_prefix="0123456789abcdef")
+    try:
+        decisions = [choose(s, cid=f"c{i}") for i in range(40)]
+        for d in decisions[::3]:
+            s.record_outcome(outcome(f"o-{d.event_id}", d.event_id, revenue=20.0))
+        clock.advance(8 * 24 * 3600)
+        while s.close_due_windows():
+            pass
+        plain = s.stats().log.incremental
+        assert plain.method.startswith("ips")  # 40 to score > 30
+        assert plain.decisions == 40
+        monkeypatch.setattr(stats, "MAX_ROWS", 100)
+        robust = s.stats().log.incremental
+        assert robust.method.startswith("doubly-robust") and robust.decisions == 40
+    finally:
+        s.stop()
+
+
 def test_a_fixed_event_id_prefix_makes_decisions_reproducible(tmp_path: Path) -> None:
     runs = []
     for k in range(2):

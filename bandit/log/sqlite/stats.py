@@ -14,6 +14,9 @@ from bandit.records import Incremental, LogStats
 from bandit.types import TreatmentRef
 
 DR_METHOD = "doubly-robust (baseline fitted on earlier control decisions), normal 95%"
+MAX_ROWS = 100_000
+"""Most decisions one GetStats scores (~40 µs each); with more to score since the last call
+(a first call on a busy log's period, or calls far apart) it gives the plain estimate."""
 
 
 class LiveState:
@@ -47,6 +50,11 @@ class LiveState:
             if self._seq is not None and since < self._from:
                 # A wider period than any read so far: score it from its start.
                 self._reset()
+            if self._backlog(c, since) > MAX_ROWS:
+                # Too many to score within one call: the plain estimate, and a fresh start
+                # next time.
+                self._reset()
+                return _plain(c, since)
             self._keep = max(self._keep, recent_seconds)
             self._read(c, since)
             while self._at and len(self._at[0]) and self._at[0][-1] < now - self._keep:
@@ -59,6 +67,14 @@ class LiveState:
                 s2 += float(np.dot(x, x))
         e = Incremental.from_sums(n, s1, s2)
         return Incremental(e.decisions, e.per_decision, e.ci_low, e.ci_high, DR_METHOD)
+
+    def _backlog(self, c: sqlite3.Connection, since: float) -> int:
+        """How many decisions the next :meth:`_read` would score."""
+        if self._seq is None:
+            q = "SELECT COUNT(*) FROM decisions WHERE closed_at >= ? AND closed_seq IS NOT NULL"
+            return int(c.execute(q, (since,)).fetchone()[0])
+        q = "SELECT COUNT(*) FROM decisions WHERE closed_seq > ?"
+        return int(c.execute(q, (self._seq,)).fetchone()[0])
 
     def _read(self, c: sqlite3.Connection, since: float) -> None:
         cols = "closed_seq, closed_at, is_control, propensity, reward, record"
@@ -130,14 +146,7 @@ def log_stats(
     if live is not None:
         incremental = live.estimate(c, now, recent_seconds)
     else:
-        n, s1, s2 = c.execute(
-            "SELECT COUNT(*), COALESCE(SUM(psi), 0), COALESCE(SUM(psi * psi), 0) FROM ("
-            " SELECT CASE WHEN is_control = 1 THEN reward - reward / propensity ELSE reward END"
-            " AS psi FROM decisions WHERE closed_at >= ? AND holdout = 0"
-            " AND closed_seq IS NOT NULL)",
-            (now - recent_seconds,),
-        ).fetchone()
-        incremental = Incremental.from_sums(int(n), float(s1), float(s2))
+        incremental = _plain(c, now - recent_seconds)
     return LogStats(
         incremental=incremental,
         decisions=int(decisions),
@@ -149,6 +158,18 @@ def log_stats(
         closed=int(closed),
         recent=recent,
     )
+
+
+def _plain(c: sqlite3.Connection, since: float) -> Incremental:
+    """The plain estimate: per decision ``ψ = r − 1{control}·r / μ(control)``."""
+    n, s1, s2 = c.execute(
+        "SELECT COUNT(*), COALESCE(SUM(psi), 0), COALESCE(SUM(psi * psi), 0) FROM ("
+        " SELECT CASE WHEN is_control = 1 THEN reward - reward / propensity ELSE reward END"
+        " AS psi FROM decisions WHERE closed_at >= ? AND holdout = 0"
+        " AND closed_seq IS NOT NULL)",
+        (since,),
+    ).fetchone()
+    return Incremental.from_sums(int(n), float(s1), float(s2))
 
 
 def removal_counts(c: sqlite3.Connection) -> dict[str, int]:
@@ -163,4 +184,4 @@ def removal_counts(c: sqlite3.Connection) -> dict[str, int]:
     }
 
 
-__all__ = ["DR_METHOD", "LiveState", "log_stats", "removal_counts"]
+__all__ = ["DR_METHOD", "MAX_ROWS", "LiveState", "log_stats", "removal_counts"]
