@@ -326,7 +326,8 @@ def test_stats_give_the_plain_estimate_when_too_many_decisions_await_scoring(
         assert plain.decisions == 40
         monkeypatch.setattr(stats, "MAX_ROWS", 100)
         robust = s.stats().log.incremental
-        assert robust.method.startswith("doubly-robust") and robust.decisions == 40
+        assert robust.method.startswith("doubly-robust")
+        assert robust.decisions == 40
     finally:
         s.stop()
 
