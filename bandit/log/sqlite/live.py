@@ -106,6 +106,7 @@ class LiveIncremental:
         self._xtx = np.zeros((dims, dims))
         self._xty = np.zeros(dims)
         self._beta: NDArray[Any] = np.zeros(dims)
+        self._seen = np.zeros(dims, dtype=np.bool_)
         self._pending = 0
         """Decisions scored with the current fit (a refit comes once ``block`` are)."""
         self.n = 0
@@ -131,9 +132,12 @@ class LiveIncremental:
         b = x @ self._beta
         weight = np.where(control, 1.0 - 1.0 / np.maximum(mu, 1e-12), 1.0)
         psi = (r - b) * weight
-        xc = x[control]
-        self._xtx += xc.T @ xc
-        self._xty += xc.T @ r[control]
+        # Only the columns these rows use (a few dozen of ``dims``): the same sums, cheaper.
+        cols = np.flatnonzero(x[control].any(axis=0))
+        xc = x[np.ix_(control, cols)]
+        self._xtx[np.ix_(cols, cols)] += xc.T @ xc
+        self._xty[cols] += xc.T @ r[control]
+        self._seen[cols] = True
         self._pending += len(rows)
         self.n += len(rows)
         if self._pending >= self.block:
@@ -141,11 +145,16 @@ class LiveIncremental:
         return [float(v) for v in psi]
 
     def _refit(self) -> None:
-        a = self._xtx + self.ridge * np.eye(self.dims)
+        # Columns no control row has used have no data: their ridge solution is 0, so only
+        # the used ones are solved for.
+        used = np.flatnonzero(self._seen)
+        a = self._xtx[np.ix_(used, used)] + self.ridge * np.eye(len(used))
+        beta = np.zeros(self.dims)
         try:
-            self._beta = np.linalg.solve(a, self._xty)
+            beta[used] = np.linalg.solve(a, self._xty[used])
         except np.linalg.LinAlgError:  # pragma: no cover - ridge keeps it positive definite
-            self._beta = np.zeros(self.dims)
+            beta[:] = 0.0
+        self._beta = beta
         self._pending = 0
 
 

@@ -14,8 +14,8 @@ from bandit.records import Incremental, LogStats
 from bandit.types import TreatmentRef
 
 DR_METHOD = "doubly-robust (baseline fitted on earlier control decisions), normal 95%"
-MAX_ROWS = 100_000
-"""Most decisions one GetStats scores (~40 µs each); with more to score since the last call
+MAX_ROWS = 50_000
+"""Most decisions one GetStats scores (40–70 µs each); with more to score since the last call
 (a first call on a busy log's period, or calls far apart) it gives the plain estimate."""
 
 
