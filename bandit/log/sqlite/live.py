@@ -17,9 +17,9 @@ the context explains, which is most of the interval's width once the policy trea
 control is drawn by the control floor only (Robins et al. 1994; Dudík et al. 2011,
 "Doubly robust policy evaluation and learning"; the baseline as a control variate).
 
-The context's tokens are those the uplift policy reads (:func:`bandit.uplift.features.
-context_tokens`, with number bins), plus each one crossed with the trigger type, hashed into
-``dims`` columns (CRC-32: the same in every process).
+The context's tokens are those the uplift policy reads with number bins on (the log does not
+import the policy: :func:`tokens` spells them out), plus each one crossed with the trigger
+type, hashed into ``dims`` columns (CRC-32: the same in every process).
 """
 
 from __future__ import annotations
@@ -32,9 +32,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
-
-from bandit.types import Context, Customer, Trigger
-from bandit.uplift.features import context_tokens
 
 FloatArray = NDArray[np.float64]
 DIMS = 512
@@ -69,6 +66,42 @@ def _slot(token: object, dims: int) -> int:
     return slot
 
 
+def _number(value: float) -> tuple[float, int]:
+    """``sign(v)·log1p(|v|)`` and the half-octave bin ``±round(2·log2(1 + |v|))`` (0, 0
+    when not finite)."""
+    v = float(value)
+    if not math.isfinite(v):
+        return 0.0, 0
+    return math.copysign(math.log1p(abs(v)), v), int(
+        math.copysign(round(2.0 * math.log2(1.0 + abs(v))), v)
+    )
+
+
+def tokens(
+    customer: Mapping[str, Any], trigger_type: str, trigger: Mapping[str, Any]
+) -> dict[tuple[Any, ...], float]:
+    """The context's tokens and values: a bias, the trigger type, each text or flag feature
+    (name and value), each number (its squashed value, and its bin) and each list item; a
+    token named twice adds up.
+
+    >>> tokens({"stage": "vip", "ltv": 30.0}, "login", {"tags": ["a"]})
+    {('@bias',): 1.0, ('t', '@type', 'login'): 1.0, ('c', 'stage', 'vip'): 1.0, ('c', 'ltv'): 3.4339872044851463, ('c', 'ltv', '~', 10): 1.0, ('t', 'tags', 'a'): 1.0}
+    """
+    out: dict[tuple[Any, ...], float] = {("@bias",): 1.0, ("t", "@type", trigger_type): 1.0}
+    for ns, feats in (("c", customer), ("t", trigger)):
+        for name, value in feats.items():
+            if isinstance(value, bool | str):
+                keys: list[tuple[tuple[Any, ...], float]] = [((ns, name, value), 1.0)]
+            elif isinstance(value, int | float):
+                v, b = _number(value)
+                keys = [((ns, name), v), ((ns, name, "~", b), 1.0)]
+            else:
+                keys = [((ns, name, str(tag)), 1.0) for tag in value]
+            for tok, v in keys:
+                out[tok] = out.get(tok, 0.0) + v
+    return out
+
+
 def features(
     customer: Mapping[str, Any], trigger_type: str, trigger: Mapping[str, Any], dims: int = DIMS
 ) -> FloatArray:
@@ -78,10 +111,9 @@ def features(
     >>> x.shape, float(x[_slot(("@bias",), DIMS)]) > 0
     ((512,), True)
     """
-    ctx = Context(Customer("", dict(customer)), Trigger(trigger_type, dict(trigger)))
     out = np.zeros(dims)
     kind = ("@type", trigger_type)
-    for tok, v in context_tokens(ctx, bins=True).items():
+    for tok, v in tokens(customer, trigger_type, trigger).items():
         out[_slot(tok, dims)] += v
         out[_slot((kind, tok), dims)] += v
     return out
@@ -162,4 +194,4 @@ def _finite(x: float) -> float:
     return x if math.isfinite(x) else 0.0
 
 
-__all__ = ["BLOCK", "DIMS", "LiveIncremental", "Row", "features"]
+__all__ = ["BLOCK", "DIMS", "LiveIncremental", "Row", "features", "tokens"]
