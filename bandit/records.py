@@ -106,6 +106,8 @@ class Incremental:
     per_decision: float
     ci_low: float
     ci_high: float
+    method: str = "ips-vs-control-share, normal 95%"
+    """How the scores were made (GetStats reports it)."""
 
     @property
     def total(self) -> float:

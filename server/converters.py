@@ -483,7 +483,7 @@ def stats_to_pb(s: Stats) -> pb.Stats:
                 ci_low=inc.ci_low,
                 ci_high=inc.ci_high,
                 total=inc.total,
-                method="ips-vs-control-share, normal 95%",
+                method=inc.method,
             )
         )
     return out

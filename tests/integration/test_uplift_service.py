@@ -75,6 +75,9 @@ def test_the_uplift_policy_treats_each_segment_with_its_best_offer_and_restarts_
             )
             assert a.policy.startswith("uplift:")
             assert _mass(a, best) > 0.75, (segment, list(a.ranking))
+        # Every decision (the probes too) learned before the restart: what the restarted
+        # server then says does not depend on how soon after its start it is asked.
+        _wait_learned(c, n + 3)
         learned = c.stats().learned_decisions
     data_dir = running.service.config.data_dir
     running.stop(grace=1.0)

@@ -294,13 +294,43 @@ def test_stats_estimate_the_live_policys_incremental_value_against_control(
         clock.advance(1000)
         while s.close_due_windows():
             pass
+        clock.advance(10)
+        # A narrower period first (as a metrics scrape asks): nothing closed in it; the wider
+        # one asked next is scored from its own start.
+        assert s.stats(recent_seconds=5.0).log.incremental.decisions == 0
         est = s.stats().log.incremental
+        assert est.method.startswith("doubly-robust")
         # Expected net value: control 3.0; a 5.0 − 0.5 = 4.5; b 6.0 − 0.5 = 5.5.
         ev = {0: 3.0, 1: 4.5, 2: 5.5}
         truth = sum(sum(p[k] * (ev[k] - ev[0]) for k in ev) for p in pmfs) / len(pmfs)
         assert est.decisions == 4000
         assert est.ci_low <= truth <= est.ci_high, (truth, est)
         assert est.ci_high - est.ci_low < 1.0
+    finally:
+        s.stop()
+
+
+def test_stats_give_the_plain_estimate_when_too_many_decisions_await_scoring(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from bandit.log.sqlite import stats
+
+    monkeypatch.setattr(stats, "MAX_ROWS", 30)
+    s, clock = make(tmp_path, control_share=0.5, event_id_prefix="0123456789abcdef")
+    try:
+        decisions = [choose(s, cid=f"c{i}") for i in range(40)]
+        for d in decisions[::3]:
+            s.record_outcome(outcome(f"o-{d.event_id}", d.event_id, revenue=20.0))
+        clock.advance(8 * 24 * 3600)
+        while s.close_due_windows():
+            pass
+        plain = s.stats().log.incremental
+        assert plain.method.startswith("ips")  # 40 to score > 30
+        assert plain.decisions == 40
+        monkeypatch.setattr(stats, "MAX_ROWS", 100)
+        robust = s.stats().log.incremental
+        assert robust.method.startswith("doubly-robust")
+        assert robust.decisions == 40
     finally:
         s.stop()
 

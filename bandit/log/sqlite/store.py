@@ -40,7 +40,7 @@ from bandit.log.sqlite.schema import (
     migrate_from_1,
     schema_version_of,
 )
-from bandit.log.sqlite.stats import log_stats, removal_counts
+from bandit.log.sqlite.stats import LiveState, log_stats, removal_counts
 from bandit.logcodec import PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION
 from bandit.ratelog import RateLimitedLog
 from bandit.records import ClosedDecision, LogStats, OutcomeInput, StoredDecision, Windows
@@ -80,6 +80,8 @@ class SqliteDecisionLog:
         self.attribution: AttributionRule = attribution or LastTouch()
         self._decisions = DecisionRows(self.windows)
         self._outcomes = OutcomeJobs(self.windows, self.reward_rule, self.attribution)
+        self._live = LiveState()
+        """GetStats' doubly robust incremental estimate, kept up to date as it is asked."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
         self._commit_lock = threading.Lock()
@@ -428,7 +430,7 @@ class SqliteDecisionLog:
     # ---- stats (:mod:`.stats`) ---------------------------------------------------------------
 
     def stats(self, now: float, recent_seconds: float) -> LogStats:
-        return log_stats(self._reader(), now, recent_seconds)
+        return log_stats(self._reader(), now, recent_seconds, self._live)
 
     def removal_counts(self) -> dict[str, int]:
         return removal_counts(self._reader())
