@@ -69,6 +69,17 @@ def _truth_check(log_path: Path, report: SimulationReport) -> str:
         return f"the estimates could not be checked against the truth: {exc}"
 
 
+def _campaign(address: str, world: World, out: Path) -> str:
+    """One outbound campaign through the running server (:mod:`offerbandit.demo_campaign`)."""
+    from offerbandit.demo_campaign import demo_campaign
+
+    try:
+        return demo_campaign(address, world, out)[1]
+    except Exception as exc:  # the demo's report must survive a failing campaign
+        log.warning("the demo campaign failed: %s", exc, exc_info=True)
+        return f"the demo campaign failed: {exc}"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="offerbandit demo", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
@@ -155,6 +166,7 @@ def main(argv: Sequence[str]) -> int:
             "control_share": ns.control_share,
         }
         report = simulate_grpc(sim, extra)
+        campaign_line = _campaign(running.address, world, run_dir / "sendlist.csv")
     finally:
         running.stop(grace=2.0)
     log_path = settings.service_config().log_path
@@ -166,6 +178,7 @@ def main(argv: Sequence[str]) -> int:
     report_path.parent.mkdir(parents=True, exist_ok=True)
     print()
     print(report.summary())
+    print(campaign_line)
     try:
         offline = run_offline_comparison(log_path, data)
     except Exception as exc:  # the simulation's report must survive a failing evaluation

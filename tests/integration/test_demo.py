@@ -7,8 +7,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
+from bandit.choose import in_holdout
 from offerbandit import demo
 
 
@@ -36,7 +38,15 @@ def test_the_demo_tracks_where_the_readme_looks_and_checks_its_estimates(
     assert "intervals cover it" in table
     assert "effective sample size" in table
 
+    # one outbound campaign over the 150 simulated customers, a tenth held out by the hash
+    assert "campaign demo-campaign: 150 customers decided in one ChooseStream" in out
     (run,) = (tmp_path / "demo-data").iterdir()
+    sends = pd.read_csv(run / "sendlist.csv", keep_default_na=False)
+    assert len(sends) == 150
+    assert (sends["error"] == "").all()
+    held = {c for c in sends["customer_id"] if in_holdout(c, 0.1, "campaign:demo-campaign")}
+    assert set(sends[sends["action"] == "holdout"]["customer_id"]) == held
+    assert f"{len(held)} held out" in out
     report = json.loads((run / "report.json").read_text())
     assert report["mlflow_tracking_uri"] == "sqlite:///mlflow.db"
     assert report["decisions"] == 300
