@@ -15,10 +15,11 @@ default; :attr:`Selection.include_voided` reads them too, with ``voided_at`` set
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import json
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -170,7 +171,84 @@ class LogReader(Protocol):
         """Release the log."""
 
 
+# ---- what both SQL readers share -------------------------------------------------------------
+
+DECISION_COLUMNS = (
+    "seq, record, catalogue_id, activated_at, closed_seq, reward, revenue, n_outcomes,"
+    " fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel, is_control,"
+    " propensity"
+)
+"""The columns a reader selects for :func:`decision_from_row`, then the packed pmf and
+``voided_at`` (each backend names those two its own way)."""
+
+
+def selection_sql(selection: Selection, mark: str, voided: bool = True) -> tuple[str, list[Any]]:
+    """``selection`` as SQL conditions on the decisions table (each ``" AND …"``) and their
+    parameters; ``mark``: the driver's placeholder (``?``, ``%s``); ``voided``: whether the
+    table has a ``voided_at`` column (a log older than voiding has none)."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if selection.closed_only:
+        clauses.append("closed_seq IS NOT NULL")
+    if not selection.include_voided and voided:
+        clauses.append("voided_at IS NULL")
+    if selection.since is not None:
+        clauses.append(f"decided_at >= {mark}")
+        params.append(selection.since)
+    if selection.until is not None:
+        clauses.append(f"decided_at < {mark}")
+        params.append(selection.until)
+    return "".join(f" AND {c}" for c in clauses), params
+
+
+def decision_from_row(row: Sequence[Any]) -> LoggedDecision:
+    """One decision from its :data:`DECISION_COLUMNS`, packed pmf and ``voided_at`` (a
+    version-1 row has no packed pmf: it is in the record)."""
+    (seq, record, cid, activated_at, closed_seq, reward, revenue, n_outcomes, fixed_cost,
+     discount_rate, contact_cost, chosen_offer, chosen_channel, is_control, propensity,
+     packed, voided_at) = row  # fmt: skip
+    r = json.loads(record)
+    pmf = (
+        np.asarray(r["pmf"], dtype=np.float64)
+        if packed is None
+        else np.frombuffer(bytes(packed), dtype="<f8")
+    )
+    customer, trigger = r["customer"], r["trigger"]
+    return LoggedDecision(
+        seq=seq,
+        event_id=r["event_id"],
+        decided_at=r["decided_at"],
+        customer_id=customer["id"],
+        customer_features=customer["features"],
+        trigger_type=trigger["type"],
+        trigger_features=trigger["features"],
+        catalogue_id=cid,
+        pmf=pmf,
+        chosen=r["chosen"],
+        chosen_offer=chosen_offer,
+        chosen_channel=chosen_channel,
+        is_control=bool(is_control),
+        holdout=bool(r.get("holdout", False)),
+        propensity=propensity,
+        model_version=r["model_version"],
+        policy=r["policy"],
+        deferred=r["deferred"],
+        activated_at=activated_at,
+        closed=closed_seq is not None,
+        reward=reward,
+        revenue=revenue,
+        n_outcomes=n_outcomes,
+        fixed_cost=fixed_cost,
+        discount_rate=discount_rate,
+        contact_cost=contact_cost,
+        voided_at=voided_at,
+        contact_policy=str(r.get("contact_policy", "")),
+        removed=tuple((str(o), str(c), str(rule)) for o, c, rule in r.get("removed", ())),
+    )
+
+
 __all__ = [
+    "DECISION_COLUMNS",
     "FeatureKind",
     "JsonFeature",
     "LogReader",
@@ -178,4 +256,6 @@ __all__ = [
     "LoggedOutcome",
     "Selection",
     "WindowCounts",
+    "decision_from_row",
+    "selection_sql",
 ]

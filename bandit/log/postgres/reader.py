@@ -8,25 +8,26 @@ by the chunk). Feature kinds are worked out by PostgreSQL's JSON functions, not 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
 from typing import Any, Final
 
-import numpy as np
 import psycopg
 
 from bandit.errors import StorageError
 from bandit.log.postgres.schema import current_version
 from bandit.log.postgres.store import connect
 from bandit.log.reader import (
+    DECISION_COLUMNS,
     FeatureKind,
     LoggedDecision,
     LoggedOutcome,
     Selection,
     WindowCounts,
+    decision_from_row,
+    selection_sql,
 )
 from bandit.logcodec import SCHEMA_VERSION, decode_catalogue
 from bandit.types import Treatment
@@ -137,9 +138,8 @@ class PostgresLogReader:
             raise ValueError("chunk_size must be at least 1")
         where, params = _where(selection)
         sql = (
-            "SELECT seq, record, catalogue_id, activated_at, closed_seq, reward, revenue,"
-            " n_outcomes, fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel,"
-            " is_control, propensity, pmf, voided_at FROM decisions"
+            f"SELECT {DECISION_COLUMNS},"
+            " pmf, voided_at FROM decisions"
             f" WHERE seq > %s AND seq <= %s{where} ORDER BY seq LIMIT %s"
         )
         last = 0
@@ -150,7 +150,7 @@ class PostgresLogReader:
                 ).fetchall()
             if not rows:
                 return
-            yield [_decision(row) for row in rows]
+            yield [decision_from_row(row) for row in rows]
             last = rows[-1][0]
 
     def feature_kinds(
@@ -214,58 +214,7 @@ class PostgresLogReader:
 
 
 def _where(selection: Selection) -> tuple[str, Sequence[Any]]:
-    clauses: list[str] = []
-    params: list[Any] = []
-    if selection.closed_only:
-        clauses.append("closed_seq IS NOT NULL")
-    if not selection.include_voided:
-        clauses.append("voided_at IS NULL")
-    if selection.since is not None:
-        clauses.append("decided_at >= %s")
-        params.append(selection.since)
-    if selection.until is not None:
-        clauses.append("decided_at < %s")
-        params.append(selection.until)
-    return "".join(f" AND {c}" for c in clauses), params
-
-
-def _decision(row: tuple[Any, ...]) -> LoggedDecision:
-    (seq, record, cid, activated_at, closed_seq, reward, revenue, n_outcomes, fixed_cost,
-     discount_rate, contact_cost, chosen_offer, chosen_channel, is_control, propensity,
-     packed, voided_at) = row  # fmt: skip
-    r = json.loads(record)
-    customer, trigger = r["customer"], r["trigger"]
-    return LoggedDecision(
-        seq=seq,
-        event_id=r["event_id"],
-        decided_at=r["decided_at"],
-        customer_id=customer["id"],
-        customer_features=customer["features"],
-        trigger_type=trigger["type"],
-        trigger_features=trigger["features"],
-        catalogue_id=cid,
-        pmf=np.frombuffer(bytes(packed), dtype="<f8"),
-        chosen=r["chosen"],
-        chosen_offer=chosen_offer,
-        chosen_channel=chosen_channel,
-        is_control=bool(is_control),
-        holdout=bool(r.get("holdout", False)),
-        propensity=propensity,
-        model_version=r["model_version"],
-        policy=r["policy"],
-        deferred=r["deferred"],
-        activated_at=activated_at,
-        closed=closed_seq is not None,
-        reward=reward,
-        revenue=revenue,
-        n_outcomes=n_outcomes,
-        fixed_cost=fixed_cost,
-        discount_rate=discount_rate,
-        contact_cost=contact_cost,
-        voided_at=voided_at,
-        contact_policy=str(r.get("contact_policy", "")),
-        removed=tuple((str(o), str(c), str(rule)) for o, c, rule in r.get("removed", ())),
-    )
+    return selection_sql(selection, "%s")
 
 
 __all__ = ["PostgresLogReader", "redacted"]

@@ -12,7 +12,6 @@ Errors of the file itself (not a database, corrupt) are raised as
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -21,15 +20,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final
 
-import numpy as np
-
 from bandit.errors import StorageError
 from bandit.log.reader import (
+    DECISION_COLUMNS,
     FeatureKind,
     LoggedDecision,
     LoggedOutcome,
     Selection,
     WindowCounts,
+    decision_from_row,
+    selection_sql,
 )
 from bandit.log.sqlite.schema import schema_version_of
 from bandit.logcodec import PMF_IN_HEAD_SCHEMA, SCHEMA_VERSION, decode_catalogue
@@ -157,9 +157,8 @@ class SqliteLogReader:
             raise ValueError("chunk_size must be at least 1")
         where, params = self._where(selection)
         sql = (
-            "SELECT seq, record, catalogue_id, activated_at, closed_seq, reward, revenue,"
-            " n_outcomes, fixed_cost, discount_rate, contact_cost, chosen_offer, chosen_channel,"
-            f" is_control, propensity, {self._pmf}, {self._voided} FROM decisions"
+            f"SELECT {DECISION_COLUMNS},"
+            f" {self._pmf}, {self._voided} FROM decisions"
             f" WHERE seq > ? AND seq <= ?{where} ORDER BY seq LIMIT ?"
         )
         last = 0
@@ -170,7 +169,7 @@ class SqliteLogReader:
                 ).fetchall()
             if not rows:
                 return
-            yield [_decision(row) for row in rows]
+            yield [decision_from_row(row) for row in rows]
             last = rows[-1][0]
 
     def feature_kinds(
@@ -233,83 +232,8 @@ class SqliteLogReader:
     ) -> None:
         self.close()
 
-    # ---- helpers -----------------------------------------------------------------------
-
     def _where(self, selection: Selection) -> tuple[str, Sequence[Any]]:
-        clauses: list[str] = []
-        params: list[Any] = []
-        if selection.closed_only:
-            clauses.append("closed_seq IS NOT NULL")
-        if not selection.include_voided and self._voided != "NULL":
-            clauses.append("voided_at IS NULL")
-        if selection.since is not None:
-            clauses.append("decided_at >= ?")
-            params.append(selection.since)
-        if selection.until is not None:
-            clauses.append("decided_at < ?")
-            params.append(selection.until)
-        return "".join(f" AND {c}" for c in clauses), params
-
-
-def _decision(row: tuple[Any, ...]) -> LoggedDecision:
-    (
-        seq,
-        record,
-        cid,
-        activated_at,
-        closed_seq,
-        reward,
-        revenue,
-        n_outcomes,
-        fixed_cost,
-        discount_rate,
-        contact_cost,
-        chosen_offer,
-        chosen_channel,
-        is_control,
-        propensity,
-        packed,
-        voided_at,
-    ) = row
-    r = json.loads(record)
-    # A version-1 row carries its pmf in the head; later ones pack it into the column.
-    pmf = (
-        np.asarray(r["pmf"], dtype=np.float64)
-        if packed is None
-        else np.frombuffer(packed, dtype="<f8")
-    )
-    customer, trigger = r["customer"], r["trigger"]
-    return LoggedDecision(
-        seq=seq,
-        event_id=r["event_id"],
-        decided_at=r["decided_at"],
-        customer_id=customer["id"],
-        customer_features=customer["features"],
-        trigger_type=trigger["type"],
-        trigger_features=trigger["features"],
-        catalogue_id=cid,
-        pmf=pmf,
-        chosen=r["chosen"],
-        chosen_offer=chosen_offer,
-        chosen_channel=chosen_channel,
-        is_control=bool(is_control),
-        holdout=bool(r.get("holdout", False)),
-        propensity=propensity,
-        model_version=r["model_version"],
-        policy=r["policy"],
-        deferred=r["deferred"],
-        activated_at=activated_at,
-        closed=closed_seq is not None,
-        reward=reward,
-        revenue=revenue,
-        n_outcomes=n_outcomes,
-        fixed_cost=fixed_cost,
-        discount_rate=discount_rate,
-        contact_cost=contact_cost,
-        voided_at=voided_at,
-        contact_policy=str(r.get("contact_policy", "")),
-        removed=tuple((str(o), str(c), str(rule)) for o, c, rule in r.get("removed", ())),
-    )
+        return selection_sql(selection, "?", voided=self._voided != "NULL")
 
 
 __all__ = ["LOG_FILE", "SqliteLogReader", "log_file"]
