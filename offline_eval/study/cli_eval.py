@@ -222,7 +222,10 @@ def with_contact_policies(
 
 
 def default_out(log: str) -> Path:
-    """``eval/`` in the log's data folder (the folder given, or the SQLite file's folder)."""
+    """``eval/`` in the log's data folder (the folder given, or the SQLite file's folder);
+    in the current folder for a log that is no file (a ``postgresql://`` URL)."""
+    if "://" in log:
+        return Path("eval")
     p = Path(log)
     return (p if p.is_dir() else p.parent) / "eval"
 

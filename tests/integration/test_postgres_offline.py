@@ -79,16 +79,22 @@ def test_export_reads_a_postgres_log(logs: tuple[Path, str], tmp_path: Path) -> 
 
 
 def test_uplift_and_eval_read_a_postgres_log(
-    logs: tuple[Path, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    logs: tuple[Path, str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     _folder, dsn = logs
     argv = ["--log", dsn, "--by", "stage", "--min-count", "5", "--no-mlflow", "--no-progress"]
     assert uplift_main([*argv, "--out", str(tmp_path / "u")]) == 0
     assert "live policy:" in capsys.readouterr().out
+    monkeypatch.chdir(tmp_path)  # a URL's default output folder is ./eval, not the URL
     code = eval_main(["--log", dsn, "--policy", "uniform", "--policy", "control",
                       "--estimators", "ips,snips", "--no-track", "--no-progress"])  # fmt: skip
     assert code == 0
     assert "uniform" in capsys.readouterr().out
+    assert (tmp_path / "eval" / "results.json").exists()
+    assert not (tmp_path / "postgresql:").exists()
 
 
 def test_a_password_never_reaches_a_report() -> None:
