@@ -4,12 +4,11 @@ every simulated customer through the same server — the live policy, contact po
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 from bandit.sim import World
 from bandit.sim._catalog import CAMPAIGN_TRIGGER
-from bandit.types import Customer, Trigger
+from bandit.types import Trigger
 from offerbandit.campaign import Campaign, RunSummary, run
 from server.client import OfferBanditClient
 
@@ -30,11 +29,8 @@ def demo_campaign(address: str, world: World, out: Path) -> tuple[RunSummary, st
         holdout=HOLDOUT,
     )
 
-    def audience() -> Iterator[Customer]:
-        yield from world.customers
-
     with OfferBanditClient(address, timeout=30) as client:
-        s = run(client, campaign, audience(), out, progress=False)
+        s = run(client, campaign, iter(world.customers), out, progress=False)
     line = (
         f"campaign {CAMPAIGN_ID}: {s.decided} customers decided in one ChooseStream — "
         f"{s.sent} to send, {s.control} left alone by the policy, {s.holdout} held out "
