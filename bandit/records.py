@@ -10,8 +10,12 @@ import hashlib
 import math
 from dataclasses import dataclass
 from enum import StrEnum
+from statistics import NormalDist
 
 from bandit.types import Decision, TreatmentRef
+
+_Z95 = 1.959963984540054
+"""The normal quantile of a two-sided 95% interval."""
 
 
 class OutcomeStatus(StrEnum):
@@ -113,8 +117,32 @@ class Incremental:
     def total(self) -> float:
         return self.per_decision * self.decisions
 
+    def detectable(self, power: float = 0.8) -> float:
+        """The smallest true gain per decision that an estimate as spread as this one (over
+        as many decisions) would show above 0 — its 95% interval wholly positive — with
+        probability ``power``: the minimum detectable effect, ``(z₀.₉₇₅ + z_power)`` standard
+        errors (NaN before there is an interval).
+
+        >>> round(Incremental(400, 0.1, -0.88, 1.08).detectable(), 2)
+        1.4
+        """
+        se = (self.ci_high - self.ci_low) / (2.0 * _Z95)
+        return (_Z95 + NormalDist().inv_cdf(power)) * se
+
+    def decisions_to_detect(self, gain: float, power: float = 0.8) -> float:
+        """How many decisions an estimate of this spread needs before a true ``gain`` per
+        decision shows above 0 with probability ``power`` (the standard error falls as
+        ``1/√n``; the spread per decision is taken as it is now). NaN without an interval.
+
+        >>> round(Incremental(400, 0.1, -0.88, 1.08).decisions_to_detect(0.7))
+        1602
+        """
+        if not gain > 0.0:
+            raise ValueError("gain must be positive")
+        return self.decisions * (self.detectable(power) / gain) ** 2
+
     @staticmethod
-    def from_sums(n: int, s1: float, s2: float, z: float = 1.959963984540054) -> Incremental:
+    def from_sums(n: int, s1: float, s2: float, z: float = _Z95) -> Incremental:
         """From the count, sum and sum of squares of the per-row scores.
 
         >>> e = Incremental.from_sums(4, 8.0, 20.0)

@@ -43,12 +43,12 @@ from server.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def run_offline_comparison(log_path: Path, report: Mapping[str, Any]) -> str:
+def run_offline_comparison(log_path: Path, report: Mapping[str, Any], progress: bool = True) -> str:
     """Compare policies offline on the demo's decision log, tracked in MLflow at
     ``report["mlflow_tracking_uri"]``; returns the printable summary."""
     from offline_eval.study.study import run_offline_comparison as compare
 
-    return compare(log_path, report)
+    return compare(log_path, report, progress)
 
 
 def _tracking_uri(given: str | None) -> str:
@@ -180,7 +180,7 @@ def main(argv: Sequence[str]) -> int:
     print(report.summary())
     print(campaign_line)
     try:
-        offline = run_offline_comparison(log_path, data)
+        offline = run_offline_comparison(log_path, data, not ns.no_progress)
     except Exception as exc:  # the simulation's report must survive a failing evaluation
         log.warning("offline evaluation failed: %s", exc, exc_info=True)
         print(f"offline evaluation failed: {exc}")

@@ -146,7 +146,22 @@ class GrpcBackend:
             "pending_windows": s.pending_windows,
             "learned": s.learned_decisions,
             "model_version": s.model_version,
+            "incremental": _incremental(s),
         }
+
+
+def _incremental(s: pb.Stats) -> dict[str, Any] | None:
+    """GetStats' live incremental estimate, as the report keeps it (None before it has one)."""
+    if not s.HasField("incremental"):
+        return None
+    e = s.incremental
+    return {
+        "decisions": e.decisions,
+        "per_decision": e.per_decision,
+        "ci": [e.ci_low, e.ci_high],
+        "detectable_per_decision": e.detectable_per_decision,
+        "method": e.method,
+    }
 
 
 @dataclass(frozen=True, slots=True)

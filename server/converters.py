@@ -484,6 +484,7 @@ def stats_to_pb(s: Stats) -> pb.Stats:
                 ci_high=inc.ci_high,
                 total=inc.total,
                 method=inc.method,
+                detectable_per_decision=_finite(inc.detectable()),
             )
         )
     return out

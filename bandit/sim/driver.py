@@ -406,7 +406,7 @@ class SimulationReport:
         lines.append(
             f"policy = {100 * o.share_of_oracle:.1f}% of the oracle "
             f"({100 * last.share_of_oracle:.1f}% over the last 20%); "
-            f"{100 * last.share_of_oracle_gain:.0f}% of the oracle's gain over control "
+            f"{round(100 * last.share_of_oracle_gain)}% of the oracle's gain over control "
             "in the last 20%"
         )
         lines.append(
@@ -427,6 +427,9 @@ class SimulationReport:
                 )
                 + f"({o.control_decisions} control decisions)"
             )
+        live = self.service.get("incremental")
+        if live:
+            lines.append(live_estimate_line(live, o.incremental_value_per_decision))
         c = self.campaigns
         if c is not None:
             lines.append(
@@ -689,6 +692,39 @@ class InProcessBackend:
             "model_version": s.model_version,
             "policy": self.service.policy_id,
         }
+
+
+def live_estimate_line(live: Mapping[str, Any], truth: float) -> str:
+    """What the server's own ``GetStats`` estimate said, beside the world's ``truth`` (the
+    run's true incremental value per decision): whether its interval tells the policy from
+    doing nothing, the smallest gain it could have told (80% power), and how many decisions
+    an estimate this spread would need to show a true gain like the run's.
+
+    >>> print(live_estimate_line({"decisions": 3600, "per_decision": 0.04, "ci": [-0.33, 0.41],
+    ...     "detectable_per_decision": 0.53}, 0.2))
+    GetStats' live estimate: +0.04 EUR net per decision [95% CI -0.33, +0.41] over 3,600 closed \
+decisions (truth +0.20): not yet told apart from doing nothing; it tells a gain from none from \
++0.53 EUR per decision (80% power); a true gain of +0.20 shows after ≈ 25,281 decisions at this \
+spread
+    """
+    n = int(live["decisions"])
+    est, (lo, hi) = float(live["per_decision"]), live["ci"]
+    mde = float(live["detectable_per_decision"])
+    if lo > 0.0:
+        verdict = "above doing nothing"
+    elif hi < 0.0:
+        verdict = "below doing nothing"
+    else:
+        verdict = "not yet told apart from doing nothing"
+    line = (
+        f"GetStats' live estimate: {est:+.2f} EUR net per decision [95% CI {lo:+.2f}, {hi:+.2f}] "
+        f"over {n:,} closed decisions (truth {truth:+.2f}): {verdict}; it tells a gain from none "
+        f"from {mde:+.2f} EUR per decision (80% power)"
+    )
+    if truth > 0.0 and mde > 0.0:
+        need = n * (mde / truth) ** 2
+        line += f"; a true gain of {truth:+.2f} shows after ≈ {need:,.0f} decisions at this spread"
+    return line
 
 
 @dataclass(frozen=True, slots=True)

@@ -459,19 +459,21 @@ class Study:
 # ---- tracking --------------------------------------------------------------------------------
 
 
-def run_offline_comparison(log_path: str | Path, report: Mapping[str, Any]) -> str:
+def run_offline_comparison(
+    log_path: str | Path, report: Mapping[str, Any], progress: bool = True
+) -> str:
     """The demo's offline step: compare a few policies on its log, tracked in MLflow.
 
     Evaluates the logged policy, uniform random, all-control and two VW settings replayed
     through the log (the service's default and epsilon-greedy) with SNIPS, DR and SNDR, logs
     the comparison to ``report["mlflow_tracking_uri"]`` (experiment ``offerbandit-demo``),
-    and returns the printable summary.
+    and returns the printable summary (``progress``: progress bars on standard error).
     """
     from offline_eval.io.logs import load_sqlite
     from offline_eval.tracking.tracker import Tracker
 
     lb = load_sqlite(log_path, closed_only=True, progress=False)
-    study = Study(lb, name="offerbandit-demo", estimators="snips,dr,sndr", progress=True)
+    study = Study(lb, name="offerbandit-demo", estimators="snips,dr,sndr", progress=progress)
     interactions = ("co", "ch", "to", "th", "oh")
     result = study.compare(
         [

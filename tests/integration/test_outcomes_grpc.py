@@ -151,3 +151,6 @@ def test_activation_over_grpc(make_server: ServerFactory) -> None:
         assert c.get_decision(deferred.event_id).state == pb.DECISION_STATE_CLOSED
         assert c.get_decision(never.event_id).state == pb.DECISION_STATE_PENDING_ACTIVATION
         assert stats.incremental.decisions == 2
+        inc = stats.incremental  # the gain it could tell from none: 2.80 standard errors
+        half = (inc.ci_high - inc.ci_low) / 2
+        assert inc.detectable_per_decision == pytest.approx(half / 1.959964 * 2.801585, rel=1e-5)

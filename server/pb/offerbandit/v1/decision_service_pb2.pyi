@@ -1019,6 +1019,7 @@ class IncrementalEstimate(_message.Message):
     CI_HIGH_FIELD_NUMBER: _builtins.int
     TOTAL_FIELD_NUMBER: _builtins.int
     METHOD_FIELD_NUMBER: _builtins.int
+    DETECTABLE_PER_DECISION_FIELD_NUMBER: _builtins.int
     decisions: _builtins.int
     per_decision: _builtins.float
     ci_low: _builtins.float
@@ -1026,6 +1027,11 @@ class IncrementalEstimate(_message.Message):
     total: _builtins.float
     """per_decision × decisions."""
     method: _builtins.str
+    detectable_per_decision: _builtins.float
+    """The smallest true gain per decision an estimate this spread would show above 0 (its
+    interval wholly positive) with 80% probability: the minimum detectable effect. It falls
+    as 1/sqrt(decisions); a gain smaller than this is not yet told apart from none.
+    """
     def __init__(
         self,
         *,
@@ -1035,10 +1041,11 @@ class IncrementalEstimate(_message.Message):
         ci_high: _builtins.float = ...,
         total: _builtins.float = ...,
         method: _builtins.str = ...,
+        detectable_per_decision: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["ci_high", b"ci_high", "ci_low", b"ci_low", "decisions", b"decisions", "method", b"method", "per_decision", b"per_decision", "total", b"total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ci_high", b"ci_high", "ci_low", b"ci_low", "decisions", b"decisions", "detectable_per_decision", b"detectable_per_decision", "method", b"method", "per_decision", b"per_decision", "total", b"total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
