@@ -393,6 +393,7 @@ def activate(
     send_list: Path | None = None,
     *,
     progress: bool = True,
+    first_errors: dict[str, str] | None = None,
 ) -> dict[str, int]:
     """Activate every event id in ``sent`` through one ActivateStream; counts by result
     (:data:`ACTIVATION_COUNTS`), each row counted once its activation is durable or refused.
@@ -403,16 +404,20 @@ def activate(
     ``sent_at`` in ``sent`` (now, when it has none). Every ``sent_at`` is read before anything
     is sent: one that is not a time refuses the file (:class:`CampaignError`), nothing
     activated. Re-running on the same files is safe: what was activated counts as ``already
-    activated``."""
+    activated``. ``first_errors`` (when given) receives, per count other than ``activated``,
+    where its first row is and its error (``FILE, row N: CODE: message``)."""
     frame = _read(sent)
     raw = list(frame["sent_at"]) if "sent_at" in frame.columns else [None] * len(frame)
     at = [_sent_at(x, sent, row) for row, x in enumerate(raw, start=2)]
     events = [str(e) for e in frame["event_id"]]
+    left_rows: list[int] = []
     if send_list is not None:
         rows = _read(send_list)
         if "action" not in rows.columns:
             raise CampaignError(f"{send_list}: no action column (not a send list)")
-        left = rows[rows["action"].isin(["control", "holdout"])]
+        chosen = rows["action"].isin(["control", "holdout"]).to_numpy()
+        left = rows[chosen]
+        left_rows = [int(i) + 2 for i in chosen.nonzero()[0]]
         times = [t for t in at if t is not None]
         start = min(times) if times else None
         events += [str(e) for e in left["event_id"]]
@@ -425,7 +430,13 @@ def activate(
         for n, result in enumerate(client.activate_stream(items)):
             if result.index != n:
                 raise CampaignError(f"answer {result.index} arrived in place of {n}: out of order")
-            counts[ACTIVATION_COUNTS.get(result.status, "failed")] += 1
+            name = ACTIVATION_COUNTS.get(result.status, "failed")
+            counts[name] += 1
+            if first_errors is not None and result.error_code and name not in first_errors:
+                where = f"{sent}, row {n + 2}"
+                if n >= len(frame):
+                    where = f"{send_list}, row {left_rows[n - len(frame)]}"
+                first_errors[name] = f"{where}: {result.error_code}: {result.error}"
             bar.update(1)
     return counts
 
@@ -476,9 +487,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 s = run(client, campaign, audience(ns.audience), ns.out)
             _print_summary(campaign, s, ns.out)
             return 0
+        errors: dict[str, str] = {}
         with OfferBanditClient(ns.server, token=ns.token, timeout=30) as client:
-            counts = activate(client, ns.sent, send_list=ns.send_list)
+            counts = activate(client, ns.sent, send_list=ns.send_list, first_errors=errors)
         print(", ".join(f"{v} {k}" for k, v in counts.items()))
+        for name, error in errors.items():
+            print(f"{name}: {counts[name]}, the first at {error}", file=sys.stderr)
         return 1 if any(counts[k] for k in ACTIVATION_FAILURES) else 0
     except (CampaignError, OSError) as exc:
         print(f"offerbandit campaign: {exc}", file=sys.stderr)
