@@ -8,7 +8,8 @@
     ├── UnknownEvent          no decision has that event id
     ├── Conflict              the id exists already with a different payload
     ├── InvalidState          the request is well formed but the record is in the wrong state
-    │                         (activating a non-deferred or already activated decision)
+    │   ├── NotDeferred       activating a decision that was not deferred
+    │   └── AlreadyActivated  activating a decision activated before
     ├── NotReady              the service is starting or stopping
     ├── Overloaded            more calls or work in flight than the configured limits
     └── StorageError          the decision log could not be read or written
@@ -75,6 +76,23 @@ class InvalidState(OfferBanditError):
     def __init__(self, field: str, problem: str) -> None:
         self.field = field
         super().__init__(f"{field}: {problem}")
+
+
+class NotDeferred(InvalidState):
+    """Activating a decision that was not deferred (its window opened when it was made)."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__("event_id", f"decision {quote(event_id)} was not deferred")
+
+
+class AlreadyActivated(InvalidState):
+    """Activating a decision that is activated already (a retried activation: nothing is
+    written, its window stays as the first activation opened it)."""
+
+    def __init__(self, event_id: str) -> None:
+        self.event_id = event_id
+        super().__init__("event_id", f"decision {quote(event_id)} is already activated")
 
 
 class NotReady(OfferBanditError):

@@ -85,6 +85,25 @@ class OutcomeResult:
 
 
 @dataclass(frozen=True, slots=True)
+class ActivationInput:
+    """A send platform's confirmation: activate deferred decision ``event_id`` at
+    ``activated_at`` (None: now)."""
+
+    event_id: str
+    activated_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Activation:
+    """A deferred decision activated (durably): its window closes at ``window_closes_at``."""
+
+    event_id: str
+    customer_id: str
+    activated_at: float
+    window_closes_at: float
+
+
+@dataclass(frozen=True, slots=True)
 class ClosedDecision:
     """What the learner needs: the decision as logged, its final reward, and what the reward
     was computed from (the attributed revenue and how many outcomes carried it)."""
@@ -188,6 +207,8 @@ class Windows:
 
 
 __all__ = [
+    "Activation",
+    "ActivationInput",
     "ClosedDecision",
     "DecisionState",
     "Incremental",

@@ -60,7 +60,15 @@ from bandit.log.backends import open_decision_log
 from bandit.log.sqlite import SqliteDecisionLog
 from bandit.log.sqlite.retention import Retention, bounds_for
 from bandit.numbers import check_number, check_time
-from bandit.records import LogStats, OutcomeInput, OutcomeResult, StoredDecision, Windows
+from bandit.records import (
+    Activation,
+    ActivationInput,
+    LogStats,
+    OutcomeInput,
+    OutcomeResult,
+    StoredDecision,
+    Windows,
+)
 from bandit.rewards import RewardRule
 from bandit.sampling import derive_seed, sample_index, uniform_from_seed
 from bandit.types import Decision
@@ -531,22 +539,80 @@ class DecisionService:
                 out.append(exc)
         return out
 
+    def check_activation(self, a: ActivationInput, now: float) -> float:
+        """Check what an activation can be checked for without the log (raising what is
+        wrong with it) and return its time: ``activated_at``, or ``now`` when it has none."""
+        if not a.event_id:
+            raise InvalidRequest("event_id", "is required")
+        if a.activated_at is None:
+            return now
+        check_time(a.activated_at, "activated_at")
+        if a.activated_at > now + self.config.max_future_skew_seconds:
+            raise InvalidRequest("activated_at", "is too far in the future")
+        return a.activated_at
+
     def activate(self, event_id: str, at: float | None = None) -> float:
+        """Open deferred decision ``event_id``'s attribution window at ``at`` (None: now),
+        durably; returns when it closes. Raises what is wrong: :class:`InvalidRequest`
+        (``event_id``, ``activated_at``), :class:`~bandit.errors.UnknownEvent`,
+        :class:`~bandit.errors.NotDeferred`, :class:`~bandit.errors.AlreadyActivated`."""
+        return self.submit_activation(ActivationInput(event_id, at)).wait().window_closes_at
+
+    def submit_activation(
+        self,
+        a: ActivationInput,
+        on_done: OnDone | None = None,
+        hold: bool = False,
+        now: float | None = None,
+    ) -> Commit[Activation]:
+        """Check ``a`` (raising what is wrong with it) and queue its write; see
+        :meth:`submit_choice` for ``on_done`` and ``hold``. The handle's answer is the
+        :class:`~bandit.records.Activation` (once it is durable, the contact policy's cached
+        contacts of its customer are dropped); it raises what the write raised."""
         if not self._ready:
             raise NotReady("the decision service is not serving")
-        if not event_id:
-            raise InvalidRequest("event_id", "is required")
-        now = self.clock.now()
-        if at is not None:
-            check_time(at, "activated_at")
-        when = now if at is None else at
-        if when > now + self.config.max_future_skew_seconds:
-            raise InvalidRequest("activated_at", "is too far in the future")
-        closes = self.log.activate(event_id, when)
+        when = self.check_activation(a, self.clock.now() if now is None else now)
+        notify = None if on_done is None else call_on_done
+        item = self.log.submit_activation(a.event_id, when, notify, on_done, not hold)
+        return Commit(self.log, item, self._activation_answer)
+
+    def _activation_answer(self, a: Activation) -> Activation:
         gate = self.contact
         if gate is not None and gate.cache_customers:  # its contact counts from now on
-            gate.activated(self.log.get(event_id).decision.context.customer.id)
-        return closes
+            gate.activated(a.customer_id)
+        return a
+
+    def activate_many(
+        self, activations: Sequence[ActivationInput]
+    ) -> list[Activation | OfferBanditError]:
+        """Activate many deferred decisions at once: one result per item, in order.
+
+        Each item is checked exactly as :meth:`activate` checks one; a refused item gets its
+        error (:class:`InvalidRequest`, :class:`~bandit.errors.UnknownEvent`,
+        :class:`~bandit.errors.NotDeferred`, :class:`~bandit.errors.AlreadyActivated` — a
+        second activation of one event id in the same batch included) and writes nothing,
+        and never stops the others. The accepted ones are queued together and committed by
+        the log's group commit (one transaction per batch of up to the log's ``max_batch``
+        writes) before this returns."""
+        if not self._ready:
+            raise NotReady("the decision service is not serving")
+        now = self.clock.now()  # all received at one time
+        queued: list[Commit[Activation] | OfferBanditError] = []
+        for a in activations:
+            try:
+                queued.append(self.submit_activation(a, now=now))
+            except OfferBanditError as exc:  # a bad item never stops the others
+                queued.append(exc)
+        out: list[Activation | OfferBanditError] = []
+        for it in queued:  # the first wait commits what is queued (the rest with it)
+            if isinstance(it, OfferBanditError):
+                out.append(it)
+                continue
+            try:
+                out.append(it.wait())
+            except OfferBanditError as exc:
+                out.append(exc)
+        return out
 
     # ---- closing and learning (:mod:`bandit.learn`) ------------------------------------------
 

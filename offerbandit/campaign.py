@@ -37,9 +37,12 @@ The campaign file (TOML)::
     contact_cost = 0.01
 
 ``activate`` reads a file with an ``event_id`` column (and optionally ``sent_at``, seconds or
-ISO 8601) and activates each decision; with ``--send-list`` also the send list's control and
-holdout rows, at the first send, so their windows run alongside the sends (``offerbandit
-uplift --campaign ID`` compares them). It prints how many were activated, unknown or failed.
+ISO 8601) and activates each decision through one ``ActivateStream`` (a progress bar on the
+way); with ``--send-list`` also the send list's control and holdout rows, at the first send,
+so their windows run alongside the sends (``offerbandit uplift --campaign ID`` compares
+them). It prints how many were activated, already activated (a re-run: nothing changed),
+unknown, not deferred, invalid or failed, and exits 1 when any were not deferred, invalid or
+failed.
 The server address and a bearer token come from ``--server`` and ``--token`` (or
 ``OFFERBANDIT_TOKEN``).
 """
@@ -54,7 +57,6 @@ import math
 import sys
 import tomllib
 from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -66,6 +68,7 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from bandit.choose import HOLDOUT_POLICY
+from bandit.records import ActivationInput
 from bandit.types import Channel, Customer, FeatureValue, Offer, Trigger
 from server.client import OfferBanditClient, choose_request
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
@@ -368,40 +371,81 @@ def _read(path: Path) -> pd.DataFrame:
     return frame
 
 
+ACTIVATION_COUNTS = {
+    pb.ACTIVATION_STATUS_ACTIVATED: "activated",
+    pb.ACTIVATION_STATUS_ALREADY_ACTIVATED: "already activated",
+    pb.ACTIVATION_STATUS_UNKNOWN_EVENT: "unknown",
+    pb.ACTIVATION_STATUS_NOT_DEFERRED: "not deferred",
+    pb.ACTIVATION_STATUS_INVALID: "invalid",
+    pb.ACTIVATION_STATUS_FAILED: "failed",
+}
+"""The count each ActivateStream result goes to (``activate`` returns them in this order)."""
+
+ACTIVATION_FAILURES = ("not deferred", "invalid", "failed")
+"""Counts that make ``campaign activate`` exit 1: a row the file should not have had, or
+one the server could not write. Unknown event ids and resent confirmations (already
+activated: a re-run after a crash) do not."""
+
+
 def activate(
-    client: OfferBanditClient, sent: Path, threads: int = 8, send_list: Path | None = None
+    client: OfferBanditClient,
+    sent: Path,
+    send_list: Path | None = None,
+    *,
+    progress: bool = True,
+    first_errors: dict[str, str] | None = None,
 ) -> dict[str, int]:
-    """Activate every event id in ``sent``; counts by outcome.
+    """Activate every event id in ``sent`` through one ActivateStream; counts by result
+    (:data:`ACTIVATION_COUNTS`), each row counted once its activation is durable or refused.
 
     With ``send_list`` (the campaign's), its ``control`` and ``holdout`` rows are activated
     too — nothing is sent to them, but their attribution windows must run alongside the sends
     for the campaign's uplift to compare like with like: they open at the earliest
-    ``sent_at`` in ``sent`` (now, when it has none)."""
+    ``sent_at`` in ``sent`` (now, when it has none). Every ``sent_at`` is read before anything
+    is sent: one that is not a time refuses the file (:class:`CampaignError`), nothing
+    activated. Re-running on the same files is safe: what was activated counts as ``already
+    activated``. ``first_errors`` (when given) receives, per count other than ``activated``,
+    where its first row is and its error (``FILE, row N: CODE: message``)."""
     frame = _read(sent)
-    at = list(frame["sent_at"]) if "sent_at" in frame.columns else [None] * len(frame)
+    raw = list(frame["sent_at"]) if "sent_at" in frame.columns else [None] * len(frame)
+    at = [_sent_at(x, sent, row) for row, x in enumerate(raw, start=2)]
     events = [str(e) for e in frame["event_id"]]
+    left_rows: list[int] = []
     if send_list is not None:
         rows = _read(send_list)
         if "action" not in rows.columns:
             raise CampaignError(f"{send_list}: no action column (not a send list)")
-        left = rows[rows["action"].isin(["control", "holdout"])]
-        times = [t for t in (_when(x) for x in at) if t is not None]
+        chosen = rows["action"].isin(["control", "holdout"]).to_numpy()
+        left = rows[chosen]
+        left_rows = [int(i) + 2 for i in chosen.nonzero()[0]]
+        times = [t for t in at if t is not None]
         start = min(times) if times else None
         events += [str(e) for e in left["event_id"]]
         at += [start] * len(left)
-    counts = {"activated": 0, "unknown": 0, "failed": 0}
-
-    def one(event_id: str, when: Any) -> str:
-        try:
-            client.activate(str(event_id), _when(when))
-            return "activated"
-        except grpc.RpcError as exc:
-            return "unknown" if exc.code() == grpc.StatusCode.NOT_FOUND else "failed"
-
-    with ThreadPoolExecutor(threads) as pool:
-        for outcome in pool.map(one, events, at):
-            counts[outcome] += 1
+    counts = dict.fromkeys(ACTIVATION_COUNTS.values(), 0)
+    items = (ActivationInput(e, t) for e, t in zip(events, at, strict=True))
+    with tqdm(
+        total=len(events), desc="activate", unit="act", disable=not progress or not events
+    ) as bar:
+        for n, result in enumerate(client.activate_stream(items)):
+            if result.index != n:
+                raise CampaignError(f"answer {result.index} arrived in place of {n}: out of order")
+            name = ACTIVATION_COUNTS.get(result.status, "failed")
+            counts[name] += 1
+            if first_errors is not None and result.error_code and name not in first_errors:
+                where = f"{sent}, row {n + 2}"
+                if n >= len(frame):
+                    where = f"{send_list}, row {left_rows[n - len(frame)]}"
+                first_errors[name] = f"{where}: {result.error_code}: {result.error}"
+            bar.update(1)
     return counts
+
+
+def _sent_at(text: Any, path: Path, row: int) -> float | None:
+    try:
+        return _when(text)
+    except ValueError as exc:
+        raise CampaignError(f"{path}, row {row}: sent_at {text!r} is not a time ({exc})") from exc
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -443,10 +487,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 s = run(client, campaign, audience(ns.audience), ns.out)
             _print_summary(campaign, s, ns.out)
             return 0
+        errors: dict[str, str] = {}
         with OfferBanditClient(ns.server, token=ns.token, timeout=30) as client:
-            counts = activate(client, ns.sent, send_list=ns.send_list)
+            counts = activate(client, ns.sent, send_list=ns.send_list, first_errors=errors)
         print(", ".join(f"{v} {k}" for k, v in counts.items()))
-        return 0 if counts["failed"] == 0 else 1
+        for name, error in errors.items():
+            print(f"{name}: {counts[name]}, the first at {error}", file=sys.stderr)
+        return 1 if any(counts[k] for k in ACTIVATION_FAILURES) else 0
     except (CampaignError, OSError) as exc:
         print(f"offerbandit campaign: {exc}", file=sys.stderr)
         return 2

@@ -21,7 +21,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from bandit.records import OutcomeInput
+from bandit.records import ActivationInput, OutcomeInput
 from bandit.types import Channel, Customer, Offer, TreatmentRef, Trigger
 from server import converters as cv
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
@@ -230,10 +230,16 @@ class OfferBanditClient:
         return iter(self.stub.StreamOutcomes(stream, timeout=timeout))
 
     def activate(self, event_id: str, at: float | None = None) -> pb.ActivateResponse:
-        req = pb.ActivateRequest(event_id=event_id)
-        if at is not None:
-            req.activated_at.CopyFrom(cv.seconds_to_pb(at))
+        req = cv.activation_to_pb(ActivationInput(event_id, at))
         return self.stub.Activate(req, timeout=self.timeout)
+
+    def activate_stream(
+        self, activations: Iterable[ActivationInput], timeout: float | None = None
+    ) -> Iterator[pb.ActivateResult]:
+        """Each activation's result, in order, as the server makes it durable (any length;
+        a refused one carries its status and reason, and the others go on)."""
+        stream = (cv.activation_to_pb(a) for a in activations)
+        return iter(self.stub.ActivateStream(stream, timeout=timeout))
 
     def stats(self, recent_seconds: int = 3600) -> pb.Stats:
         return self.stub.GetStats(

@@ -17,10 +17,25 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from bandit.caching import IdentityCache
 from bandit.catalogue import Catalogue, Catalogues
 from bandit.eligibility import ChooseInput
-from bandit.errors import InvalidRequest, quote
+from bandit.errors import (
+    AlreadyActivated,
+    InvalidRequest,
+    NotDeferred,
+    OfferBanditError,
+    UnknownEvent,
+    quote,
+)
 from bandit.logcodec import pack_pmf
 from bandit.numbers import MAX_TIME, MIN_TIME, flush
-from bandit.records import DecisionState, OutcomeInput, OutcomeResult, OutcomeStatus, StoredDecision
+from bandit.records import (
+    Activation,
+    ActivationInput,
+    DecisionState,
+    OutcomeInput,
+    OutcomeResult,
+    OutcomeStatus,
+    StoredDecision,
+)
 from bandit.service import Stats
 from bandit.types import (
     Channel,
@@ -33,6 +48,7 @@ from bandit.types import (
     TreatmentRef,
     Trigger,
 )
+from server.errors import code_name, short_message
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 
 M = TypeVar("M", bound=Message)
@@ -434,6 +450,55 @@ OUTCOME_STATUS = {
 def outcome_result_to_pb(r: OutcomeResult) -> pb.RecordOutcomeResponse:
     return pb.RecordOutcomeResponse(
         outcome_id=r.outcome_id, status=OUTCOME_STATUS[r.status], event_id=r.event_id
+    )
+
+
+# ---- activation -------------------------------------------------------------------------
+
+
+def activation_from_pb(req: pb.ActivateRequest) -> ActivationInput:
+    at = seconds_from_pb(req.activated_at, "activated_at") if req.HasField("activated_at") else None
+    return ActivationInput(req.event_id, at)
+
+
+def activation_to_pb(a: ActivationInput) -> pb.ActivateRequest:
+    req = pb.ActivateRequest(event_id=a.event_id)
+    if a.activated_at is not None:
+        req.activated_at.CopyFrom(seconds_to_pb(a.activated_at))
+    return req
+
+
+ACTIVATION_STATUS_OF: tuple[tuple[type[OfferBanditError], pb.ActivationStatus.ValueType], ...] = (
+    (AlreadyActivated, pb.ACTIVATION_STATUS_ALREADY_ACTIVATED),
+    (NotDeferred, pb.ACTIVATION_STATUS_NOT_DEFERRED),
+    (UnknownEvent, pb.ACTIVATION_STATUS_UNKNOWN_EVENT),
+    (InvalidRequest, pb.ACTIVATION_STATUS_INVALID),
+)
+"""A refused activation's status, by its error (first match; anything else: FAILED)."""
+
+
+def activation_result_to_pb(
+    index: int, event_id: str, result: Activation | OfferBanditError
+) -> pb.ActivateResult:
+    """One item's result in an ActivateStream: activated, or refused with the status, code
+    and message Activate would have answered it with."""
+    if isinstance(result, Activation):
+        return pb.ActivateResult(
+            index=index,
+            event_id=event_id,
+            status=pb.ACTIVATION_STATUS_ACTIVATED,
+            window_closes_at=seconds_to_pb(result.window_closes_at),
+        )
+    status = next(
+        (s for cls, s in ACTIVATION_STATUS_OF if isinstance(result, cls)),
+        pb.ACTIVATION_STATUS_FAILED,
+    )
+    return pb.ActivateResult(
+        index=index,
+        event_id=event_id,
+        status=status,
+        error_code=code_name(result),
+        error=short_message(result),
     )
 
 

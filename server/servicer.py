@@ -26,7 +26,7 @@ import grpc
 from bandit.commit import Commit, OnDone
 from bandit.errors import NotReady, OfferBanditError, TooLarge
 from bandit.logcodec import SCHEMA_VERSION
-from bandit.records import OutcomeResult
+from bandit.records import Activation, OutcomeResult
 from bandit.service import DecisionService
 from server import converters as cv
 from server.errors import (
@@ -516,20 +516,77 @@ class DecisionServicer:
 
     @mapped
     async def Activate(self, request: pb.ActivateRequest, context: Context) -> pb.ActivateResponse:
-        at = (
-            cv.seconds_from_pb(request.activated_at, "activated_at")
-            if request.HasField("activated_at")
-            else None
-        )
-        closes = await self._blocking(self.svc.activate, request.event_id, at)
+        a = cv.activation_from_pb(request)
+        closes = await self._blocking(self.svc.activate, a.event_id, a.activated_at)
         return pb.ActivateResponse(
             event_id=request.event_id, window_closes_at=cv.seconds_to_pb(closes)
         )
+
+    @mapped_stream
+    async def ActivateStream(
+        self, request_iterator: AsyncIterator[Any], context: Context
+    ) -> AsyncIterator[pb.ActivateResult]:
+        """One result per activation, in stream order, each sent once it is durable (or
+        refused, with its reason). Each is checked as Activate checks one and queued on the
+        log as it arrives, at most ``STREAM_GROUP`` awaiting their commit (:meth:`_in_order`);
+        the log's writer commits them in groups."""
+        if not self.svc.ready:
+            raise NotReady("the decision service is not serving")
+        max_id = self.svc.config.limits.max_id_length
+
+        async def submit(index: int, req: Any) -> _Activating:
+            event_id = (
+                "" if req.__class__ is Malformed or len(req.event_id) > max_id else req.event_id
+            )
+            done = self.commits.future()
+            try:
+                check_parsed(req)
+                write: Commit[Activation] | OfferBanditError = self.svc.submit_activation(
+                    cv.activation_from_pb(req), self.commits.on_done(done)
+                )
+            except OfferBanditError as exc:
+                write = exc.with_traceback(None)
+            return _Activating(index, event_id, write, done)
+
+        async for result in self._in_order(request_iterator, submit):
+            yield result
 
     @mapped
     async def GetStats(self, request: pb.GetStatsRequest, context: Context) -> pb.Stats:
         stats = await self._blocking(self.svc.stats, float(request.recent_seconds or 3600))
         return cv.stats_to_pb(stats)
+
+
+class _Activating:
+    """One activation of an ActivateStream, queued on the log (or refused before)."""
+
+    __slots__ = ("done", "event_id", "index", "write")
+
+    def __init__(
+        self,
+        index: int,
+        event_id: str,
+        write: Commit[Activation] | OfferBanditError,
+        done: asyncio.Future[None],
+    ) -> None:
+        self.index = index
+        self.event_id = event_id
+        self.write = write
+        self.done = done
+
+    async def result(self) -> pb.ActivateResult:
+        """Its result, once its write is durable."""
+        write = self.write
+        result: Activation | OfferBanditError
+        if isinstance(write, OfferBanditError):
+            result = write
+        else:
+            await self.done
+            try:
+                result = write.result()
+            except OfferBanditError as exc:
+                result = exc
+        return cv.activation_result_to_pb(self.index, self.event_id, result)
 
 
 SERVICE = pb.DESCRIPTOR.services_by_name["DecisionService"]

@@ -58,6 +58,20 @@ class DecisionLog(Protocol):
         """Queue ``outcome`` (deduplicated, attributed and stored as one write); the item's
         value is its :class:`~bandit.records.OutcomeResult`."""
 
+    def submit_activation(
+        self,
+        event_id: str,
+        at: float,
+        notify: Notify | None = None,
+        token: Any = None,
+        wake: bool = True,
+    ) -> Any:
+        """Queue the activation of deferred decision ``event_id`` at ``at`` (its window opens
+        then); the item's value is its :class:`~bandit.records.Activation`. A refused
+        activation (unknown, not deferred, already activated, ``at`` before the decision)
+        raises from its item and writes nothing; activations queued together commit
+        together."""
+
     def wait(self, item: Any) -> Any:
         """Until ``item`` is committed; its value, or raises what its write raised."""
 

@@ -70,6 +70,9 @@ def _calls(stub: pb_grpc.DecisionServiceStub) -> dict[str, Callable[[], Any]]:
         "RecordOutcomes": lambda: stub.RecordOutcomes(iter([outcome]), timeout=10),
         "StreamOutcomes": lambda: list(stub.StreamOutcomes(iter([outcome]), timeout=10)),
         "Activate": lambda: stub.Activate(pb.ActivateRequest(event_id="nope"), timeout=10),
+        "ActivateStream": lambda: list(
+            stub.ActivateStream(iter([pb.ActivateRequest(event_id="nope")]), timeout=10)
+        ),
         "GetStats": lambda: stub.GetStats(pb.GetStatsRequest(), timeout=10),
     }
 

@@ -11,7 +11,8 @@ import pytest
 
 from bandit.contact import ContactPolicy
 from bandit.eligibility import ChooseInput
-from bandit.errors import InvalidRequest, InvalidState
+from bandit.errors import InvalidRequest, InvalidState, UnknownEvent
+from bandit.records import Activation, ActivationInput
 from bandit.service import DecisionService, ManualClock, ServiceConfig
 from bandit.types import Channel, Customer, Offer, Trigger
 
@@ -134,9 +135,13 @@ days = 2
 """
 
 
-def _cached_run(tmp_path: Path, cache: int) -> list[tuple[str, str, tuple[str, ...]]]:
+def _cached_run(
+    tmp_path: Path, cache: int, bulk: bool = False
+) -> list[tuple[str, str, tuple[str, ...]]]:
     """400 Chooses for 12 customers over ~12 days, a fifth deferred and most of those
-    activated a few hours later: each decision's choice and what the policy removed."""
+    activated a few hours later (one by one, or with ``bulk`` those due together in one
+    :meth:`~DecisionService.activate_many`): each decision's choice and what the policy
+    removed."""
     clock = ManualClock(1_800_000_000.0)
     svc = DecisionService(
         ServiceConfig(
@@ -157,9 +162,14 @@ def _cached_run(tmp_path: Path, cache: int) -> list[tuple[str, str, tuple[str, .
     try:
         for i in range(400):
             clock.set(1_800_000_000.0 + i * 2600.0)
-            for event_id, due in [x for x in deferred if x[1] <= clock.now()]:
-                deferred.remove((event_id, due))
-                if i % 3:
+            due = [x for x in deferred if x[1] <= clock.now()]
+            for x in due:
+                deferred.remove(x)
+            if i % 3 and bulk:
+                results = svc.activate_many([ActivationInput(e) for e, _ in due])
+                assert all(isinstance(r, Activation) for r in results)
+            elif i % 3:
+                for event_id, _ in due:
                     svc.activate(event_id)
             d = svc.choose(
                 ChooseInput(
@@ -194,3 +204,40 @@ def test_cached_contacts_decide_exactly_as_reading_the_log(tmp_path: Path, cache
     assert len(removed) > 50  # the caps bite, so the comparison means something
     assert any("two in three days" in x for r in removed for x in r)
     assert any("one sms a day" in x for r in removed for x in r)
+
+
+def test_bulk_activations_drop_cached_contacts_as_unary_ones_do(tmp_path: Path) -> None:
+    """The run above with the due activations made in batches: the cache (5 customers, and
+    unbounded) decides exactly as reading the log every time with one-by-one activations."""
+    uncached = _cached_run(tmp_path / "off", 0)
+    for cache in (5, 100_000):
+        assert _cached_run(tmp_path / f"bulk{cache}", cache, bulk=True) == uncached
+
+
+def test_a_bulk_activation_drops_its_customers_cached_entries(tmp_path: Path) -> None:
+    svc = _service(tmp_path, CAP_ONE)
+    gate = svc.contact
+    assert gate is not None
+    try:
+        for c in ("a", "b", "c"):  # a contact each: the gate then caches their history
+            for _ in range(50):
+                if not svc.choose(_req(c)).is_control:
+                    break
+        ds = [
+            svc.choose(
+                ChooseInput(Customer(c), Trigger("login"), OFFERS, CHANNELS, defer_activation=True)
+            )
+            for c in ("a", "b", "c")
+        ]
+        assert {"a", "b", "c"} <= set(gate._recent)  # cached at their second Choose
+        results = svc.activate_many(
+            [
+                ActivationInput(ds[0].event_id),
+                ActivationInput("nope"),
+                ActivationInput(ds[2].event_id),
+            ]
+        )
+        assert [type(r) for r in results] == [Activation, UnknownEvent, Activation]
+        assert set(gate._recent) & {"a", "b", "c"} == {"b"}  # refused: b's entry stays
+    finally:
+        svc.stop()

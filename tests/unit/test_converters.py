@@ -11,16 +11,18 @@ from hypothesis import strategies as st
 
 from bandit.catalogue import Catalogues
 from bandit.errors import (
+    AlreadyActivated,
     Conflict,
     InvalidRequest,
     InvalidState,
+    NotDeferred,
     NotReady,
     StorageError,
     TooLarge,
     UnknownEvent,
 )
 from bandit.numbers import flush
-from bandit.records import OutcomeInput
+from bandit.records import Activation, ActivationInput, OutcomeInput
 from bandit.types import (
     CONTROL_TREATMENT,
     Channel,
@@ -70,6 +72,43 @@ def test_outcome_round_trip() -> None:
     assert cv.outcome_from_pb(cv.outcome_to_pb(o)) == o
     o2 = OutcomeInput("o1", "", "c1", "click", 0.0, None)
     assert cv.outcome_from_pb(cv.outcome_to_pb(o2)) == o2
+
+
+def test_activation_round_trip() -> None:
+    for a in (ActivationInput("e1", 1_700_000_000.25), ActivationInput("e2"), ActivationInput("")):
+        assert cv.activation_from_pb(cv.activation_to_pb(a)) == a
+
+
+@pytest.mark.parametrize(
+    ("result", "status", "code"),
+    [
+        (AlreadyActivated("e"), pb.ACTIVATION_STATUS_ALREADY_ACTIVATED, "FAILED_PRECONDITION"),
+        (NotDeferred("e"), pb.ACTIVATION_STATUS_NOT_DEFERRED, "FAILED_PRECONDITION"),
+        (UnknownEvent("e"), pb.ACTIVATION_STATUS_UNKNOWN_EVENT, "NOT_FOUND"),
+        (InvalidRequest("activated_at", "bad"), pb.ACTIVATION_STATUS_INVALID, "INVALID_ARGUMENT"),
+        (StorageError("disk full"), pb.ACTIVATION_STATUS_FAILED, "UNAVAILABLE"),
+        (InvalidState("event_id", "other"), pb.ACTIVATION_STATUS_FAILED, "FAILED_PRECONDITION"),
+    ],
+)
+def test_a_refused_activation_carries_its_status_and_the_code_activate_answers(
+    result: Exception, status: int, code: str
+) -> None:
+    r = cv.activation_result_to_pb(3, "e", result)  # type: ignore[arg-type]
+    assert (r.index, r.event_id, r.status, r.error_code, r.error) == (
+        3,
+        "e",
+        status,
+        code,
+        str(result),
+    )
+    assert not r.HasField("window_closes_at")
+
+
+def test_an_activation_result_carries_its_window() -> None:
+    r = cv.activation_result_to_pb(0, "e", Activation("e", "c", 10.0, 110.5))
+    assert r.status == pb.ACTIVATION_STATUS_ACTIVATED
+    assert cv.seconds_from_pb(r.window_closes_at) == 110.5
+    assert (r.error_code, r.error) == ("", "")
 
 
 def test_choose_response_ranks_like_the_plain_construction() -> None:

@@ -20,7 +20,14 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from bandit.errors import InvalidRequest, InvalidState, StorageError, UnknownEvent, quote
+from bandit.errors import (
+    AlreadyActivated,
+    InvalidRequest,
+    NotDeferred,
+    StorageError,
+    UnknownEvent,
+    quote,
+)
 from bandit.log.postgres.contacts import charge
 from bandit.log.postgres.decisions import Conn
 from bandit.outcomes import (
@@ -35,7 +42,7 @@ from bandit.outcomes import (
     outcome_time,
     recomputed_reward,
 )
-from bandit.records import OutcomeInput, OutcomeResult, OutcomeStatus, Windows
+from bandit.records import Activation, OutcomeInput, OutcomeResult, OutcomeStatus, Windows
 from bandit.rewards import RewardRule
 
 _WINDOW = (
@@ -73,19 +80,26 @@ class OutcomeJobs:
         return job
 
     def activate_job(self, event_id: str, at: float) -> Any:
-        def job(conn: Conn) -> float:
+        """A job starting deferred decision ``event_id``'s window at ``at`` (its row locked
+        first); its value is the :class:`~bandit.records.Activation`. It raises before it writes
+        (:class:`~bandit.errors.UnknownEvent`, :class:`~bandit.errors.NotDeferred`,
+        :class:`~bandit.errors.AlreadyActivated`, or :class:`~bandit.errors.InvalidRequest`
+        for a time before the decision), so a refused activation leaves nothing behind; its one
+        write is the UPDATE."""
+
+        def job(conn: Conn) -> Activation:
             row = conn.execute(
-                "SELECT deferred, activated_at, decided_at, chosen_channel, is_control"
+                "SELECT deferred, activated_at, decided_at, chosen_channel, is_control, customer_id"
                 " FROM decisions WHERE event_id = %s FOR UPDATE",
                 (event_id,),
             ).fetchone()
             if row is None:
                 raise UnknownEvent(event_id)
-            deferred, activated_at, decided_at, channel_id, is_control = row
+            deferred, activated_at, decided_at, channel_id, is_control, customer_id = row
             if not deferred:
-                raise InvalidState("event_id", f"decision {quote(event_id)} was not deferred")
+                raise NotDeferred(event_id)
             if activated_at is not None:
-                raise InvalidState("event_id", f"decision {quote(event_id)} is already activated")
+                raise AlreadyActivated(event_id)
             if at < decided_at:
                 raise InvalidRequest("activated_at", "is before the decision was made")
             closes = at + self.windows.for_channel("" if is_control else channel_id)
@@ -93,7 +107,7 @@ class OutcomeJobs:
                 "UPDATE decisions SET activated_at = %s, window_closes_at = %s WHERE event_id = %s",
                 (at, closes, event_id),
             )
-            return closes
+            return Activation(event_id, customer_id, at, closes)
 
         return job
 

@@ -333,7 +333,21 @@ class PostgresDecisionLog:
         return self.submit(job, notify=notify, token=token, wake=wake)
 
     def activate(self, event_id: str, at: float) -> float:
-        return float(self.run(self._outcomes.activate_job(event_id, at)))
+        return float(self.wait(self.submit_activation(event_id, at)).window_closes_at)
+
+    def submit_activation(
+        self,
+        event_id: str,
+        at: float,
+        notify: Notify | None = None,
+        token: Any = None,
+        wake: bool = True,
+    ) -> Pending:
+        """Queue the activation of ``event_id`` at ``at``; its value is the
+        :class:`~bandit.records.Activation`. Activations queued together on a lane commit in
+        one transaction, each in its own savepoint (a refused one leaves nothing behind)."""
+        job = self._outcomes.activate_job(event_id, at)
+        return self.submit(job, notify=notify, token=token, wake=wake)
 
     def close_due(self, now: float, limit: int = 5000) -> int:
         return int(self.run(self._outcomes.close_due_job(now, limit)))

@@ -9,7 +9,12 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
-from bandit.errors import InvalidRequest, InvalidState, UnknownEvent, quote
+from bandit.errors import (
+    AlreadyActivated,
+    InvalidRequest,
+    NotDeferred,
+    UnknownEvent,
+)
 from bandit.log.sqlite.contacts import charge
 from bandit.log.sqlite.groupcommit import Job
 from bandit.outcomes import (
@@ -24,7 +29,7 @@ from bandit.outcomes import (
     outcome_time,
     recomputed_reward,
 )
-from bandit.records import OutcomeInput, OutcomeResult, OutcomeStatus, Windows
+from bandit.records import Activation, OutcomeInput, OutcomeResult, OutcomeStatus, Windows
 from bandit.rewards import RewardRule
 
 
@@ -74,23 +79,26 @@ class OutcomeJobs:
         return job
 
     def activate_job(self, event_id: str, at: float) -> Job:
-        """A job starting a deferred decision's window at ``at``; its value is when the window
-        closes."""
+        """A job starting deferred decision ``event_id``'s window at ``at``; its
+        value is the :class:`~bandit.records.Activation`. It raises before it writes
+        (:class:`~bandit.errors.UnknownEvent`, :class:`~bandit.errors.NotDeferred`,
+        :class:`~bandit.errors.AlreadyActivated`, or :class:`~bandit.errors.InvalidRequest`
+        for a time before the decision), so a refused activation leaves nothing behind; its one
+        write is the UPDATE."""
 
-        def job(conn: sqlite3.Connection) -> float:
+        def job(conn: sqlite3.Connection) -> Activation:
             row = conn.execute(
-                "SELECT deferred, activated_at, decided_at, chosen_channel, is_control"
-                " FROM decisions"
-                " WHERE event_id = ?",
+                "SELECT deferred, activated_at, decided_at, chosen_channel, is_control, customer_id"
+                " FROM decisions WHERE event_id = ?",
                 (event_id,),
             ).fetchone()
             if row is None:
                 raise UnknownEvent(event_id)
-            deferred, activated_at, decided_at, channel_id, is_control = row
+            deferred, activated_at, decided_at, channel_id, is_control, customer_id = row
             if not deferred:
-                raise InvalidState("event_id", f"decision {quote(event_id)} was not deferred")
+                raise NotDeferred(event_id)
             if activated_at is not None:
-                raise InvalidState("event_id", f"decision {quote(event_id)} is already activated")
+                raise AlreadyActivated(event_id)
             if at < decided_at:
                 raise InvalidRequest("activated_at", "is before the decision was made")
             closes = at + self.windows.for_channel("" if is_control else channel_id)
@@ -98,7 +106,7 @@ class OutcomeJobs:
                 "UPDATE decisions SET activated_at = ?, window_closes_at = ? WHERE event_id = ?",
                 (at, closes, event_id),
             )
-            return closes
+            return Activation(event_id, customer_id, at, closes)
 
         return job
 

@@ -345,7 +345,22 @@ class SqliteDecisionLog:
 
     def activate(self, event_id: str, at: float) -> float:
         """Start a deferred decision's window at ``at``; returns when the window closes."""
-        return float(self.run(self._outcomes.activate_job(event_id, at)))
+        return float(self.wait(self.submit_activation(event_id, at)).window_closes_at)
+
+    def submit_activation(
+        self,
+        event_id: str,
+        at: float,
+        notify: Notify | None = None,
+        token: Any = None,
+        wake: bool = True,
+    ) -> Pending:
+        """Queue the activation of ``event_id`` at ``at`` (see :meth:`submit`); its value is
+        the :class:`~bandit.records.Activation`. Activations queued together commit in one
+        transaction, each refused one leaving nothing behind (its one write is its last
+        statement: no savepoint needed)."""
+        job = self._outcomes.activate_job(event_id, at)
+        return self.submit(job, single_write=True, notify=notify, token=token, wake=wake)
 
     def submit_outcome(
         self,

@@ -83,6 +83,51 @@ OUTCOME_STATUS_REJECTED: OutcomeStatus.ValueType  # 5
 """Rejected (streams only): see error."""
 Global___OutcomeStatus: _TypeAlias = OutcomeStatus  # noqa: Y015
 
+class _ActivationStatus:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _ActivationStatusEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_ActivationStatus.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    ACTIVATION_STATUS_UNSPECIFIED: _ActivationStatus.ValueType  # 0
+    ACTIVATION_STATUS_ACTIVATED: _ActivationStatus.ValueType  # 1
+    """Activated now: its window closes at window_closes_at."""
+    ACTIVATION_STATUS_ALREADY_ACTIVATED: _ActivationStatus.ValueType  # 2
+    """Activated before (a resent confirmation): nothing changed (FAILED_PRECONDITION, as
+    Activate answers it).
+    """
+    ACTIVATION_STATUS_UNKNOWN_EVENT: _ActivationStatus.ValueType  # 3
+    """No decision has this event id (NOT_FOUND)."""
+    ACTIVATION_STATUS_NOT_DEFERRED: _ActivationStatus.ValueType  # 4
+    """The decision was not deferred: its window opened when it was made (FAILED_PRECONDITION)."""
+    ACTIVATION_STATUS_INVALID: _ActivationStatus.ValueType  # 5
+    """A field is wrong: no event_id, or activated_at not a time, too far in the future or
+    before the decision (INVALID_ARGUMENT; error names the field).
+    """
+    ACTIVATION_STATUS_FAILED: _ActivationStatus.ValueType  # 6
+    """Not activated for another reason (the log could not be written …): see error_code."""
+
+class ActivationStatus(_ActivationStatus, metaclass=_ActivationStatusEnumTypeWrapper): ...
+
+ACTIVATION_STATUS_UNSPECIFIED: ActivationStatus.ValueType  # 0
+ACTIVATION_STATUS_ACTIVATED: ActivationStatus.ValueType  # 1
+"""Activated now: its window closes at window_closes_at."""
+ACTIVATION_STATUS_ALREADY_ACTIVATED: ActivationStatus.ValueType  # 2
+"""Activated before (a resent confirmation): nothing changed (FAILED_PRECONDITION, as
+Activate answers it).
+"""
+ACTIVATION_STATUS_UNKNOWN_EVENT: ActivationStatus.ValueType  # 3
+"""No decision has this event id (NOT_FOUND)."""
+ACTIVATION_STATUS_NOT_DEFERRED: ActivationStatus.ValueType  # 4
+"""The decision was not deferred: its window opened when it was made (FAILED_PRECONDITION)."""
+ACTIVATION_STATUS_INVALID: ActivationStatus.ValueType  # 5
+"""A field is wrong: no event_id, or activated_at not a time, too far in the future or
+before the decision (INVALID_ARGUMENT; error names the field).
+"""
+ACTIVATION_STATUS_FAILED: ActivationStatus.ValueType  # 6
+"""Not activated for another reason (the log could not be written …): see error_code."""
+Global___ActivationStatus: _TypeAlias = ActivationStatus  # noqa: Y015
+
 @_typing.final
 class FeatureValue(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
@@ -847,6 +892,48 @@ class ActivateResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ActivateResponse: _TypeAlias = ActivateResponse  # noqa: Y015
+
+@_typing.final
+class ActivateResult(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    WINDOW_CLOSES_AT_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position of the request in the stream, from 0."""
+    event_id: _builtins.str
+    """The request's event_id (empty when it is longer than the server's id limit)."""
+    status: Global___ActivationStatus.ValueType
+    error_code: _builtins.str
+    """Unless ACTIVATED: the gRPC status code name Activate would answer, and a message
+    naming the field.
+    """
+    error: _builtins.str
+    @_builtins.property
+    def window_closes_at(self) -> _timestamp_pb2.Timestamp:
+        """For ACTIVATED: when its attribution window closes."""
+
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        event_id: _builtins.str = ...,
+        status: Global___ActivationStatus.ValueType = ...,
+        window_closes_at: _timestamp_pb2.Timestamp | None = ...,
+        error_code: _builtins.str = ...,
+        error: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["window_closes_at", b"window_closes_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "error_code", b"error_code", "event_id", b"event_id", "index", b"index", "status", b"status", "window_closes_at", b"window_closes_at"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ActivateResult: _TypeAlias = ActivateResult  # noqa: Y015
 
 @_typing.final
 class GetStatsRequest(_message.Message):

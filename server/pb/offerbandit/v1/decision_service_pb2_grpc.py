@@ -69,6 +69,11 @@ class DecisionServiceStub:
                 request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateRequest.SerializeToString,
                 response_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateResponse.FromString,
                 _registered_method=True)
+        self.ActivateStream = channel.stream_stream(
+                '/offerbandit.v1.DecisionService/ActivateStream',
+                request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateRequest.SerializeToString,
+                response_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateResult.FromString,
+                _registered_method=True)
         self.GetStats = channel.unary_unary(
                 '/offerbandit.v1.DecisionService/GetStats',
                 request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.GetStatsRequest.SerializeToString,
@@ -132,6 +137,16 @@ class DecisionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ActivateStream(self, request_iterator, context):
+        """Many activations over one stream (a send platform's confirmations, by event id): one
+        result per request, in stream order, each sent once that activation is durable (or
+        refused, with its reason; the stream goes on). Any length: the server reads on only
+        while few writes are uncommitted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetStats(self, request, context):
         """Live counters for operators.
         """
@@ -176,6 +191,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.Activate,
                     request_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateRequest.FromString,
                     response_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateResponse.SerializeToString,
+            ),
+            'ActivateStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ActivateStream,
+                    request_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateRequest.FromString,
+                    response_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateResult.SerializeToString,
             ),
             'GetStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetStats,
@@ -372,6 +392,33 @@ class DecisionService:
             '/offerbandit.v1.DecisionService/Activate',
             server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateRequest.SerializeToString,
             server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ActivateStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/offerbandit.v1.DecisionService/ActivateStream',
+            server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateRequest.SerializeToString,
+            server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ActivateResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,12 @@ class DecisionServiceStub:
     """
     Activate: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.ActivateRequest, _decision_service_pb2.ActivateResponse]
     """A deferred decision was really shown or sent: its attribution window starts now."""
+    ActivateStream: _grpc.StreamStreamMultiCallable[_decision_service_pb2.ActivateRequest, _decision_service_pb2.ActivateResult]
+    """Many activations over one stream (a send platform's confirmations, by event id): one
+    result per request, in stream order, each sent once that activation is durable (or
+    refused, with its reason; the stream goes on). Any length: the server reads on only
+    while few writes are uncommitted.
+    """
     GetStats: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetStatsRequest, _decision_service_pb2.Stats]
     """Live counters for operators."""
 
@@ -82,6 +88,12 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     """
     Activate: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.ActivateRequest, _decision_service_pb2.ActivateResponse]  # type: ignore[assignment]
     """A deferred decision was really shown or sent: its attribution window starts now."""
+    ActivateStream: _aio.StreamStreamMultiCallable[_decision_service_pb2.ActivateRequest, _decision_service_pb2.ActivateResult]  # type: ignore[assignment]
+    """Many activations over one stream (a send platform's confirmations, by event id): one
+    result per request, in stream order, each sent once that activation is durable (or
+    refused, with its reason; the stream goes on). Any length: the server reads on only
+    while few writes are uncommitted.
+    """
     GetStats: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetStatsRequest, _decision_service_pb2.Stats]  # type: ignore[assignment]
     """Live counters for operators."""
 
@@ -147,6 +159,18 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_decision_service_pb2.ActivateResponse, _abc.Awaitable[_decision_service_pb2.ActivateResponse]]:
         """A deferred decision was really shown or sent: its attribution window starts now."""
+
+    @_abc_1.abstractmethod
+    def ActivateStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_decision_service_pb2.ActivateRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_decision_service_pb2.ActivateResult], _abc.AsyncIterator[_decision_service_pb2.ActivateResult]]:
+        """Many activations over one stream (a send platform's confirmations, by event id): one
+        result per request, in stream order, each sent once that activation is durable (or
+        refused, with its reason; the stream goes on). Any length: the server reads on only
+        while few writes are uncommitted.
+        """
 
     @_abc_1.abstractmethod
     def GetStats(
