@@ -74,6 +74,9 @@ class BatchCustomer:
 
     customer: Customer | None
     request_id: str = ""
+    refused: OfferBanditError | None = None
+    """Why the customer could not even be read (an adapter's conversion error): its result,
+    nothing decided for it."""
 
 
 Decided = tuple[Decision, Commit[Decision] | None] | OfferBanditError
@@ -146,6 +149,9 @@ class BatchChooser:
         retries: list[tuple[str, str]] = []
         for i, item in enumerate(customers):
             customer = item.customer
+            if item.refused is not None:
+                results[i] = item.refused
+                continue
             try:
                 check_customer(customer, self.limits)
                 check_request_id(item.request_id, self.limits)
@@ -291,6 +297,9 @@ class BatchChooser:
         results: list[Decided] = []
         writes = 0
         for item in customers:
+            if item.refused is not None:
+                results.append(item.refused)
+                continue
             req = replace(template, customer=item.customer, request_id=item.request_id)
             try:
                 decision, commit = self.pipeline.run(req, on_done)
