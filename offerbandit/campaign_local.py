@@ -77,6 +77,7 @@ def _customer(c: Customer, request_id: str) -> BatchCustomer:
 
 def _answer(start: int, batch: BatchResult) -> pb.ChooseBatchResult:
     items: list[bytes] = []
+    rankings: dict[tuple[int, tuple[float, ...]], bytes] = {}
     for k, r in enumerate(batch.results):
         if not isinstance(r, OfferBanditError):
             decision, commit = r
@@ -85,7 +86,7 @@ def _answer(start: int, batch: BatchResult) -> pb.ChooseBatchResult:
             except OfferBanditError as exc:
                 r = exc
             else:
-                items.append(cv.stream_result_to_wire(start + k, answer))
+                items.append(cv.stream_result_to_wire(start + k, answer, rankings))
                 continue
         items.append(cv.stream_error_to_wire(start + k, code_name(r), short_message(r)))
     return pb.ChooseBatchResult.FromString(cv.batch_result_to_wire(items))

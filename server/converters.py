@@ -324,22 +324,38 @@ _response_pieces_of = IdentityCache(_response_pieces, size=1024)
 _PACK_DOUBLE = struct.Struct("<d").pack
 
 
-def choose_to_wire(d: Decision) -> bytes:
-    """:func:`choose_to_pb` serialized, assembled from cached per-catalogue pieces."""
+def choose_to_wire(
+    d: Decision, rankings: dict[tuple[int, tuple[float, ...]], bytes] | None = None
+) -> bytes:
+    """:func:`choose_to_pb` serialized, assembled from cached per-catalogue pieces.
+
+    ``rankings``: a memo of ranking bytes by (candidates' identity, pmf) the caller keeps
+    for many decisions at once (a batch's decisions share a few pmfs)."""
     pieces = _response_pieces_of(d.treatments)
     pmf = d.pmf
-    packed = pack_pmf(pmf)  # the probabilities' wire bytes (little-endian doubles), in order
-    heads, tails = pieces.heads, pieces.tails
-    order = sorted(range(len(pmf)), key=pmf.__getitem__, reverse=True)  # stable for ties
-    parts = [
-        _text_field(0x0A, d.event_id),
-        pieces.chosen[d.chosen],
-        b"\x21" + _PACK_DOUBLE(d.propensity),
-    ]
-    for i in order:
-        parts += (heads[i], packed[8 * i : 8 * i + 8], tails[i])
-    parts += (_text_field(0x32, d.model_version), _text_field(0x3A, d.policy))
-    return b"".join(parts)
+    ranking = None
+    if rankings is not None:
+        key = (id(d.treatments), pmf)
+        ranking = rankings.get(key)
+    if ranking is None:
+        packed = pack_pmf(pmf)  # the probabilities' wire bytes (little-endian doubles)
+        heads, tails = pieces.heads, pieces.tails
+        order = sorted(range(len(pmf)), key=pmf.__getitem__, reverse=True)  # stable for ties
+        ranking = b"".join(
+            [b for i in order for b in (heads[i], packed[8 * i : 8 * i + 8], tails[i])]
+        )
+        if rankings is not None:
+            rankings[key] = ranking
+    return b"".join(
+        [
+            _text_field(0x0A, d.event_id),
+            pieces.chosen[d.chosen],
+            b"\x21" + _PACK_DOUBLE(d.propensity),
+            ranking,
+            _text_field(0x32, d.model_version),
+            _text_field(0x3A, d.policy),
+        ]
+    )
 
 
 def choose_to_pb(d: Decision) -> pb.ChooseResponse:
@@ -492,9 +508,12 @@ def batch_to_wire(
     return b"".join(parts)
 
 
-def stream_result_to_wire(index: int, d: Decision) -> bytes:
-    """ChooseStreamResult{index, decision: choose_to_wire(d)}'s bytes."""
-    response = choose_to_wire(d)
+def stream_result_to_wire(
+    index: int, d: Decision, rankings: dict[tuple[int, tuple[float, ...]], bytes] | None = None
+) -> bytes:
+    """ChooseStreamResult{index, decision: choose_to_wire(d)}'s bytes (``rankings``: see
+    :func:`choose_to_wire`)."""
+    response = choose_to_wire(d, rankings)
     head = b"\x08" + _varint(index) if index else b""
     return head + b"\x12" + _varint(len(response)) + response
 

@@ -342,6 +342,7 @@ class _Batched:
         """The serialized ChooseBatchResult, once every decision in it is durable."""
         await self.done.future
         items: list[bytes] = []
+        rankings: dict[tuple[int, tuple[float, ...]], bytes] = {}
         for k, r in enumerate(self.batch.results):
             index = self.start + k
             if not isinstance(r, OfferBanditError):
@@ -351,7 +352,7 @@ class _Batched:
                 except OfferBanditError as exc:
                     r = exc
                 else:
-                    items.append(cv.stream_result_to_wire(index, answer))
+                    items.append(cv.stream_result_to_wire(index, answer, rankings))
                     continue
             items.append(cv.stream_error_to_wire(index, code_name(r), short_message(r)))
         return cv.batch_result_to_wire(items)
