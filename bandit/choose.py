@@ -251,8 +251,12 @@ def _canonical(features: Features) -> list[Any]:
 
 def request_fingerprint(req: ChooseInput) -> str:
     """A hash of what a Choose request asks, independent of map ordering on the wire."""
-    raw = json.dumps(_fingerprint_body(req), separators=(",", ":"), ensure_ascii=False)
+    raw = _ENCODER.encode(_fingerprint_body(req))
     return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""``json.dumps(…, separators=(",", ":"), ensure_ascii=False)``, its encoder made once."""
 
 
 def _fingerprint_body(req: ChooseInput) -> dict[str, object]:
@@ -288,13 +292,11 @@ class Fingerprints:
     def __init__(self, template: ChooseInput) -> None:
         body = _fingerprint_body(template)
         del body["customer"]
-        rest = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+        rest = _ENCODER.encode(body)
         self._tail = "," + rest[1:]
 
     def of(self, customer: Customer) -> str:
-        head = json.dumps(
-            [customer.id, _canonical(customer.features)], separators=(",", ":"), ensure_ascii=False
-        )
+        head = _ENCODER.encode([customer.id, _canonical(customer.features)])
         raw = '{"customer":' + head + self._tail
         return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 

@@ -13,8 +13,11 @@ and this process is the client:
 
 then, with no server running, ``in-process``: the same customers through
 :class:`offerbandit.campaign_local.LocalChooser` on a fresh data folder (``campaign run
---data-dir``). Printed: decisions/s, the server's CPU µs per decision, and the ratio to
-unary measured in the same run.
+--data-dir``; its CPU shows in the server column). Printed: decisions/s and its ratio to
+unary measured in the same run, the server's and this client process's CPU µs per decision,
+and the ratio of unary's CPU per decision (server + client) to each path's: on a shared
+two-core machine the throughput ratio is diluted by whatever else runs, the CPU ratio much
+less.
 
     .venv/bin/python -m bench.bench_batch --customers 20000
 """
@@ -91,13 +94,17 @@ def consume(results: Iterator[pb.ChooseBatchResult]) -> int:
     return n
 
 
-def timed(fn: object, pid: int | None = None) -> tuple[int, float, float | None]:
+def timed(fn: object, pid: int | None = None) -> tuple[int, float, float | None, float]:
+    """``fn()``'s count, wall seconds, the server's CPU seconds meanwhile (None: no
+    server) and this process's."""
     cpu0 = None if pid is None else process_cpu_seconds(pid)
+    own0 = time.process_time()
     t0 = time.perf_counter()
     n = fn()  # type: ignore[operator]
     dt = time.perf_counter() - t0
+    own = time.process_time() - own0
     cpu1 = None if pid is None else process_cpu_seconds(pid)
-    return n, dt, None if cpu0 is None or cpu1 is None else cpu1 - cpu0
+    return n, dt, None if cpu0 is None or cpu1 is None else cpu1 - cpu0, own
 
 
 def bench_policy(label: str, n: int, seconds: float, folder: Path, model: Path | None) -> None:
@@ -105,7 +112,7 @@ def bench_policy(label: str, n: int, seconds: float, folder: Path, model: Path |
     if model is not None:
         env["OFFERBANDIT_MODEL"] = str(model)
     proc, address = start_server(folder / f"server-{label}", "full", env)
-    rows: list[tuple[str, float, float | None]] = []
+    rows: list[tuple[str, float, float | None, float | None]] = []
     try:
         with OfferBanditClient(address, timeout=30) as c:
             grpc.channel_ready_future(c.channel).result(timeout=30)
@@ -117,16 +124,27 @@ def bench_policy(label: str, n: int, seconds: float, folder: Path, model: Path |
                 req.request_id = f"unary-{i}-{time.perf_counter_ns()}"
                 return c.stub.Choose(req, timeout=30)
 
+            own0 = time.process_time()
             r = drive("unary", one, 16, seconds, 10**9, proc.pid)
-            rows.append(("unary Choose ×16", r.calls / r.seconds, _us(r.server_cpu, r.calls)))
+            own = time.process_time() - own0  # warm-up calls included: a slight overstatement
+            rows.append(
+                (
+                    "unary Choose ×16",
+                    r.calls / r.seconds,
+                    _us(r.server_cpu, r.calls),
+                    _us(own, r.calls),
+                )
+            )
             stream_reqs = requests(customers(n, "stream"))
-            got, dt, cpu = timed(lambda: sum(1 for _ in c.choose_stream(stream_reqs)), proc.pid)
-            rows.append(("ChooseStream", got / dt, _us(cpu, got)))
+            got, dt, cpu, own = timed(
+                lambda: sum(1 for _ in c.choose_stream(stream_reqs)), proc.pid
+            )
+            rows.append(("ChooseStream", got / dt, _us(cpu, got), _us(own, got)))
             people = customers(n, "batch")
-            got, dt, cpu = timed(
+            got, dt, cpu, own = timed(
                 lambda: consume(c.choose_batches(template(), chunks(people))), proc.pid
             )
-            rows.append((f"ChooseBatchStream ×{CHUNK}", got / dt, _us(cpu, got)))
+            rows.append((f"ChooseBatchStream ×{CHUNK}", got / dt, _us(cpu, got), _us(own, got)))
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
@@ -141,19 +159,30 @@ def bench_policy(label: str, n: int, seconds: float, folder: Path, model: Path |
     try:
         people = customers(n, "local")
         c0 = time.process_time()
-        got, dt, _ = timed(
+        got, dt, _, own = timed(
             lambda: consume(LocalChooser(svc).choose_batches(template(), chunks(people)))
         )
-        cpu = time.process_time() - c0
-        rows.append(("in-process batch", got / dt, _us(cpu, got)))
+        rows.append(("in-process batch", got / dt, _us(own, got), None))
     finally:
         svc.stop()
     base = rows[0][1]
     print(f"\npolicy: uplift, {label}; {n} customers a stream, 10 treatments, durable log (FULL)")
-    print(f"{'path':<24} {'decisions/s':>12} {'CPU µs/decision':>16} {'× unary':>8}")
-    for name, rate, us in rows:
-        cpu_text = "" if us is None else f"{us:.0f}"
-        print(f"{name:<24} {rate:>12.0f} {cpu_text:>16} {rate / base:>8.2f}", flush=True)
+    print(
+        f"{'path':<24} {'decisions/s':>12} {'× unary':>8} {'server µs/dec':>14} "
+        f"{'client µs/dec':>14} {'CPU × unary':>12}"
+    )
+    unary_cpu = (rows[0][2] or 0.0) + (rows[0][3] or 0.0)
+    for name, rate, server_us, client_us in rows:
+        cpu = (server_us or 0.0) + (client_us or 0.0)
+        print(
+            f"{name:<24} {rate:>12.0f} {rate / base:>8.2f} {_text(server_us):>14} "
+            f"{_text(client_us):>14} {unary_cpu / cpu if cpu else 0.0:>12.1f}",
+            flush=True,
+        )
+
+
+def _text(us: float | None) -> str:
+    return "" if us is None else f"{us:.0f}"
 
 
 def _us(cpu: float | None, n: int) -> float | None:
