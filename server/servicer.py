@@ -444,15 +444,17 @@ class DecisionServicer:
     ) -> AsyncIterator[bytes]:
         """Serialized ChooseBatch messages in, one serialized ChooseBatchResult out per
         message, in order, each once its decisions are durable (:mod:`bandit.choose_batch`:
-        one pass and one log write per message). Reads on while fewer than ``BATCH_GROUP``
-        messages await their write. A template that is wrong ends the stream with its
+        one pass and one log write per message, decided on the blocking pool so the loop
+        keeps answering other calls). Reads on while fewer than ``BATCH_GROUP`` messages
+        await their write. A template that is wrong ends the stream with its
         error (after the results before it); a refused customer gets its error in its
         result."""
         if not self.svc.ready:
             raise NotReady("the decision service is not serving")
         state: dict[str, Any] = {"template": None, "start": 0}
+        loop = asyncio.get_running_loop()
 
-        async def submit(index: int, raw: bytes) -> _Batched:
+        def decide(raw: bytes, done: _Countdown) -> tuple[int, BatchResult]:
             template, customers = cv.batch_from_wire(raw, self.svc.catalogues)
             if template is not None:
                 state["template"] = template
@@ -460,11 +462,15 @@ class DecisionServicer:
                 raise InvalidRequest("template", "is required in the stream's first message")
             start = state["start"]
             state["start"] = start + len(customers)
-            done = _Countdown(asyncio.get_running_loop())
-            if customers:
-                batch = self.svc.submit_batch(state["template"], customers, done.on_done)
-            else:
-                batch = BatchResult([], 0)
+            if not customers:
+                return start, BatchResult([], 0)
+            return start, self.svc.submit_batch(state["template"], customers, done.on_done)
+
+        async def submit(index: int, raw: bytes) -> _Batched:
+            # On the blocking pool: a message's pass takes tens of milliseconds, which the
+            # loop spends answering other calls meanwhile (they share the GIL with it).
+            done = _Countdown(loop)
+            start, batch = await self._blocking(decide, raw, done)
             done.expect(batch.writes)
             return _Batched(start, batch, done)
 
