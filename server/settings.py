@@ -124,6 +124,8 @@ class Settings(BaseSettings):
     """How far in the future an outcome's occurred_at may be."""
     max_stream_outcomes: int = Field(100_000, ge=1)
     """Most outcomes one RecordOutcomes stream may carry (StreamOutcomes has no limit)."""
+    max_batch_customers: int = Field(4096, ge=1, le=65_536)
+    """Most customers one ChooseBatchStream message may carry (more: INVALID_ARGUMENT)."""
     max_revenue_per_outcome: float = Field(1e9, gt=0, le=1e15)
     """Largest revenue one outcome may report; more is rejected (INVALID_ARGUMENT). Every
     number a request carries is also bounded by the number policy (bandit/numbers.py:
@@ -299,6 +301,7 @@ class Settings(BaseSettings):
             close_interval_seconds=self.close_interval_seconds,
             max_future_skew_seconds=self.max_clock_skew_seconds,
             max_stream_outcomes=self.max_stream_outcomes,
+            max_batch_customers=self.max_batch_customers,
             initial_model=initial.model if initial else None,
             initial_vw_args=tuple(initial.vw_args) if initial else (),
             synchronous=self.durability.upper(),

@@ -146,3 +146,16 @@ def test_a_campaign_through_batches_respects_the_contact_policy_and_holdout_and_
     assert set(sends[sends["action"] == "holdout"]["customer_id"]) == expected
     assert whole.holdout == len(expected) > 0
     assert whole.sent > 0
+
+
+def test_a_message_beyond_max_batch_customers_is_refused(make_server: ServerFactory) -> None:
+    running = make_server(max_batch_customers=5)
+    template = batch_template_to_pb(trigger(), OFFERS, CHANNELS)
+    with OfferBanditClient(running.address) as c:
+        ok = list(c.choose_batches(template, [_people(5)], timeout=30))
+        assert len(ok[0].results) == 5
+        with pytest.raises(grpc.RpcError) as err:
+            list(c.choose_batches(template, [_people(6, "big")], timeout=30))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "customers: has 6 customers; the limit is 5" in (err.value.details() or "")
+        assert c.stats().decisions == 5
