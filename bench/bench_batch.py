@@ -158,7 +158,6 @@ def bench_policy(label: str, n: int, seconds: float, folder: Path, model: Path |
         os.environ.pop("OFFERBANDIT_POLICY", None)
     try:
         people = customers(n, "local")
-        c0 = time.process_time()
         got, dt, _, own = timed(
             lambda: consume(LocalChooser(svc).choose_batches(template(), chunks(people)))
         )
