@@ -432,9 +432,9 @@ class UpliftPolicy:
 
         Each context's linear predictors are the same product as :meth:`_values`' — its
         tokens' folded rows gathered, times its values — done for all contexts with the same
-        number of tokens in one stacked ``matmul`` (NumPy runs the same BLAS call per
-        context, so the sums round alike); everything after is elementwise, or reduces
-        along the same axis, over a ``[contexts, K, ...]`` array."""
+        tokens in one stacked ``matmul`` over one gathered block (NumPy runs the same BLAS
+        call per context, so the sums round alike); everything after is elementwise, or
+        reduces along the same axis, over a ``[contexts, K, ...]`` array."""
         s = self.settings
         k = len(treatments)
         cat = self._catalogue(treatments)
@@ -495,15 +495,18 @@ class UpliftPolicy:
         every = np.concatenate(tokens) if tokens else np.zeros(0, dtype=np.intp)
         if len(every):
             cat.folded(table, np.unique(every))  # fill what no call met yet
-        by_length: dict[int, list[int]] = {}
+        # Contexts with the same tokens (most of a campaign's: the same kinds of features,
+        # only the numbers differ) share one gathered block, broadcast to each of them.
+        by_tokens: dict[bytes, list[int]] = {}
         for i, ck in enumerate(tokens):
-            by_length.setdefault(len(ck), []).append(i)
-        for m, members in by_length.items():
+            by_tokens.setdefault(ck.tobytes(), []).append(i)
+        for members in by_tokens.values():
+            ck = tokens[members[0]]
+            m = len(ck)
             if m == 0:
                 continue
-            ck_m = np.stack([tokens[i] for i in members])  # [G, m]
             x_m = np.stack([xs[i] for i in members])[:, None, :]  # [G, 1, m]
-            fold = cat.fold[ck_m].reshape(len(members), m, -1)  # [G, m, (K + 1)·W]
+            fold = cat.fold[ck].reshape(1, m, -1)  # [1, m, (K + 1)·W], broadcast to each
             t[members] = np.matmul(x_m, fold).reshape(len(members), rows_k, width)
         n = self.settings.samples
         if self.settings.form == "product":
