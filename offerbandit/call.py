@@ -9,9 +9,8 @@ accepted too), timestamps as RFC 3339 text (``"2026-12-06T10:00:00Z"``), enums b
   object and print the answer as indented JSON.
 * Streaming methods read many requests: JSON lines (one object a line), or one JSON array;
   ChooseStream, ChooseBatchStream and StreamOutcomes print one answer a line as each arrives
-  (JSON lines), so
-  ``tail -f orders.jsonl | offerbandit call StreamOutcomes`` feeds outcomes as they come;
-  RecordOutcomes prints its one answer.
+  (JSON lines), so ``tail -f orders.jsonl | offerbandit call StreamOutcomes`` feeds outcomes
+  as they come; RecordOutcomes prints its one answer.
 * Connection: ``--target`` (default ``127.0.0.1:50051``), TLS with ``--ca-file`` (and
   ``--cert-file``/``--key-file`` for mutual TLS, ``--server-name`` to override the name
   checked), a bearer token with ``--token`` or ``$OFFERBANDIT_TOKEN`` — exactly as
