@@ -193,7 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customers", type=int, default=20_000)
     p.add_argument("--seconds", type=float, default=8.0, help="of unary calls")
     p.add_argument("--policies", nargs="+", default=["untrained", "trained"])
+    p.add_argument("--chunk", type=int, default=512, help="customers a ChooseBatch message")
     ns = p.parse_args(argv)
+    global CHUNK
+    CHUNK = ns.chunk
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
