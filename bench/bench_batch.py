@@ -77,9 +77,11 @@ def requests(people: list[tuple[Customer, str]]) -> list[pb.ChooseRequest]:
     ]
 
 
-def chunks(people: list[tuple[Customer, str]]) -> Iterator[list[tuple[Customer, str]]]:
-    for lo in range(0, len(people), CHUNK):
-        yield people[lo : lo + CHUNK]
+def chunks(
+    people: list[tuple[Customer, str]], size: int = CHUNK
+) -> Iterator[list[tuple[Customer, str]]]:
+    for lo in range(0, len(people), size):
+        yield people[lo : lo + size]
 
 
 def consume(results: Iterator[pb.ChooseBatchResult]) -> int:
@@ -107,7 +109,9 @@ def timed(fn: object, pid: int | None = None) -> tuple[int, float, float | None,
     return n, dt, None if cpu0 is None or cpu1 is None else cpu1 - cpu0, own
 
 
-def bench_policy(label: str, n: int, seconds: float, folder: Path, model: Path | None) -> None:
+def bench_policy(
+    label: str, n: int, seconds: float, folder: Path, model: Path | None, chunk: int = CHUNK
+) -> None:
     env = {"OFFERBANDIT_POLICY": "uplift"}
     if model is not None:
         env["OFFERBANDIT_MODEL"] = str(model)
@@ -142,9 +146,9 @@ def bench_policy(label: str, n: int, seconds: float, folder: Path, model: Path |
             rows.append(("ChooseStream", got / dt, _us(cpu, got), _us(own, got)))
             people = customers(n, "batch")
             got, dt, cpu, own = timed(
-                lambda: consume(c.choose_batches(template(), chunks(people))), proc.pid
+                lambda: consume(c.choose_batches(template(), chunks(people, chunk))), proc.pid
             )
-            rows.append((f"ChooseBatchStream ×{CHUNK}", got / dt, _us(cpu, got), _us(own, got)))
+            rows.append((f"ChooseBatchStream ×{chunk}", got / dt, _us(cpu, got), _us(own, got)))
     finally:
         proc.terminate()
         proc.communicate(timeout=60)
@@ -159,7 +163,7 @@ def bench_policy(label: str, n: int, seconds: float, folder: Path, model: Path |
     try:
         people = customers(n, "local")
         got, dt, _, own = timed(
-            lambda: consume(LocalChooser(svc).choose_batches(template(), chunks(people)))
+            lambda: consume(LocalChooser(svc).choose_batches(template(), chunks(people, chunk)))
         )
         rows.append(("in-process batch", got / dt, _us(own, got), None))
     finally:
@@ -193,16 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--customers", type=int, default=20_000)
     p.add_argument("--seconds", type=float, default=8.0, help="of unary calls")
     p.add_argument("--policies", nargs="+", default=["untrained", "trained"])
-    p.add_argument("--chunk", type=int, default=512, help="customers a ChooseBatch message")
+    p.add_argument("--chunk", type=int, default=CHUNK, help="customers a ChooseBatch message")
     ns = p.parse_args(argv)
-    global CHUNK
-    CHUNK = ns.chunk
     print(f"load average at start: {os.getloadavg()[0]:.2f} (2 cores)")
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         for label in ns.policies:
             model = trained(folder / "model") if label == "trained" else None
-            bench_policy(label, ns.customers, ns.seconds, folder, model)
+            bench_policy(label, ns.customers, ns.seconds, folder, model, ns.chunk)
     print(f"load average at end: {os.getloadavg()[0]:.2f}")
     return 0
 
