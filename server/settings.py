@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     """How often a decider looks for a new model version in the model store."""
     workers: int = Field(4, ge=1, le=256)
     """Threads for the calls that wait on the database directly (GetDecision, Activate,
-    GetStats). Choose and outcomes run on the server's event loop and never wait on a
-    thread: the log's writer commits them in groups."""
+    GetStats), and for ChooseBatchStream's passes (one thread per stream at a time, a few
+    tens of milliseconds a message). Choose and outcomes run on the server's event loop and
+    never wait on a thread: the log's writer commits them in groups."""
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Largest request accepted; larger ones get RESOURCE_EXHAUSTED."""
     max_concurrent_calls: int = Field(1000, ge=1)
