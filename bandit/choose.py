@@ -24,11 +24,12 @@ from typing import Any, Protocol
 from bandit.catalogue import Catalogue, Catalogues
 from bandit.commit import Commit, OnDone
 from bandit.eligibility import ChooseInput, Limits, build_candidates, without_channels
+from bandit.errors import OfferBanditError
 from bandit.learner import Learner
 from bandit.ratelog import RateLimitedLog
 from bandit.records import StoredDecision
 from bandit.sampling import derive_seed, floored_pmf, sample_index, uniform_from_seed
-from bandit.types import Context, Decision, Features, Treatment, TreatmentRef
+from bandit.types import Context, Customer, Decision, Features, Treatment, TreatmentRef
 
 log = logging.getLogger(__name__)
 _rate_log = RateLimitedLog(log, interval=10.0)
@@ -48,6 +49,19 @@ class ChoiceLog(Protocol):
     """What the Choose path needs of the decision log."""
 
     def find_request(self, request_id: str, request_hash: str) -> StoredDecision | None: ...
+
+    def find_requests(
+        self, requests: Sequence[tuple[str, str]]
+    ) -> dict[str, StoredDecision | OfferBanditError]: ...
+
+    def submit_decisions(
+        self,
+        decisions: Sequence[Decision],
+        request_hashes: Sequence[str],
+        notify: Any = None,
+        token: Any = None,
+        wake: bool = True,
+    ) -> Any: ...
 
     def submit_decision(
         self,
@@ -209,6 +223,21 @@ class Decider:
         with self._lock:
             return self._policy.scores(context, treatments), self._version
 
+    def scores_many(
+        self, contexts: Sequence[Context], treatments: tuple[Treatment, ...]
+    ) -> tuple[list[Sequence[float]], str]:
+        """:meth:`scores` of many contexts with the same candidates, under one lock."""
+        with self._lock:
+            return self._policy.scores_many(contexts, treatments), self._version
+
+    def scores_groups(
+        self, groups: Sequence[tuple[tuple[Treatment, ...], Sequence[Context]]]
+    ) -> tuple[list[list[Sequence[float]]], str]:
+        """:meth:`scores_many` of each (candidates, contexts) group, under one lock."""
+        with self._lock:
+            policy = self._policy
+            return [policy.scores_many(cs, ts) for ts, cs in groups], self._version
+
     def publish(self, policy: Learner, version: str) -> None:
         with self._lock:
             self._policy = policy
@@ -222,6 +251,15 @@ def _canonical(features: Features) -> list[Any]:
 
 def request_fingerprint(req: ChooseInput) -> str:
     """A hash of what a Choose request asks, independent of map ordering on the wire."""
+    raw = _ENCODER.encode(_fingerprint_body(req))
+    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+"""``json.dumps(…, separators=(",", ":"), ensure_ascii=False)``, its encoder made once."""
+
+
+def _fingerprint_body(req: ChooseInput) -> dict[str, object]:
     body: dict[str, object] = {
         "customer": [req.customer.id, _canonical(req.customer.features)] if req.customer else None,
         "trigger": [req.trigger.type, _canonical(req.trigger.features)] if req.trigger else None,
@@ -235,8 +273,32 @@ def request_fingerprint(req: ChooseInput) -> str:
     }
     if req.campaign_id or req.campaign_holdout_share:  # (older requests hash as before)
         body["campaign"] = [req.campaign_id, req.campaign_holdout_share]
-    raw = json.dumps(body, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
+    return body
+
+
+class Fingerprints:
+    """:func:`request_fingerprint` of requests that differ only in their customer (a batch's
+    template): the template's part serialised once, the customer's per call — the same
+    bytes, so the same hash.
+
+    >>> from bandit.types import Trigger
+    >>> req = ChooseInput(Customer("c1", {"a": 1.0}), Trigger("t"), campaign_id="x")
+    >>> Fingerprints(req).of(req.customer) == request_fingerprint(req)
+    True
+    """
+
+    __slots__ = ("_tail",)
+
+    def __init__(self, template: ChooseInput) -> None:
+        body = _fingerprint_body(template)
+        del body["customer"]
+        rest = _ENCODER.encode(body)
+        self._tail = "," + rest[1:]
+
+    def of(self, customer: Customer) -> str:
+        head = _ENCODER.encode([customer.id, _canonical(customer.features)])
+        raw = '{"customer":' + head + self._tail
+        return hashlib.blake2b(raw.encode(), digest_size=16).hexdigest()
 
 
 def in_holdout(customer_id: str, share: float, key: str) -> bool:
@@ -520,6 +582,7 @@ __all__ = [
     "Decider",
     "Draft",
     "EventIds",
+    "Fingerprints",
     "HoldoutStep",
     "LogStep",
     "Pipeline",

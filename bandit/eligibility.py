@@ -136,6 +136,20 @@ def check_features(features: Mapping[str, FeatureValue], where: str, limits: Lim
                     )
 
 
+def check_customer(customer: Customer | None, limits: Limits) -> None:
+    """A request's customer: present, its id and features within ``limits`` (what
+    :func:`build_candidates` checks first; the batch path checks each customer with it)."""
+    if customer is None:
+        raise InvalidRequest("customer", "is required")
+    _check_id(customer.id, "customer.id", limits)
+    check_features(customer.features, "customer", limits)
+
+
+def check_request_id(request_id: str, limits: Limits) -> None:
+    """A request id: optional, bounded."""
+    _check_id(request_id, "request_id", limits, required=False)
+
+
 def _check_cost(value: float, path: str, *, at_most_one: bool = False) -> None:
     check_number(value, path)
     if value < 0:
@@ -193,10 +207,8 @@ def build_candidates(
     or a catalogue of its own made here): checked once under the same limits, and crossed
     once. ``consent=False``: keep the channels the customer has not consented to (a later
     step removes them with :func:`without_channels`)."""
-    if req.customer is None:
-        raise InvalidRequest("customer", "is required")
-    _check_id(req.customer.id, "customer.id", limits)
-    check_features(req.customer.features, "customer", limits)
+    check_customer(req.customer, limits)
+    assert req.customer is not None
     if req.trigger is None:
         raise InvalidRequest("trigger", "is required")
     _check_id(req.trigger.type, "trigger.type", limits)

@@ -87,6 +87,13 @@ class Learner(Protocol):
         before the control floor is mixed in."""
         ...
 
+    def scores_many(
+        self, contexts: Sequence[Context], treatments: tuple[Treatment, ...]
+    ) -> list[Sequence[float]]:
+        """:meth:`scores` of each context with the same candidates, in order: exactly what
+        :meth:`scores` gives each (a batch of a campaign's customers scored in one pass)."""
+        ...
+
     def learn_closed(
         self, d: Decision, reward: float, revenue: float, n_outcomes: int, rule: RewardRule
     ) -> None:
@@ -200,6 +207,12 @@ class VWPolicy:
             context.customer.features, context.trigger.type, context.trigger.features
         )
         return self.predict(shared, candidate_lines(treatments))
+
+    def scores_many(
+        self, contexts: Sequence[Context], treatments: tuple[Treatment, ...]
+    ) -> list[Sequence[float]]:
+        """:meth:`scores` of each context (VW predicts one example at a time)."""
+        return [self.scores(c, treatments) for c in contexts]
 
     def learn_closed(
         self, d: Decision, reward: float, revenue: float, n_outcomes: int, rule: RewardRule

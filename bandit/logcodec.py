@@ -168,7 +168,7 @@ def encode_head(d: Decision) -> str:
         f'{{"schema":{SCHEMA_VERSION},"event_id":{_str(d.event_id)},'
         f'"request_id":{_str(d.request_id)},'
         f'"customer":{{"id":{_str(c.id)},"features":{_features_json(c.features)}}},'
-        f'"trigger":{{"type":{_str(t.type)},"features":{_features_json(t.features)}}},'
+        f'"trigger":{{"type":{_str(t.type)},"features":{_trigger_json(t.features)}}},'
         f'"chosen":{_number(d.chosen)},'
         f'"model_version":{_str(d.model_version)},"policy":{_str(d.policy)},'
         f'"decided_at":{_number(d.decided_at)},"deferred":{_bool(d.deferred)},'
@@ -241,6 +241,10 @@ def _fragment(name: str, value: FeatureValue) -> str:
 
 def _features_json(features: Features) -> str:
     return "{" + ",".join([_fragment(k, v) for k, v in features.items()]) + "}"
+
+
+_trigger_json = IdentityCache(_features_json, size=64)
+"""A trigger's features as JSON, by identity (a batch's decisions share their trigger)."""
 
 
 def encode_record(d: Decision) -> str:

@@ -34,12 +34,14 @@ from bandit.choose import (
     ControlFloorStep,
     Decider,
     EventIds,
+    HoldoutStep,
     Pipeline,
     call_on_done,
     in_holdout,
     request_fingerprint,
     standard_steps,
 )
+from bandit.choose_batch import BatchChooser, BatchCustomer, BatchResult
 from bandit.commit import Commit, OnDone
 from bandit.contact import ContactPolicy
 from bandit.contact.gate import ContactGate, ContactStep
@@ -131,6 +133,8 @@ class ServiceConfig:
     close_interval_seconds: float = 1.0
     max_future_skew_seconds: float = 300.0
     max_stream_outcomes: int = 100_000
+    max_batch_customers: int = 4096
+    """Most customers one batch (:meth:`DecisionService.submit_batch`) may carry."""
     max_revenue_per_outcome: float = 1e9
     """An outcome reporting more revenue than this is rejected (INVALID_ARGUMENT)."""
     learn_batch: int = 256
@@ -341,6 +345,24 @@ class DecisionService:
         )
         self.choose_pipeline = Pipeline(steps)
         """The Choose path's steps (:mod:`bandit.choose`)."""
+        self.batches = BatchChooser(
+            limits=config.limits,
+            catalogues=self.catalogues,
+            log=self.log,
+            decider=self.decider,
+            holdout=HoldoutStep(
+                event_ids,
+                config.seed,
+                config.holdout_share,
+                config.holdout_key,
+                lambda: self.decider.version,
+            ),
+            control_floor=self._control_floor,
+            clock=self.clock,
+            gate=self.contact,
+            pipeline=self.choose_pipeline,
+        )
+        """The batch path (:mod:`bandit.choose_batch`): the same parts, many customers a pass."""
         log.info(
             "decision service ready: model %s, learned up to log position %d, policy %s",
             self.decider.version,
@@ -425,6 +447,46 @@ class DecisionService:
         if not self._ready:
             raise NotReady("the decision service is not serving")
         return self.choose_pipeline.run(req, on_done, hold)
+
+    def submit_batch(
+        self,
+        template: ChooseInput,
+        customers: Sequence[BatchCustomer],
+        on_done: OnDone | None = None,
+    ) -> BatchResult:
+        """Decide many customers under one request template and queue their decisions as one
+        log write (:mod:`bandit.choose_batch`); nothing waits for it here.
+
+        Each customer's result is its decision with the handle of its write (``None`` for a
+        retried request id: the logged decision), or the error that refused it (nothing is
+        written for it; the others are decided). ``on_done`` is called once per queued write
+        (:attr:`BatchResult.writes`) once durable. Raises what is wrong with the template.
+        """
+        if not self._ready:
+            raise NotReady("the decision service is not serving")
+        if len(customers) > self.config.max_batch_customers:
+            raise TooLarge(
+                "customers",
+                f"has {len(customers)} customers; the limit is {self.config.max_batch_customers}",
+            )
+        return self.batches.submit(template, customers, on_done)
+
+    def choose_batch(
+        self, template: ChooseInput, customers: Sequence[BatchCustomer]
+    ) -> list[Decision | OfferBanditError]:
+        """:meth:`submit_batch` and wait: each customer's durable decision (or the logged one
+        of a retried request id), or the error that refused it."""
+        out: list[Decision | OfferBanditError] = []
+        for r in self.submit_batch(template, customers).results:
+            if isinstance(r, OfferBanditError):
+                out.append(r)
+                continue
+            decision, commit = r
+            try:
+                out.append(decision if commit is None else commit.wait())
+            except OfferBanditError as exc:
+                out.append(exc)
+        return out
 
     def reload_contact_policy(self, policy: ContactPolicy) -> None:
         """Apply ``policy`` from the next Choose on. A service started without a policy has

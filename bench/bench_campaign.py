@@ -1,9 +1,9 @@
 """``offerbandit campaign run`` throughput and memory: a synthetic audience of ``--customers``
 (Parquet, written in row groups so that making it costs little memory) decided through a
-server in its own process (durable log), timed end to end, with this process's peak RSS and
-the server's peak and current RSS (``VmHWM``, ``VmRSS``): the audience is streamed and the
-server reads on only while 256 decisions await their commit, so neither should grow with the
-audience.
+server in its own process (durable log; 5 offers × 2 channels), timed end to end, with this
+process's peak RSS and the server's peak and current RSS (``VmHWM``, ``VmRSS``): the audience
+is streamed through one ChooseBatchStream (512 customers a message) and the server reads on
+only while 4 messages await their commit, so neither should grow with the audience.
 
     .venv/bin/python -m bench.bench_campaign --customers 20000 50000
 """
@@ -31,8 +31,17 @@ trigger = "campaign"
 id = "d10"
 discount_rate = 0.1
 [[offer]]
+id = "d20"
+discount_rate = 0.2
+[[offer]]
 id = "ship"
 fixed_cost = 4.0
+[[offer]]
+id = "gift"
+fixed_cost = 8.0
+[[offer]]
+id = "points"
+fixed_cost = 1.0
 [[channel]]
 id = "email"
 contact_cost = 0.01

@@ -8,10 +8,9 @@ accepted too), timestamps as RFC 3339 text (``"2026-12-06T10:00:00Z"``), enums b
 * Unary methods (Choose, GetDecision, RecordOutcome, Activate, GetStats) read one JSON
   object and print the answer as indented JSON.
 * Streaming methods read many requests: JSON lines (one object a line), or one JSON array;
-  ChooseStream, StreamOutcomes and ActivateStream print one answer a line as each arrives
-  (JSON lines), so ``tail -f orders.jsonl | offerbandit call StreamOutcomes`` feeds outcomes
-  as they come;
-  RecordOutcomes prints its one answer.
+  ChooseStream, ChooseBatchStream, StreamOutcomes and ActivateStream print one answer a line
+  as each arrives (JSON lines), so ``tail -f orders.jsonl | offerbandit call StreamOutcomes``
+  feeds outcomes as they come; RecordOutcomes prints its one answer.
 * Connection: ``--target`` (default ``127.0.0.1:50051``), TLS with ``--ca-file`` (and
   ``--cert-file``/``--key-file`` for mutual TLS, ``--server-name`` to override the name
   checked), a bearer token with ``--token`` or ``$OFFERBANDIT_TOKEN`` — exactly as
@@ -288,8 +287,9 @@ def parser() -> argparse.ArgumentParser:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("method", nargs="?", help="Choose, ChooseStream, GetDecision, RecordOutcome, "
-                   "RecordOutcomes, StreamOutcomes, Activate, ActivateStream or "
+    p.add_argument("method", nargs="?", help="Choose, ChooseStream, ChooseBatchStream, "
+                   "GetDecision, RecordOutcome, RecordOutcomes, StreamOutcomes, Activate, "
+                   "ActivateStream or "
                    "GetStats")  # fmt: skip
     p.add_argument("json", nargs="?", help="the request as JSON (default, or '-': stdin)")
     p.add_argument("--target", default=DEFAULT_TARGET, help=f"HOST:PORT (default {DEFAULT_TARGET})")

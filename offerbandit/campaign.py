@@ -5,15 +5,16 @@
     offerbandit campaign activate --sent sent.csv [--server 127.0.0.1:50051]
 
 ``run`` streams the audience (Parquet or CSV: a ``customer_id`` column, every other column a
-customer feature; empty cells are left out) through one ``ChooseStream`` to the server, so
-every decision goes through the live policy, the contact policies and the log exactly as a
-Choose does, and each is **deferred**: its attribution window opens when the send platform
-confirms the send (``activate``). The send list (CSV or Parquet) has one row per customer:
-``customer_id, event_id, action`` (``send``; ``control``: the policy leaves this customer
-alone; ``holdout``: the campaign's holdout, left alone on purpose),
-``offer_id, channel_id, propensity, model_version, planned_send_at`` and ``error`` (the
-reason, for a customer the server refused; the rest goes on). A row is written only once its
-decision is durable.
+customer feature; empty cells are left out) through one ``ChooseBatchStream`` to the server
+(chunks of 512 customers under one request template, each chunk decided in one pass and one
+log write), so every decision goes through the live policy, the contact policies and the log
+exactly as a Choose does (the same decisions; a test checks it), and each is **deferred**:
+its attribution window opens when the send platform confirms the send (``activate``). The
+send list (CSV or Parquet) has one row per customer: ``customer_id, event_id, action``
+(``send``; ``control``: the policy leaves this customer alone; ``holdout``: the campaign's
+holdout, left alone on purpose), ``offer_id, channel_id, propensity, model_version,
+planned_send_at`` and ``error`` (the reason, for a customer the server refused; the rest
+goes on). A row is written only once its decision is durable.
 
 Resumable: each request's id is ``<campaign id>:<customer id>``, so a re-run after a crash
 (or of a grown audience) answers already-decided customers with their logged decision and
@@ -70,7 +71,8 @@ from tqdm import tqdm
 from bandit.choose import HOLDOUT_POLICY
 from bandit.records import ActivationInput
 from bandit.types import Channel, Customer, FeatureValue, Offer, Trigger
-from server.client import OfferBanditClient, choose_request
+from server.client import OfferBanditClient
+from server.converters import batch_template_to_pb
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 
 SEND_LIST_COLUMNS = [
@@ -211,12 +213,20 @@ class RunSummary:
 
 
 class Chooser(Protocol):
-    """What decides a campaign's requests: a client of a server, or
+    """What decides a campaign's chunks: a client of a server
+    (:meth:`server.client.OfferBanditClient.choose_batches`, one ChooseBatchStream), or
     :class:`offerbandit.campaign_local.LocalChooser` in this process."""
 
-    def choose_stream(
-        self, requests: Iterable[pb.ChooseRequest], timeout: float | None = None
-    ) -> Iterator[pb.ChooseStreamResult]: ...
+    def choose_batches(
+        self,
+        template: pb.ChooseRequest,
+        chunks: Iterable[Sequence[tuple[Customer, str]]],
+        timeout: float | None = None,
+    ) -> Iterator[pb.ChooseBatchResult]: ...
+
+
+CHUNK = 512
+"""Customers per ChooseBatch message."""
 
 
 def run(
@@ -227,77 +237,83 @@ def run(
     *,
     progress: bool = True,
     limit: int | None = None,
+    chunk: int = CHUNK,
 ) -> RunSummary:
-    """Decide for every customer through one ChooseStream and write the send list."""
-    pending: collections.deque[str] = collections.deque()
-    """Customers sent and not yet answered (answers come in order): memory bounded by what
-    is in flight, not by the audience."""
+    """Decide for every customer through one ChooseBatchStream (``chunk`` customers a
+    message, each decided in one pass) and write the send list."""
+    pending: collections.deque[list[str]] = collections.deque()
+    """Chunks sent and not yet answered (answers come in order): memory bounded by what is
+    in flight, not by the audience."""
+    template = batch_template_to_pb(
+        campaign.trigger,
+        campaign.offers,
+        campaign.channels,
+        defer_activation=True,
+        campaign_id=campaign.id,
+        campaign_holdout_share=campaign.holdout,
+    )
 
-    def requests() -> Iterator[pb.ChooseRequest]:
+    def chunks() -> Iterator[list[tuple[Customer, str]]]:
+        batch: list[tuple[Customer, str]] = []
         for n, customer in enumerate(customers):
             if limit is not None and n >= limit:
-                return
-            pending.append(customer.id)
-            yield choose_request(
-                customer,
-                campaign.trigger,
-                campaign.offers,
-                campaign.channels,
-                defer_activation=True,
-                request_id=f"{campaign.id}:{customer.id}",
-                campaign_id=campaign.id,
-                campaign_holdout_share=campaign.holdout,
-            )
+                break
+            batch.append((customer, f"{campaign.id}:{customer.id}"))
+            if len(batch) >= chunk:
+                pending.append([c.id for c, _ in batch])
+                yield batch
+                batch = []
+        if batch:
+            pending.append([c.id for c, _ in batch])
+            yield batch
 
     summary = RunSummary()
     with (
         _SendList(out) as sink,
         tqdm(desc=f"campaign {campaign.id}", unit="dec", disable=not progress) as bar,
     ):
-        for result in client.choose_stream(requests(), timeout=None):
-            customer_id = pending.popleft()
-            if result.index != summary.decided:
+        for message in client.choose_batches(template, chunks(), timeout=None):
+            ids = pending.popleft()
+            if len(message.results) != len(ids):
                 raise CampaignError(
-                    f"answer {result.index} arrived in place of {summary.decided}: out of order"
+                    f"{len(message.results)} answers arrived for a chunk of {len(ids)} customers"
                 )
-            if result.error_code:
-                summary.refused += 1
-                sink.write(
-                    [
-                        customer_id,
-                        "",
-                        "",
-                        "",
-                        "",
-                        None,
-                        "",
-                        "",
-                        f"{result.error_code}: {result.error}",
-                    ]
-                )
-            else:
-                d = result.decision
-                send = bool(d.chosen.offer_id)
-                held = d.policy == HOLDOUT_POLICY
-                summary.sent += send
-                summary.control += not send and not held
-                summary.holdout += held
-                sink.write(
-                    [
-                        customer_id,
-                        d.event_id,
-                        "send" if send else "holdout" if held else "control",
-                        d.chosen.offer_id,
-                        d.chosen.channel_id,
-                        d.propensity,
-                        d.model_version,
-                        campaign.planned_send_at,
-                        "",
-                    ]
-                )
-            summary.decided += 1
-            bar.update(1)
+            for customer_id, result in zip(ids, message.results, strict=True):
+                if result.index != summary.decided:
+                    raise CampaignError(
+                        f"answer {result.index} arrived in place of {summary.decided}: out of order"
+                    )
+                sink.write(_row(customer_id, result, campaign, summary))
+                summary.decided += 1
+            bar.update(len(ids))
     return summary
+
+
+def _row(
+    customer_id: str, result: pb.ChooseStreamResult, campaign: Campaign, summary: RunSummary
+) -> list[Any]:
+    """The send list's row of one customer's result (counted in ``summary``)."""
+    if result.error_code:
+        summary.refused += 1
+        return [customer_id, "", "", "", "", None, "", "", f"{result.error_code}: {result.error}"]
+    d = result.decision
+    chosen = d.chosen
+    send = bool(chosen.offer_id)
+    held = d.policy == HOLDOUT_POLICY
+    summary.sent += send
+    summary.control += not send and not held
+    summary.holdout += held
+    return [
+        customer_id,
+        d.event_id,
+        "send" if send else "holdout" if held else "control",
+        chosen.offer_id,
+        chosen.channel_id,
+        d.propensity,
+        d.model_version,
+        campaign.planned_send_at,
+        "",
+    ]
 
 
 class _SendList:

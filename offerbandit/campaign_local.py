@@ -4,24 +4,23 @@ The same job as over the wire (:func:`offerbandit.campaign.run`), with the decis
 opened on the data folder here instead of a server — for a batch job on the machine that
 holds the log while no server runs: the log has one writer, so stop the server first (or use
 ``--server``); nothing here detects a running one. :class:`LocalChooser` answers the
-campaign's requests as ``ChooseStream`` does: in order, each once its decision is durable,
-a refused request as a result with the error's status name and message, and at most
-``window`` decisions queued on the log at once
-(their writes are committed in groups, as concurrent Choose calls are).
+campaign's chunks as ``ChooseBatchStream`` does — each chunk decided in one pass
+(:mod:`bandit.choose_batch`) and answered in order once its decisions are durable, a refused
+customer as a result with the error's status name and message — with at most ``window``
+chunks queued on the log at once (the log's writer commits one while the next is decided).
 """
 
 from __future__ import annotations
 
 import collections
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from bandit.commit import Commit
+from bandit.choose_batch import BatchCustomer, BatchResult
 from bandit.errors import OfferBanditError
 from bandit.service import DecisionService, SystemClock
-from bandit.types import Decision
+from bandit.types import Customer
 from server import converters as cv
 from server.app import load_initial_model
 from server.errors import code_name, short_message
@@ -30,51 +29,67 @@ from server.settings import Settings
 
 __all__ = ["LocalChooser", "open_local"]
 
-WINDOW = 256
-"""Decisions queued on the log before the first is waited for (as the server's stream)."""
+WINDOW = 2
+"""Chunks queued on the log before the first is waited for."""
 
 
 class LocalChooser:
-    """``choose_stream`` over an in-process :class:`DecisionService`."""
+    """``choose_batches`` (as :class:`server.client.OfferBanditClient` has it) over an
+    in-process :class:`DecisionService`."""
 
     def __init__(self, service: DecisionService, window: int = WINDOW) -> None:
         self.service = service
         self.window = window
 
-    def choose_stream(
-        self, requests: Iterable[pb.ChooseRequest], timeout: float | None = None
-    ) -> Iterator[pb.ChooseStreamResult]:
+    def choose_batches(
+        self,
+        template: pb.ChooseRequest,
+        chunks: Iterable[Sequence[tuple[Customer, str]]],
+        timeout: float | None = None,
+    ) -> Iterator[pb.ChooseBatchResult]:
         del timeout  # nothing remote to wait for
-        pending: collections.deque[tuple[int, Decision | OfferBanditError, Commit[Any] | None]]
-        pending = collections.deque()
-        for index, req in enumerate(requests):
-            try:
-                decision, commit = self.service.submit_choice(cv.choose_from_pb(req))
-                pending.append((index, decision, commit))
-            except OfferBanditError as exc:
-                pending.append((index, exc, None))
+        if template.HasField("customer") or template.request_id:
+            raise ValueError("a batch template has no customer and no request id")
+        tpl = cv.choose_from_pb(template)
+        pending: collections.deque[tuple[int, BatchResult]] = collections.deque()
+        start = 0
+        for chunk in chunks:
+            customers = [_customer(c, request_id) for c, request_id in chunk]
+            pending.append((start, self.service.submit_batch(tpl, customers, _written)))
+            start += len(customers)
             while len(pending) > self.window:
                 yield _answer(*pending.popleft())
         while pending:
             yield _answer(*pending.popleft())
 
 
-def _answer(
-    index: int, decision: Decision | OfferBanditError, commit: Commit[Any] | None
-) -> pb.ChooseStreamResult:
-    if isinstance(decision, OfferBanditError):
-        return pb.ChooseStreamResult(
-            index=index, error_code=code_name(decision), error=short_message(decision)
-        )
-    answer: Decision = decision
-    if commit is not None:
-        try:
-            answer = commit.wait()  # durable (or the one logged before under its request id)
-        except OfferBanditError as exc:
-            return pb.ChooseStreamResult(
-                index=index, error_code=code_name(exc), error=short_message(exc)
-            )
-    return pb.ChooseStreamResult(index=index, decision=cv.choose_to_pb(answer))
+def _written() -> None:
+    """The ``on_done`` of a chunk's write: the log's writer commits it at once (nothing
+    else to do: :func:`_answer` waits on the handles)."""
+
+
+def _customer(c: Customer, request_id: str) -> BatchCustomer:
+    try:
+        return BatchCustomer(cv.customer_as_sent(c), request_id)
+    except OfferBanditError as exc:
+        return BatchCustomer(None, request_id, exc.with_traceback(None))
+
+
+def _answer(start: int, batch: BatchResult) -> pb.ChooseBatchResult:
+    items: list[bytes] = []
+    rankings: dict[tuple[int, tuple[float, ...]], bytes] = {}
+    for k, r in enumerate(batch.results):
+        if not isinstance(r, OfferBanditError):
+            decision, commit = r
+            try:  # durable (or the one logged before under its request id)
+                answer = decision if commit is None else commit.wait()
+            except OfferBanditError as exc:
+                r = exc
+            else:
+                items.append(cv.stream_result_to_wire(start + k, answer, rankings))
+                continue
+        items.append(cv.stream_error_to_wire(start + k, code_name(r), short_message(r)))
+    return pb.ChooseBatchResult.FromString(cv.batch_result_to_wire(items))
 
 
 def open_local(data_dir: Path, config_file: Path | None = None) -> DecisionService:

@@ -32,7 +32,7 @@ def demo_campaign(address: str, world: World, out: Path) -> tuple[RunSummary, st
     with OfferBanditClient(address, timeout=30) as client:
         s = run(client, campaign, iter(world.customers), out, progress=False)
     line = (
-        f"campaign {CAMPAIGN_ID}: {s.decided} customers decided in one ChooseStream — "
+        f"campaign {CAMPAIGN_ID}: {s.decided} customers decided in one ChooseBatchStream — "
         f"{s.sent} to send, {s.control} left alone by the policy, {s.holdout} held out "
         f"({HOLDOUT:.0%} by a hash of campaign and customer), {s.refused} refused; send list "
         f"{out}. Once sends are activated and windows close: offerbandit uplift --log <server "

@@ -12,7 +12,7 @@ holds only each token's SHA-256, with a name and roles::
 Roles, and the methods they open:
 
 =========  ================================================================
-``decide``  Choose, ChooseStream, Activate, ActivateStream
+``decide``  Choose, ChooseStream, ChooseBatchStream, Activate, ActivateStream
 ``report``  RecordOutcome, RecordOutcomes, StreamOutcomes
 ``read``    GetDecision, GetStats, and server reflection
 ``admin``   every method, and AdminService's (erasure, voiding, policy reload)
@@ -67,7 +67,9 @@ ADMIN_METHODS = frozenset({"EraseCustomer", "ReloadContactPolicy", "Void"})
 """The operator service's methods (``offerbandit.v1.AdminService``): ``admin`` only."""
 
 ROLES: Mapping[str, frozenset[str]] = {
-    "decide": frozenset({"Choose", "ChooseStream", "Activate", "ActivateStream"}),
+    "decide": frozenset(
+        {"Choose", "ChooseStream", "ChooseBatchStream", "Activate", "ActivateStream"}
+    ),
     "report": frozenset({"RecordOutcome", "RecordOutcomes", "StreamOutcomes"}),
     "read": frozenset({"GetDecision", "GetStats"}),
     "admin": frozenset(),  # every method

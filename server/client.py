@@ -156,6 +156,11 @@ class OfferBanditClient:
             server_name=server_name,
         )
         self.stub = pb_grpc.DecisionServiceStub(self.channel)
+        self._batch_stream = self.channel.stream_stream(
+            "/offerbandit.v1.DecisionService/ChooseBatchStream",
+            request_serializer=None,  # ChooseBatch messages written as bytes (batch_to_wire)
+            response_deserializer=pb.ChooseBatchResult.FromString,
+        )
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.timeout = timeout
 
@@ -199,6 +204,26 @@ class OfferBanditClient:
         """One result per request, in order, each once its decision is durable (build the
         requests with :func:`choose_request`)."""
         return iter(self.stub.ChooseStream(iter(requests), timeout=timeout))
+
+    def choose_batches(
+        self,
+        template: pb.ChooseRequest,
+        chunks: Iterable[Sequence[tuple[Customer, str]]],
+        timeout: float | None = None,
+    ) -> Iterator[pb.ChooseBatchResult]:
+        """One ChooseBatchStream: each chunk of (customer, request id) decided under
+        ``template`` (a ChooseRequest without customer and request id, see
+        :func:`server.converters.batch_template_to_pb`), one result message per chunk, in
+        order, each once its decisions are durable. The chunks are read as the server asks
+        for more (it holds a few in flight)."""
+
+        def messages() -> Iterator[bytes]:
+            first: pb.ChooseRequest | None = template
+            for chunk in chunks:
+                yield cv.batch_to_wire(first, chunk)
+                first = None
+
+        return iter(self._batch_stream(messages(), timeout=timeout))
 
     def get_decision(self, event_id: str) -> pb.Decision:
         return self.stub.GetDecision(pb.GetDecisionRequest(event_id=event_id), timeout=self.timeout)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -16,6 +16,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bandit.caching import IdentityCache
 from bandit.catalogue import Catalogue, Catalogues
+from bandit.choose_batch import BatchCustomer
 from bandit.eligibility import ChooseInput
 from bandit.errors import (
     AlreadyActivated,
@@ -214,8 +215,9 @@ def choose_from_pb(req: pb.ChooseRequest, catalogue: Catalogue | None = None) ->
 # Round-trip tests check both against the plain protobuf construction.
 
 
-def _view_class() -> type[Message]:
-    """``ChooseRequest`` seen as fields 3 and 4 only, each element kept as raw bytes."""
+def _view_classes() -> tuple[type[Message], type[Message]]:
+    """``ChooseRequest`` seen as fields 3 and 4 only, each element kept as raw bytes; and
+    ``ChooseBatch`` seen as its field 1 (the template) only, kept as raw bytes."""
     fd = descriptor_pb2.FileDescriptorProto(
         name="offerbandit/v1/internal_views.proto", package="offerbandit.v1.internal"
     )
@@ -227,14 +229,26 @@ def _view_class() -> type[Message]:
             type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
             label=descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED,
         )
+    batch = fd.message_type.add(name="ChooseBatchTemplateView")
+    batch.field.add(
+        name="template",
+        number=1,
+        type=descriptor_pb2.FieldDescriptorProto.TYPE_BYTES,
+        label=descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL,
+    )
     pool = descriptor_pool.DescriptorPool()
     pool.Add(fd)
-    return message_factory.GetMessageClass(
-        pool.FindMessageTypeByName("offerbandit.v1.internal.ChooseCatalogueView")
+    return (
+        message_factory.GetMessageClass(
+            pool.FindMessageTypeByName("offerbandit.v1.internal.ChooseCatalogueView")
+        ),
+        message_factory.GetMessageClass(
+            pool.FindMessageTypeByName("offerbandit.v1.internal.ChooseBatchTemplateView")
+        ),
     )
 
 
-_CatalogueView = _view_class()
+_CatalogueView, _BatchTemplateView = _view_classes()
 
 
 def parse(cls: type[M], raw: bytes) -> M:
@@ -326,22 +340,38 @@ _response_pieces_of = IdentityCache(_response_pieces, size=1024)
 _PACK_DOUBLE = struct.Struct("<d").pack
 
 
-def choose_to_wire(d: Decision) -> bytes:
-    """:func:`choose_to_pb` serialized, assembled from cached per-catalogue pieces."""
+def choose_to_wire(
+    d: Decision, rankings: dict[tuple[int, tuple[float, ...]], bytes] | None = None
+) -> bytes:
+    """:func:`choose_to_pb` serialized, assembled from cached per-catalogue pieces.
+
+    ``rankings``: a memo of ranking bytes by (candidates' identity, pmf) the caller keeps
+    for many decisions at once (a batch's decisions share a few pmfs)."""
     pieces = _response_pieces_of(d.treatments)
     pmf = d.pmf
-    packed = pack_pmf(pmf)  # the probabilities' wire bytes (little-endian doubles), in order
-    heads, tails = pieces.heads, pieces.tails
-    order = sorted(range(len(pmf)), key=pmf.__getitem__, reverse=True)  # stable for ties
-    parts = [
-        _text_field(0x0A, d.event_id),
-        pieces.chosen[d.chosen],
-        b"\x21" + _PACK_DOUBLE(d.propensity),
-    ]
-    for i in order:
-        parts += (heads[i], packed[8 * i : 8 * i + 8], tails[i])
-    parts += (_text_field(0x32, d.model_version), _text_field(0x3A, d.policy))
-    return b"".join(parts)
+    ranking = None
+    if rankings is not None:
+        key = (id(d.treatments), pmf)
+        ranking = rankings.get(key)
+    if ranking is None:
+        packed = pack_pmf(pmf)  # the probabilities' wire bytes (little-endian doubles)
+        heads, tails = pieces.heads, pieces.tails
+        order = sorted(range(len(pmf)), key=pmf.__getitem__, reverse=True)  # stable for ties
+        ranking = b"".join(
+            [b for i in order for b in (heads[i], packed[8 * i : 8 * i + 8], tails[i])]
+        )
+        if rankings is not None:
+            rankings[key] = ranking
+    return b"".join(
+        [
+            _text_field(0x0A, d.event_id),
+            pieces.chosen[d.chosen],
+            b"\x21" + _PACK_DOUBLE(d.propensity),
+            ranking,
+            _text_field(0x32, d.model_version),
+            _text_field(0x3A, d.policy),
+        ]
+    )
 
 
 def choose_to_pb(d: Decision) -> pb.ChooseResponse:
@@ -368,6 +398,150 @@ def choose_to_pb(d: Decision) -> pb.ChooseResponse:
         model_version=d.model_version,
         policy=d.policy,
     )
+
+
+# ---- ChooseBatchStream on the wire ---------------------------------------------------------
+#
+# A batch arrives as bytes: its template (when it carries one) is converted as a Choose
+# request is (its catalogue interned by its wire bytes), each customer as Choose converts its
+# customer; a customer that does not convert is refused alone. The answer leaves as bytes:
+# each result is ChooseStreamResult{index, decision} around choose_to_wire's bytes.
+
+
+def batch_from_wire(
+    raw: bytes, catalogues: Catalogues
+) -> tuple[ChooseInput | None, list[BatchCustomer]]:
+    """A ChooseBatch's template (None when the message carries none) and its customers, each
+    converted or carrying the error that refuses it (:attr:`BatchCustomer.refused`). A
+    template naming a customer or a request id is refused whole."""
+    msg = parse(pb.ChooseBatch, raw)
+    template: ChooseInput | None = None
+    if msg.HasField("template"):
+        if msg.template.HasField("customer"):
+            raise InvalidRequest(
+                "template.customer", "must be empty: a batch lists its customers in customers"
+            )
+        if msg.template.request_id:
+            raise InvalidRequest(
+                "template.request_id", "must be empty: each customer carries its request_id"
+            )
+        view: Any = _BatchTemplateView.FromString(raw)
+        template = choose_from_wire(view.template, catalogues)
+    customers: list[BatchCustomer] = []
+    for c in msg.customers:
+        if not c.HasField("customer"):
+            customers.append(BatchCustomer(None, c.request_id))
+            continue
+        try:
+            customers.append(BatchCustomer(customer_from_pb(c.customer), c.request_id))
+        except InvalidRequest as exc:
+            customers.append(BatchCustomer(None, c.request_id, exc.with_traceback(None)))
+    return template, customers
+
+
+def customer_as_sent(c: Customer) -> Customer:
+    """``customer_from_pb(customer_to_pb(c))`` without the messages: the customer as a
+    server would read it — numbers as floats with tiny magnitudes flushed to 0, tags as a
+    tuple — so a batch decided in process logs (and fingerprints) what one decided through
+    a server would. A number that is not finite is refused as the server refuses it."""
+    features: dict[str, FeatureValue] = {}
+    for name, value in c.features.items():
+        if value.__class__ is bool or isinstance(value, str):
+            features[name] = value
+        elif isinstance(value, int | float):
+            number = float(value)
+            if not math.isfinite(number):
+                raise InvalidRequest(
+                    f"customer.features[{quote(name)}]", f"must be a finite number, not {number}"
+                )
+            features[name] = flush(number)
+        else:
+            features[name] = tuple(str(t) for t in value)
+    return Customer(c.id, MappingProxyType(features))
+
+
+def batch_template_to_pb(
+    trigger: Trigger,
+    offers: Sequence[Offer] = (),
+    channels: Sequence[Channel] = (),
+    *,
+    treatments: Sequence[TreatmentRef] = (),
+    excluded: Sequence[TreatmentRef] = (),
+    defer_activation: bool = False,
+    campaign_id: str = "",
+    campaign_holdout_share: float = 0.0,
+) -> pb.ChooseRequest:
+    """A ChooseBatchStream's template: a ChooseRequest without customer and request id."""
+    return pb.ChooseRequest(
+        trigger=trigger_to_pb(trigger),
+        offers=[offer_to_pb(o) for o in offers],
+        channels=[channel_to_pb(c) for c in channels],
+        treatments=[ref_to_pb(t) for t in treatments],
+        excluded=[ref_to_pb(t) for t in excluded],
+        defer_activation=defer_activation,
+        campaign_id=campaign_id,
+        campaign_holdout_share=campaign_holdout_share,
+    )
+
+
+def _feature_to_wire(value: FeatureValue) -> bytes:
+    """A FeatureValue message's bytes (its oneof set, so even a zero or False is sent)."""
+    if value.__class__ is bool:
+        return b"\x18\x01" if value else b"\x18\x00"
+    if isinstance(value, int | float):
+        return b"\x09" + _PACK_DOUBLE(float(value))
+    if isinstance(value, str):
+        data = value.encode()
+        return b"\x12" + _varint(len(data)) + data
+    tags = b"".join(_text_field(0x0A, t) if t else b"\x0a\x00" for t in value)
+    return b"\x22" + _varint(len(tags)) + tags
+
+
+def customer_to_wire(c: Customer) -> bytes:
+    """``customer_to_pb(c).SerializeToString()`` written directly (a client sends one per
+    customer of a batch; a test checks they parse alike)."""
+    parts = [_text_field(0x0A, c.id)]
+    for name, value in c.features.items():
+        key = name.encode()
+        fv = _feature_to_wire(value)
+        entry = b"\x0a" + _varint(len(key)) + key + b"\x12" + _varint(len(fv)) + fv
+        parts.append(b"\x12" + _varint(len(entry)) + entry)
+    return b"".join(parts)
+
+
+def batch_to_wire(
+    template: pb.ChooseRequest | None, customers: Sequence[tuple[Customer, str]]
+) -> bytes:
+    """A ChooseBatch's bytes: the template (when given) and each (customer, request id)."""
+    parts = []
+    if template is not None:
+        t = template.SerializeToString()
+        parts.append(b"\x0a" + _varint(len(t)) + t)
+    for customer, request_id in customers:
+        body = customer_to_wire(customer)
+        item = b"\x0a" + _varint(len(body)) + body + _text_field(0x12, request_id)
+        parts.append(b"\x12" + _varint(len(item)) + item)
+    return b"".join(parts)
+
+
+def stream_result_to_wire(
+    index: int, d: Decision, rankings: dict[tuple[int, tuple[float, ...]], bytes] | None = None
+) -> bytes:
+    """ChooseStreamResult{index, decision: choose_to_wire(d)}'s bytes (``rankings``: see
+    :func:`choose_to_wire`)."""
+    response = choose_to_wire(d, rankings)
+    head = b"\x08" + _varint(index) if index else b""
+    return head + b"\x12" + _varint(len(response)) + response
+
+
+def stream_error_to_wire(index: int, code: str, message: str) -> bytes:
+    """ChooseStreamResult{index, error_code, error}'s bytes."""
+    return pb.ChooseStreamResult(index=index, error_code=code, error=message).SerializeToString()
+
+
+def batch_result_to_wire(results: Sequence[bytes]) -> bytes:
+    """ChooseBatchResult{results}'s bytes from each result's own."""
+    return b"".join(b"\x0a" + _varint(len(r)) + r for r in results)
 
 
 def logged_treatment_to_pb(t: Treatment) -> pb.LoggedTreatment:

@@ -23,8 +23,9 @@ from typing import Any, Protocol, TypeVar
 
 import grpc
 
+from bandit.choose_batch import BatchResult
 from bandit.commit import Commit, OnDone
-from bandit.errors import NotReady, OfferBanditError, TooLarge
+from bandit.errors import InvalidRequest, NotReady, OfferBanditError, TooLarge
 from bandit.logcodec import SCHEMA_VERSION
 from bandit.records import Activation, OutcomeResult
 from bandit.service import DecisionService
@@ -44,6 +45,8 @@ Context = grpc.aio.ServicerContext[Any, Any]
 
 STREAM_GROUP = 256
 """Most outcome writes of one stream awaiting their result before it reads on."""
+BATCH_GROUP = 4
+"""Most ChooseBatch messages of one stream awaiting their result before it reads on."""
 T = TypeVar("T")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -297,6 +300,64 @@ class _Decided:
         return _stream_result(self.index, self.wire)
 
 
+class _Countdown:
+    """A future on the loop resolved once ``on_done`` was called as many times as
+    :meth:`expect` says (``on_done`` may come from any thread, before or after)."""
+
+    __slots__ = ("_count", "_expected", "future", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.future: asyncio.Future[None] = loop.create_future()
+        self._count = 0
+        self._expected: int | None = None
+
+    def on_done(self) -> None:
+        self.loop.call_soon_threadsafe(self._one)
+
+    def _one(self) -> None:
+        self._count += 1
+        self._check()
+
+    def expect(self, n: int) -> None:
+        self._expected = n
+        self._check()
+
+    def _check(self) -> None:
+        if self._expected is not None and self._count >= self._expected:
+            _resolve(self.future)
+
+
+class _Batched:
+    """One message of a ChooseBatchStream: its customers decided, their write queued."""
+
+    __slots__ = ("batch", "done", "start")
+
+    def __init__(self, start: int, batch: BatchResult, done: _Countdown) -> None:
+        self.start = start
+        self.batch = batch
+        self.done = done
+
+    async def result(self) -> bytes:
+        """The serialized ChooseBatchResult, once every decision in it is durable."""
+        await self.done.future
+        items: list[bytes] = []
+        rankings: dict[tuple[int, tuple[float, ...]], bytes] = {}
+        for k, r in enumerate(self.batch.results):
+            index = self.start + k
+            if not isinstance(r, OfferBanditError):
+                decision, commit = r
+                try:
+                    answer = decision if commit is None else commit.result()
+                except OfferBanditError as exc:
+                    r = exc
+                else:
+                    items.append(cv.stream_result_to_wire(index, answer, rankings))
+                    continue
+            items.append(cv.stream_error_to_wire(index, code_name(r), short_message(r)))
+        return cv.batch_result_to_wire(items)
+
+
 def _varint(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
@@ -377,22 +438,62 @@ class DecisionServicer:
         async for result in self._in_order(request_iterator, submit):
             yield result
 
+    @mapped_stream
+    async def ChooseBatchStream(
+        self, request_iterator: AsyncIterator[bytes], context: Context
+    ) -> AsyncIterator[bytes]:
+        """Serialized ChooseBatch messages in, one serialized ChooseBatchResult out per
+        message, in order, each once its decisions are durable (:mod:`bandit.choose_batch`:
+        one pass and one log write per message, decided on the blocking pool so the loop
+        keeps answering other calls). Reads on while fewer than ``BATCH_GROUP`` messages
+        await their write. A template that is wrong ends the stream with its
+        error (after the results before it); a refused customer gets its error in its
+        result."""
+        if not self.svc.ready:
+            raise NotReady("the decision service is not serving")
+        state: dict[str, Any] = {"template": None, "start": 0}
+        loop = asyncio.get_running_loop()
+
+        def decide(raw: bytes, done: _Countdown) -> tuple[int, BatchResult]:
+            template, customers = cv.batch_from_wire(raw, self.svc.catalogues)
+            if template is not None:
+                state["template"] = template
+            elif state["template"] is None and customers:
+                raise InvalidRequest("template", "is required in the stream's first message")
+            start = state["start"]
+            state["start"] = start + len(customers)
+            if not customers:
+                return start, BatchResult([], 0)
+            return start, self.svc.submit_batch(state["template"], customers, done.on_done)
+
+        async def submit(index: int, raw: bytes) -> _Batched:
+            # On the blocking pool: a message's pass takes tens of milliseconds, which the
+            # loop spends answering other calls meanwhile (they share the GIL with it).
+            done = _Countdown(loop)
+            start, batch = await self._blocking(decide, raw, done)
+            done.expect(batch.writes)
+            return _Batched(start, batch, done)
+
+        async for result in self._in_order(request_iterator, submit, group=BATCH_GROUP):
+            yield result
+
     async def _in_order(
         self,
         items: AsyncIterator[Any],
         submit: Callable[[int, Any], Awaitable[_Submission[R]]],
         answered: Callable[[Any, R], None] | None = None,
+        group: int = STREAM_GROUP,
     ) -> AsyncIterator[R]:
         """``submit(index, item)`` for each item of a stream as it arrives, and each
         submission's result, in stream order, as soon as it is known.
 
-        A reader task submits while fewer than ``STREAM_GROUP`` submissions await their
+        A reader task submits while fewer than ``group`` submissions await their
         result (HTTP/2 flow control then holds the client back), so memory is bounded by that
         group and one message; results are yielded as they come, whether or not more items
         arrive (``answered(submission, result)`` is told of each first). An error raised by
         the reader (the stream's own, or ``submit``'s) is raised after the results before it.
         """
-        slots = asyncio.Semaphore(STREAM_GROUP)
+        slots = asyncio.Semaphore(group)
         queued: asyncio.Queue[_Submission[R] | None] = asyncio.Queue()  # ≤ STREAM_GROUP + 1
         failure: list[BaseException] = []
 
@@ -590,7 +691,11 @@ class _Activating:
 
 
 SERVICE = pb.DESCRIPTOR.services_by_name["DecisionService"]
-_RAW_METHODS = {"Choose", "ChooseStream"}  # handlers that take and return serialized messages
+_RAW_METHODS = {
+    "Choose",
+    "ChooseStream",
+    "ChooseBatchStream",
+}  # handlers that take and return serialized messages
 
 
 def _passthrough(data: bytes) -> bytes:

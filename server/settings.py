@@ -54,8 +54,9 @@ class Settings(BaseSettings):
     """How often a decider looks for a new model version in the model store."""
     workers: int = Field(4, ge=1, le=256)
     """Threads for the calls that wait on the database directly (GetDecision, Activate,
-    GetStats). Choose and outcomes run on the server's event loop and never wait on a
-    thread: the log's writer commits them in groups."""
+    GetStats), and for ChooseBatchStream's passes (one thread per stream at a time, a few
+    tens of milliseconds a message). Choose and outcomes run on the server's event loop and
+    never wait on a thread: the log's writer commits them in groups."""
     max_message_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     """Largest request accepted; larger ones get RESOURCE_EXHAUSTED."""
     max_concurrent_calls: int = Field(1000, ge=1)
@@ -124,6 +125,8 @@ class Settings(BaseSettings):
     """How far in the future an outcome's occurred_at may be."""
     max_stream_outcomes: int = Field(100_000, ge=1)
     """Most outcomes one RecordOutcomes stream may carry (StreamOutcomes has no limit)."""
+    max_batch_customers: int = Field(4096, ge=1, le=65_536)
+    """Most customers one ChooseBatchStream message may carry (more: INVALID_ARGUMENT)."""
     max_revenue_per_outcome: float = Field(1e9, gt=0, le=1e15)
     """Largest revenue one outcome may report; more is rejected (INVALID_ARGUMENT). Every
     number a request carries is also bounded by the number policy (bandit/numbers.py:
@@ -299,6 +302,7 @@ class Settings(BaseSettings):
             close_interval_seconds=self.close_interval_seconds,
             max_future_skew_seconds=self.max_clock_skew_seconds,
             max_stream_outcomes=self.max_stream_outcomes,
+            max_batch_customers=self.max_batch_customers,
             initial_model=initial.model if initial else None,
             initial_vw_args=tuple(initial.vw_args) if initial else (),
             synchronous=self.durability.upper(),

@@ -318,6 +318,13 @@ class ContactGate:
             if key not in self._today:
                 self._today[key] = self.log.offer_counts([offer], key[2])[offer]
 
+    def judges_batches(self, deferred: bool) -> bool:
+        """Whether a batch of Choose calls may be judged one after another under one hold of
+        the lock and counted once all are queued (:mod:`bandit.choose_batch`): their
+        decisions are deferred (no contact until activated), the policy has no budgets (no
+        count moves between two of them) and no other process writes the log."""
+        return deferred and not self._reads.budget_offers and self._holding is None
+
     # ---- inside the lock (the step, then finish) -------------------------------------------
 
     def hold(self, customer_id: str, offers: frozenset[str]) -> None:
@@ -511,31 +518,46 @@ class ContactStep:
         if draft.holdout:
             draft.contact_policy = self.gate.policy.digest
             return
-        ctx = draft.context
-        assert ctx is not None
-        zone = ctx.customer.features.get(TIME_ZONE_FEATURE, "")
-        if zone:
-            if not isinstance(zone, str):
-                raise InvalidRequest(
-                    f"customer.features.{TIME_ZONE_FEATURE}", "must be a text (an IANA zone)"
-                )
-            try:
-                resolve_zone(zone)
-            except ValueError as exc:
-                raise InvalidRequest(f"customer.features.{TIME_ZONE_FEATURE}", str(exc)) from None
+        zone = customer_zone(draft)
         gate = self.gate
         gate.lock.acquire()
         draft.finish = gate.finish
-        policy = gate.policy
-        cands = draft.candidates
-        refs, offers = gate.refs(cands)
-        gate.hold(ctx.customer.id, offers)
-        situation = gate.situation(ctx.customer.id, gate.now(), str(zone), offers)
-        verdict = policy.apply(refs, situation)
-        if verdict.removed:
-            draft.candidates = gate.kept(cands, verdict.kept)
-            draft.removed = verdict.removed
-        draft.contact_policy = policy.digest
+        judge(gate, draft, zone)
+
+
+def customer_zone(draft: Draft) -> str:
+    """The customer's ``time_zone`` feature (empty: none), refused unless an IANA zone."""
+    ctx = draft.context
+    assert ctx is not None
+    zone = ctx.customer.features.get(TIME_ZONE_FEATURE, "")
+    if zone:
+        if not isinstance(zone, str):
+            raise InvalidRequest(
+                f"customer.features.{TIME_ZONE_FEATURE}", "must be a text (an IANA zone)"
+            )
+        try:
+            resolve_zone(zone)
+        except ValueError as exc:
+            raise InvalidRequest(f"customer.features.{TIME_ZONE_FEATURE}", str(exc)) from None
+    return str(zone)
+
+
+def judge(gate: ContactGate, draft: Draft, zone: str) -> None:
+    """Apply the gate's policy to ``draft``'s candidates (the gate's lock held by the
+    caller): remove what its rules forbid, record which rule removed each, stamp the
+    policy's digest."""
+    ctx = draft.context
+    assert ctx is not None
+    policy = gate.policy
+    cands = draft.candidates
+    refs, offers = gate.refs(cands)
+    gate.hold(ctx.customer.id, offers)
+    situation = gate.situation(ctx.customer.id, gate.now(), zone, offers)
+    verdict = policy.apply(refs, situation)
+    if verdict.removed:
+        draft.candidates = gate.kept(cands, verdict.kept)
+        draft.removed = verdict.removed
+    draft.contact_policy = policy.digest
 
 
 __all__ = [
@@ -544,5 +566,7 @@ __all__ = [
     "ContactLog",
     "ContactStep",
     "HoldingLog",
+    "customer_zone",
     "day_start",
+    "judge",
 ]

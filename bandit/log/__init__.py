@@ -15,10 +15,11 @@ submitter (``commit_queued``) or to an explicit ``wake_writer``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from typing import Any, Protocol
 
 from bandit.contact.history import LoggedHistory
+from bandit.errors import OfferBanditError
 from bandit.records import ClosedDecision, LogStats, OutcomeInput, StoredDecision
 from bandit.types import Decision
 
@@ -45,6 +46,19 @@ class DecisionLog(Protocol):
     ) -> Any:
         """Queue ``decision``; the item's value is ``None``, or the decision logged before
         under the same request id."""
+
+    def submit_decisions(
+        self,
+        decisions: Sequence[Decision],
+        request_hashes: Sequence[str],
+        notify: Notify | None = None,
+        token: Any = None,
+        wake: bool = True,
+    ) -> Any:
+        """Queue ``decisions`` as one write (a batch of Choose answers, one transaction);
+        the item's value has one entry per decision: ``None`` when written, else the
+        decision to answer with (logged before under its request id, or earlier in the
+        batch) or the :class:`~bandit.errors.Conflict` of its request id."""
 
     def submit_outcome(
         self,
@@ -96,6 +110,13 @@ class DecisionLog(Protocol):
 
     def find_request(self, request_id: str, request_hash: str) -> StoredDecision | None:
         """The decision logged under ``request_id`` (a conflict when its request differed)."""
+
+    def find_requests(
+        self, requests: Sequence[tuple[str, str]]
+    ) -> dict[str, StoredDecision | OfferBanditError]:
+        """:meth:`find_request` of many (request id, request hash) pairs at once: the logged
+        ones, each its decision or the :class:`~bandit.errors.Conflict` of a request id
+        used for a different request."""
 
     def get(self, event_id: str) -> StoredDecision:
         """The logged decision ``event_id`` (raises :class:`~bandit.errors.UnknownEvent`)."""

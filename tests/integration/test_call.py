@@ -225,3 +225,25 @@ def test_the_command_streams_a_pipe_and_stops_at_a_bad_line(target: str) -> None
     assert '"typo"' in bad.stderr
     answered = [json.loads(line)["outcome_id"] for line in bad.stdout.splitlines()]
     assert answered == ["p2"]  # the good line before it was sent and answered; none after
+
+
+def test_choose_batch_stream_reads_a_template_and_customers_as_json_lines(
+    target: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    template = {k: v for k, v in CHOOSE.items() if k != "customer"}
+    first = {
+        "template": template,
+        "customers": [
+            {"customer": {"id": "b1", "features": {"ltv": 12}}, "request_id": "j:b1"},
+            {"customer": {"id": ""}},
+        ],
+    }
+    second = {"customers": [{"customer": {"id": "b2"}, "request_id": "j:b2"}]}
+    lines = "\n".join(json.dumps(m) for m in (first, second)) + "\n"
+    code, out, _ = run(capsys, ["ChooseBatchStream", "--target", target], stdin=lines)
+    assert code == 0
+    answers = [json.loads(line) for line in out.splitlines()]
+    assert [[r["index"] for r in a["results"]] for a in answers] == [[0, 1], [2]]
+    assert answers[0]["results"][1]["error_code"] == "INVALID_ARGUMENT"
+    assert answers[0]["results"][1]["error"].startswith("customer.id")
+    assert answers[1]["results"][0]["decision"]["event_id"]

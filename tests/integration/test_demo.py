@@ -39,7 +39,7 @@ def test_the_demo_tracks_where_the_readme_looks_and_checks_its_estimates(
     assert "effective sample size" in table
 
     # one outbound campaign over the 150 simulated customers, a tenth held out by the hash
-    assert "campaign demo-campaign: 150 customers decided in one ChooseStream" in out
+    assert "campaign demo-campaign: 150 customers decided in one ChooseBatchStream" in out
     (run,) = (tmp_path / "demo-data").iterdir()
     sends = pd.read_csv(run / "sendlist.csv", keep_default_na=False)
     assert len(sends) == 150

@@ -6,6 +6,7 @@ gRPC are in test_scale_out.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -203,3 +204,30 @@ def test_a_decision_reads_back_the_same_at_another_decider(services: Factory) ->
         )
     )
     assert services().get_decision(d.event_id).decision == d
+
+
+def test_a_batch_on_postgresql_logs_each_request_id_once_across_deciders(
+    services: Factory,
+) -> None:
+    """The batch path on a shared log: one write per batch; a request id another decider
+    logged (or an earlier customer of the same batch) answers with that decision; a changed
+    request conflicts; the same requests decided unary give the same decisions."""
+    from bandit.choose_batch import BatchCustomer
+    from bandit.errors import Conflict
+    from bandit.types import Decision
+
+    a, b = services(), services()
+    template = ChooseInput(None, Trigger("campaign"), OFFERS, CHANNELS, defer_activation=True)
+    people = [BatchCustomer(Customer(f"c{i}", {"n": float(i)}), f"r-{i}") for i in range(30)]
+    earlier = b.choose(dataclasses.replace(template, customer=people[3].customer, request_id="r-3"))
+    got = a.choose_batch(template, [*people, people[5]])
+    assert all(isinstance(d, Decision) for d in got)
+    assert got[3] == earlier  # logged by the other decider first
+    assert got[30] == got[5]  # twice in one batch: logged once
+    assert a.log.count() == 30  # type: ignore[attr-defined]
+    found = b.log.find_requests([("r-1", ""), ("r-2", ""), ("nope", "")])
+    assert set(found) == {"r-1", "r-2"}
+    changed = dataclasses.replace(template, defer_activation=False)
+    again = b.choose_batch(changed, people[:2])
+    assert all(isinstance(r, Conflict) for r in again)
+    assert b.log.count() == 30  # type: ignore[attr-defined]

@@ -19,7 +19,7 @@ from bandit.records import OutcomeInput
 from server.app import RunningServer, start_server
 from server.auth import ROLES, SERVICE_PREFIX, add_token
 from server.client import OfferBanditClient, choose_request, open_channel
-from server.converters import outcome_to_pb
+from server.converters import batch_template_to_pb, customer_to_pb, outcome_to_pb
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 from server.pb.offerbandit.v1 import decision_service_pb2_grpc as pb_grpc
 from server.settings import Settings
@@ -63,6 +63,19 @@ def _calls(stub: pb_grpc.DecisionServiceStub) -> dict[str, Callable[[], Any]]:
         "ChooseStream": lambda: list(
             stub.ChooseStream(
                 iter([choose_request(customer(), trigger(), OFFERS, CHANNELS)]), timeout=10
+            )
+        ),
+        "ChooseBatchStream": lambda: list(
+            stub.ChooseBatchStream(
+                iter(
+                    [
+                        pb.ChooseBatch(
+                            template=batch_template_to_pb(trigger(), OFFERS, CHANNELS),
+                            customers=[pb.BatchCustomer(customer=customer_to_pb(customer()))],
+                        )
+                    ]
+                ),
+                timeout=10,
             )
         ),
         "GetDecision": lambda: stub.GetDecision(pb.GetDecisionRequest(event_id="nope"), timeout=10),

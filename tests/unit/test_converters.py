@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bandit.catalogue import Catalogues
+from bandit.choose_batch import BatchCustomer
 from bandit.errors import (
     AlreadyActivated,
     Conflict,
@@ -218,3 +219,103 @@ def test_every_rpc_is_error_mapped() -> None:
 )
 def test_error_table(error: Exception, code: grpc.StatusCode) -> None:
     assert status_of(error) == code  # type: ignore[arg-type]
+
+
+# ---- ChooseBatchStream on the wire -------------------------------------------------------
+
+
+@given(
+    st.text(max_size=12),
+    st.dictionaries(
+        names,
+        st.one_of(
+            st.floats(allow_nan=False, allow_infinity=False),
+            st.integers(-(10**6), 10**6),
+            st.text(max_size=10),
+            st.booleans(),
+            st.lists(st.text(max_size=5), max_size=3).map(tuple),
+        ),
+        max_size=6,
+    ),
+)
+def test_a_customer_written_as_bytes_parses_as_its_message(
+    cid: str, features: dict[str, object]
+) -> None:
+    c = Customer(cid, freeze_features(features))  # type: ignore[arg-type]
+    assert pb.Customer.FromString(cv.customer_to_wire(c)) == cv.customer_to_pb(c)
+    # and an in-process batch reads it as a server does
+    assert cv.customer_as_sent(c) == cv.customer_from_pb(cv.customer_to_pb(c))
+
+
+def test_a_batch_written_as_bytes_reads_back_with_its_template_and_refusals() -> None:
+    catalogues = Catalogues()
+    template = cv.batch_template_to_pb(
+        Trigger("t", {"a": 1.0}), [Offer("o")], [Channel("email")], defer_activation=True
+    )
+    people = [(Customer("c1", {"x": 1.0}), "r1"), (Customer("c2", {}), "")]
+    raw = cv.batch_to_wire(template, people)
+    assert pb.ChooseBatch.FromString(raw) == pb.ChooseBatch(
+        template=template,
+        customers=[
+            pb.BatchCustomer(customer=cv.customer_to_pb(c), request_id=r) for c, r in people
+        ],
+    )
+    tpl, customers = cv.batch_from_wire(raw, catalogues)
+    assert tpl is not None
+    assert tpl.customer is None
+    assert tpl.trigger == Trigger("t", {"a": 1.0})
+    assert tpl.defer_activation
+    assert [(c.customer, c.request_id) for c in customers] == [
+        (Customer("c1", {"x": 1.0}), "r1"),
+        (Customer("c2", {}), ""),
+    ]
+    again, _ = cv.batch_from_wire(raw, catalogues)
+    assert again is not None
+    assert again.catalogue is tpl.catalogue  # interned by its wire bytes
+    later, more = cv.batch_from_wire(cv.batch_to_wire(None, people[:1]), catalogues)
+    assert later is None
+    assert len(more) == 1
+    bad = pb.ChooseBatch(
+        customers=[
+            pb.BatchCustomer(
+                customer=pb.Customer(id="c", features={"x": pb.FeatureValue(number=math.inf)})
+            ),
+            pb.BatchCustomer(request_id="r"),
+        ]
+    ).SerializeToString()
+    _, refused = cv.batch_from_wire(bad, catalogues)
+    assert refused[0].customer is None
+    assert str(refused[0].refused) == "customer.features['x']: must be a finite number, not inf"
+    assert refused[1] == BatchCustomer(None, "r")
+    with_customer = pb.ChooseBatch(template=pb.ChooseRequest(customer=pb.Customer(id="c")))
+    with pytest.raises(InvalidRequest, match=r"template\.customer"):
+        cv.batch_from_wire(with_customer.SerializeToString(), catalogues)
+    with_id = pb.ChooseBatch(template=pb.ChooseRequest(request_id="x"))
+    with pytest.raises(InvalidRequest, match=r"template\.request_id"):
+        cv.batch_from_wire(with_id.SerializeToString(), catalogues)
+    with pytest.raises(InvalidRequest, match="malformed ChooseBatch"):
+        cv.batch_from_wire(b"\x0a\x05\xff", catalogues)
+
+
+def test_batch_results_as_bytes_parse_as_their_messages() -> None:
+    ctx = Context(Customer("c"), Trigger("t"))
+    ts = (CONTROL_TREATMENT, Treatment(Offer("o"), Channel("h")))
+    d = Decision("e1", ctx, ts, (0.25, 0.75), 1, "v1", "uplift:x", 0.0)
+    rankings: dict[tuple[int, tuple[float, ...]], bytes] = {}
+    raw = cv.batch_result_to_wire(
+        [
+            cv.stream_result_to_wire(0, d, rankings),
+            cv.stream_error_to_wire(1, "INVALID_ARGUMENT", "customer: is required"),
+            cv.stream_result_to_wire(2, d, rankings),
+        ]
+    )
+    assert len(rankings) == 1
+    assert pb.ChooseBatchResult.FromString(raw) == pb.ChooseBatchResult(
+        results=[
+            pb.ChooseStreamResult(index=0, decision=cv.choose_to_pb(d)),
+            pb.ChooseStreamResult(
+                index=1, error_code="INVALID_ARGUMENT", error="customer: is required"
+            ),
+            pb.ChooseStreamResult(index=2, decision=cv.choose_to_pb(d)),
+        ]
+    )

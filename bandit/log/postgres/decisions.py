@@ -21,8 +21,8 @@ from typing import Any
 
 import psycopg
 
-from bandit.errors import Conflict, StorageError, UnknownEvent, quote
-from bandit.log.sqlite.decisions import removed_json
+from bandit.errors import OfferBanditError, StorageError, UnknownEvent, quote
+from bandit.log.sqlite.decisions import conflict, removed_json, same_request
 from bandit.logcodec import (
     catalogue_digest,
     catalogue_json,
@@ -151,6 +151,47 @@ class DecisionRows:
 
         return job
 
+    def batch_job(
+        self, rows: Sequence[tuple[Any, ...]], request_ids: Sequence[str], hashes: Sequence[str]
+    ) -> Any:
+        """One job inserting a batch of decision rows (``ON CONFLICT (request_id) DO
+        NOTHING``, :data:`FAST_MAX` rows a statement); its value has one entry per row:
+        ``None`` (written), the decision to answer with instead (its request id was logged
+        before, by any process, or earlier in this batch) or the
+        :class:`~bandit.errors.Conflict` of a request id used for a different request."""
+
+        def job(conn: Conn) -> list[Decision | OfferBanditError | None]:
+            written: set[str] = set()
+            for i in range(0, len(rows), FAST_MAX):
+                chunk = rows[i : i + FAST_MAX]
+                params: list[Any] = []
+                for r in chunk:
+                    params += r
+                cur = conn.execute(
+                    insert_decisions_sql(len(chunk))
+                    + " ON CONFLICT (request_id) DO NOTHING RETURNING event_id",
+                    params,
+                )
+                written.update(r[0] for r in cur.fetchall())
+            out: list[Decision | OfferBanditError | None] = []
+            missed = [
+                (rid, h)
+                for row, rid, h in zip(rows, request_ids, hashes, strict=True)
+                if row[0] not in written
+            ]
+            found = self.by_request_ids(conn, missed) if missed else {}
+            for row, rid in zip(rows, request_ids, strict=True):
+                if row[0] in written:
+                    out.append(None)
+                    continue
+                logged = found.get(rid)
+                if logged is None:
+                    raise StorageError(f"request {quote(rid)} is neither new nor logged")
+                out.append(logged if isinstance(logged, OfferBanditError) else logged.decision)
+            return out
+
+        return job
+
     @staticmethod
     def insert_many(conn: Conn, rows: Sequence[tuple[Any, ...]]) -> None:
         """Insert ``rows`` (decisions without a request id) in as few statements as fit."""
@@ -171,13 +212,31 @@ class DecisionRows:
         ).fetchone()
         if row is None:
             return None
-        if request_hash and row[-1] and row[-1] != request_hash:
-            raise Conflict(
-                "request_id",
-                f"{quote(request_id)} was used before for a different request; "
-                "a retry must resend the same request",
-            )
+        if not same_request(request_hash, row[-1]):
+            raise conflict(request_id)
         return stored(row, self.catalogue(conn, row[8]))
+
+    def by_request_ids(
+        self, conn: Conn, requests: Sequence[tuple[str, str]]
+    ) -> dict[str, StoredDecision | OfferBanditError]:
+        """:meth:`by_request_id` of many (request id, request hash) pairs in one query: the
+        logged ones, each its decision or the :class:`~bandit.errors.Conflict` of a
+        different request."""
+        hashes = dict(requests)
+        if not hashes:
+            return {}
+        rows = conn.execute(
+            f"SELECT {COLUMNS}, request_hash, request_id FROM decisions WHERE request_id = ANY(%s)",
+            (list(hashes),),
+        ).fetchall()
+        out: dict[str, StoredDecision | OfferBanditError] = {}
+        for row in rows:
+            rid = row[-1]
+            if not same_request(hashes[rid], row[-2]):
+                out[rid] = conflict(rid)
+            else:
+                out[rid] = stored(row, self.catalogue(conn, row[8]))
+        return out
 
     def get(self, conn: Conn, event_id: str) -> StoredDecision:
         row = conn.execute(

@@ -43,7 +43,7 @@ import psycopg
 from psycopg import errors as pg_errors
 
 from bandit.contact.history import LoggedHistory
-from bandit.errors import NotReady, StorageError
+from bandit.errors import NotReady, OfferBanditError, StorageError
 from bandit.log.postgres import contacts
 from bandit.log.postgres.attribution import LAST_CLOSED, OutcomeJobs
 from bandit.log.postgres.decisions import FAST_MAX, Conn, DecisionRows
@@ -301,8 +301,38 @@ class PostgresDecisionLog:
             item.fast = ("", row)
         return self._enqueue(item, wake)
 
+    def submit_decisions(
+        self,
+        decisions: Sequence[Decision],
+        request_hashes: Sequence[str],
+        notify: Notify | None = None,
+        token: Any = None,
+        wake: bool = True,
+    ) -> Pending:
+        """Queue ``decisions`` as one write (one transaction; see
+        :meth:`bandit.log.DecisionLog.submit_decisions`). Not inside a contact hold: the
+        batch path decides customer by customer on a log that holds."""
+        if self._closed:
+            raise NotReady("the decision log is closed")
+        try:
+            reader = self._reader()
+            rows = [
+                self._decisions.row(d, h, self._decisions.prepare(reader, d))
+                for d, h in zip(decisions, request_hashes, strict=True)
+            ]
+        except psycopg.Error as exc:
+            raise StorageError(f"the decision log could not be written: {exc}") from exc
+        job = self._decisions.batch_job(rows, [d.request_id for d in decisions], request_hashes)
+        return self._enqueue(_Item(job, False, notify, token), wake)
+
     def find_request(self, request_id: str, request_hash: str) -> StoredDecision | None:
         return self._decisions.by_request_id(self._reader(), request_id, request_hash)
+
+    def find_requests(
+        self, requests: Sequence[tuple[str, str]]
+    ) -> dict[str, StoredDecision | OfferBanditError]:
+        """The logged ones of many (request id, request hash) pairs, in one query."""
+        return self._decisions.by_request_ids(self._reader(), requests)
 
     def get(self, event_id: str) -> StoredDecision:
         return self._decisions.get(self._reader(), event_id)

@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
-from bandit.errors import Conflict, StorageError, UnknownEvent, quote
+from bandit.errors import Conflict, OfferBanditError, StorageError, UnknownEvent, quote
 from bandit.log.sqlite.groupcommit import Job, Pending
 from bandit.logcodec import (
     catalogue_digest,
@@ -45,6 +45,9 @@ _DECODED = 4096
 _FAST_MAX = 64
 """Most decisions one batched INSERT carries (one cached statement per row count)."""
 
+_IN_MAX = 500
+"""Most request ids one lookup names (SQLite allows 32766 parameters)."""
+
 _DECISION_COLUMNS = (
     "event_id, request_id, request_hash, customer_id, decided_at, deferred, activated_at,"
     " window_closes_at, chosen_offer, chosen_channel, is_control, holdout, propensity,"
@@ -65,11 +68,8 @@ class DecisionRows:
 
     # ---- writing -----------------------------------------------------------------------------
 
-    def job(self, decision: Decision, request_hash: str) -> tuple[Job, tuple[Any, ...], str]:
-        """The insert job, its row (without the catalogue id) and the catalogue's JSON.
-
-        The job's value is ``None``, or the decision logged before under the same request id
-        (:class:`~bandit.errors.Conflict` when its request differed)."""
+    def row(self, decision: Decision, request_hash: str) -> tuple[tuple[Any, ...], str]:
+        """The decision's row (without the catalogue id) and its catalogue's JSON."""
         record = encode_head(decision)
         catalogue = catalogue_json(decision.treatments)
         chosen = decision.chosen_treatment
@@ -103,37 +103,92 @@ class DecisionRows:
             decision.contact_policy or None,
             removed_json(decision) if decision.removed else None,
         )
+        return row, catalogue
+
+    def job(self, decision: Decision, request_hash: str) -> tuple[Job, tuple[Any, ...], str]:
+        """The insert job, its row (without the catalogue id) and the catalogue's JSON.
+
+        The job's value is ``None``, or the decision logged before under the same request id
+        (:class:`~bandit.errors.Conflict` when its request differed)."""
+        row, catalogue = self.row(decision, request_hash)
         request_id = decision.request_id
-        catalogue_ids = self._catalogue_ids
 
         def job(conn: sqlite3.Connection) -> StoredDecision | None:
             if request_id:
                 existing = self.by_request_id(conn, request_id, request_hash)
                 if existing is not None:
                     return existing
-            cid = catalogue_ids.get(catalogue)
-            if cid is None:
-                # Content-addressed: a catalogue row written here stays valid even if the
-                # decision insert below fails, so the job needs no savepoint.
-                digest = catalogue_digest(catalogue)
-                found = conn.execute(
-                    "SELECT id FROM catalogues WHERE digest = ?", (digest,)
-                ).fetchone()
-                if found is None:
-                    cur = conn.execute(
-                        "INSERT INTO catalogues (digest, body) VALUES (?, ?)", (digest, catalogue)
-                    )
-                    cid = int(cur.lastrowid or 0)
-                    self._uncommitted_catalogue = True
-                else:
-                    cid = int(found[0])
-                if len(catalogue_ids) >= _CATALOGUE_IDS:
-                    catalogue_ids.clear()
-                catalogue_ids[catalogue] = cid
+            # Content-addressed: a catalogue row written here stays valid even if the
+            # decision insert below fails, so the job needs no savepoint.
+            cid = self._catalogue_id(conn, catalogue)
             conn.execute(insert_decisions_sql(1), (*row, cid))
             return None
 
         return job, row, catalogue
+
+    def batch_job(self, decisions: Sequence[Decision], hashes: Sequence[str]) -> Job:
+        """One job inserting ``decisions`` (a batch of Choose answers) in one transaction:
+        their request ids looked up in one query first, new rows in multi-row INSERTs.
+
+        The job's value has one entry per decision: ``None`` (written), the
+        :class:`~bandit.types.Decision` to answer with instead (its request id was logged
+        before, or earlier in this batch) or the :class:`~bandit.errors.Conflict` of a
+        request id used before for a different request (nothing written for it)."""
+        rows = [self.row(d, h) for d, h in zip(decisions, hashes, strict=True)]
+
+        def job(conn: sqlite3.Connection) -> list[Decision | OfferBanditError | None]:
+            wanted = [(d.request_id, h) for d, h in zip(decisions, hashes, strict=True)]
+            found = self.by_request_ids(conn, [w for w in wanted if w[0]])
+            out: list[Decision | OfferBanditError | None] = []
+            new: list[tuple[tuple[Any, ...], str]] = []
+            first: dict[str, tuple[Decision, str]] = {}
+            for d, h, (row, catalogue) in zip(decisions, hashes, rows, strict=True):
+                rid = d.request_id
+                if rid:
+                    logged = found.get(rid)
+                    if isinstance(logged, StoredDecision):
+                        out.append(logged.decision)
+                        continue
+                    if logged is not None:
+                        out.append(logged)
+                        continue
+                    earlier = first.get(rid)
+                    if earlier is not None:  # the same request twice in one batch
+                        out.append(earlier[0] if same_request(h, earlier[1]) else conflict(rid))
+                        continue
+                    first[rid] = (d, h)
+                out.append(None)
+                new.append((row, catalogue))
+            for i in range(0, len(new), _FAST_MAX):
+                chunk = new[i : i + _FAST_MAX]
+                params: list[Any] = []
+                for row, catalogue in chunk:
+                    params += row
+                    params.append(self._catalogue_id(conn, catalogue))
+                conn.execute(insert_decisions_sql(len(chunk)), params)
+            return out
+
+        return job
+
+    def _catalogue_id(self, conn: sqlite3.Connection, catalogue: str) -> int:
+        """The id of ``catalogue`` (its JSON), inserted (in the running transaction) when new."""
+        catalogue_ids = self._catalogue_ids
+        cid = catalogue_ids.get(catalogue)
+        if cid is None:
+            digest = catalogue_digest(catalogue)
+            found = conn.execute("SELECT id FROM catalogues WHERE digest = ?", (digest,)).fetchone()
+            if found is None:
+                cur = conn.execute(
+                    "INSERT INTO catalogues (digest, body) VALUES (?, ?)", (digest, catalogue)
+                )
+                cid = int(cur.lastrowid or 0)
+                self._uncommitted_catalogue = True
+            else:
+                cid = int(found[0])
+            if len(catalogue_ids) >= _CATALOGUE_IDS:
+                catalogue_ids.clear()
+            catalogue_ids[catalogue] = cid
+        return cid
 
     def insert_batched(self, conn: sqlite3.Connection, batch: list[Pending]) -> bool:
         """Commit ``batch`` as batched INSERTs when it holds only new decisions (``fast``)
@@ -189,13 +244,33 @@ class DecisionRows:
         ).fetchone()
         if row is None:
             return None
-        if request_hash and row[-1] and row[-1] != request_hash:
-            raise Conflict(
-                "request_id",
-                f"{quote(request_id)} was used before for a different request; "
-                "a retry must resend the same request",
-            )
+        if not same_request(request_hash, row[-1]):
+            raise conflict(request_id)
         return stored(row, self.catalogue(conn, row[8]))
+
+    def by_request_ids(
+        self, conn: sqlite3.Connection, requests: Sequence[tuple[str, str]]
+    ) -> dict[str, StoredDecision | OfferBanditError]:
+        """:meth:`by_request_id` of many (request id, request hash) pairs, one query per
+        :data:`_IN_MAX` ids: the logged ones, each its decision or the
+        :class:`~bandit.errors.Conflict` of a different request."""
+        hashes = dict(requests)
+        ids = list(hashes)
+        out: dict[str, StoredDecision | OfferBanditError] = {}
+        for i in range(0, len(ids), _IN_MAX):
+            chunk = ids[i : i + _IN_MAX]
+            rows = conn.execute(
+                f"SELECT {COLUMNS}, request_hash, request_id FROM decisions"
+                f" WHERE request_id IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ).fetchall()
+            for row in rows:
+                rid = row[-1]
+                if not same_request(hashes[rid], row[-2]):
+                    out[rid] = conflict(rid)
+                else:
+                    out[rid] = stored(row, self.catalogue(conn, row[8]))
+        return out
 
     def get(self, conn: sqlite3.Connection, event_id: str) -> StoredDecision:
         row = conn.execute(
@@ -271,6 +346,20 @@ def removed_json(decision: Decision) -> str:
 _CTX = Context(Customer("c"), Trigger("t"))
 
 
+def same_request(request_hash: str, logged_hash: str | None) -> bool:
+    """Whether a request with ``request_hash`` is a retry of the logged one (an empty hash
+    on either side: not compared)."""
+    return not request_hash or not logged_hash or logged_hash == request_hash
+
+
+def conflict(request_id: str) -> Conflict:
+    return Conflict(
+        "request_id",
+        f"{quote(request_id)} was used before for a different request; "
+        "a retry must resend the same request",
+    )
+
+
 def stored(row: Sequence[Any], treatments: tuple[Treatment, ...]) -> StoredDecision:
     """A decision read with :data:`COLUMNS`."""
     return StoredDecision(
@@ -285,4 +374,12 @@ def stored(row: Sequence[Any], treatments: tuple[Treatment, ...]) -> StoredDecis
     )
 
 
-__all__ = ["COLUMNS", "DecisionRows", "insert_decisions_sql", "removed_json", "stored"]
+__all__ = [
+    "COLUMNS",
+    "DecisionRows",
+    "conflict",
+    "insert_decisions_sql",
+    "removed_json",
+    "same_request",
+    "stored",
+]

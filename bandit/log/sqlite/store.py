@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from bandit.contact.history import LoggedHistory
-from bandit.errors import StorageError
+from bandit.errors import OfferBanditError, StorageError
 from bandit.log.sqlite import contacts
 from bandit.log.sqlite.attribution import LAST_CLOSED, AttributionRule, LastTouch, OutcomeJobs
 from bandit.log.sqlite.decisions import DecisionRows
@@ -320,12 +320,35 @@ class SqliteDecisionLog:
             item.fast = (catalogue, row)
         return self._commits.enqueue(item, wake)
 
+    def submit_decisions(
+        self,
+        decisions: Sequence[Decision],
+        request_hashes: Sequence[str],
+        notify: Notify | None = None,
+        token: Any = None,
+        wake: bool = True,
+    ) -> Pending:
+        """Queue ``decisions`` as one write (one transaction, multi-row INSERTs: a batch of
+        Choose answers); its value has one entry per decision, ``None`` when written, else
+        the decision to answer with (logged before under its request id) or the
+        :class:`~bandit.errors.Conflict` of its request id."""
+        job = self._decisions.batch_job(decisions, request_hashes)
+        return self._commits.enqueue(Pending(job, False, notify, token), wake)
+
     def append_job(self, decision: Decision, request_hash: str) -> Job:
         return self._decisions.job(decision, request_hash)[0]
 
     def find_request(self, request_id: str, request_hash: str) -> StoredDecision | None:
         """The decision logged for ``request_id`` (read side, no write)."""
         return self._decisions.by_request_id(self._reader(), request_id, request_hash)
+
+    def find_requests(
+        self, requests: Sequence[tuple[str, str]]
+    ) -> dict[str, StoredDecision | OfferBanditError]:
+        """The logged ones of many (request id, request hash) pairs, in one query per 500
+        ids: each its decision, or the :class:`~bandit.errors.Conflict` of a request id used
+        for a different request (read side, no write)."""
+        return self._decisions.by_request_ids(self._reader(), requests)
 
     def get(self, event_id: str) -> StoredDecision:
         return self._decisions.get(self._reader(), event_id)

@@ -513,6 +513,88 @@ class ChooseStreamResult(_message.Message):
 Global___ChooseStreamResult: _TypeAlias = ChooseStreamResult  # noqa: Y015
 
 @_typing.final
+class ChooseBatch(_message.Message):
+    """One message of a ChooseBatchStream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TEMPLATE_FIELD_NUMBER: _builtins.int
+    CUSTOMERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def template(self) -> Global___ChooseRequest:
+        """The request every following customer is decided with: a ChooseRequest without customer
+        and request_id. Required in the first message; in force until a message replaces it.
+        """
+
+    @_builtins.property
+    def customers(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchCustomer]:
+        """The customers to decide now (at most the server's max_batch_customers per message)."""
+
+    def __init__(
+        self,
+        *,
+        template: Global___ChooseRequest | None = ...,
+        customers: _abc.Iterable[Global___BatchCustomer] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["template", b"template"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customers", b"customers", "template", b"template"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChooseBatch: _TypeAlias = ChooseBatch  # noqa: Y015
+
+@_typing.final
+class BatchCustomer(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CUSTOMER_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    request_id: _builtins.str
+    """Optional: a retry with the same id (and the same template) returns the same decision,
+    logged once — what makes a campaign run resumable.
+    """
+    @_builtins.property
+    def customer(self) -> Global___Customer: ...
+    def __init__(
+        self,
+        *,
+        customer: Global___Customer | None = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["customer", b"customer", "request_id", b"request_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCustomer: _TypeAlias = BatchCustomer  # noqa: Y015
+
+@_typing.final
+class ChooseBatchResult(_message.Message):
+    """The answer to one ChooseBatch: one result per customer, in order. A result's index counts
+    customers from the start of the stream.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___ChooseStreamResult]: ...
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___ChooseStreamResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ChooseBatchResult: _TypeAlias = ChooseBatchResult  # noqa: Y015
+
+@_typing.final
 class ChooseResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

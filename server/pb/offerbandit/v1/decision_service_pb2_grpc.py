@@ -44,6 +44,11 @@ class DecisionServiceStub:
                 request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseRequest.SerializeToString,
                 response_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseStreamResult.FromString,
                 _registered_method=True)
+        self.ChooseBatchStream = channel.stream_stream(
+                '/offerbandit.v1.DecisionService/ChooseBatchStream',
+                request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseBatch.SerializeToString,
+                response_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseBatchResult.FromString,
+                _registered_method=True)
         self.GetDecision = channel.unary_unary(
                 '/offerbandit.v1.DecisionService/GetDecision',
                 request_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.GetDecisionRequest.SerializeToString,
@@ -95,6 +100,17 @@ class DecisionServiceServicer:
         """Many decisions over one stream (a campaign's audience, an orchestrator's batch): one
         result per request, in stream order, each sent once its decision is durable. A bad
         request gets its error in its result; the stream goes on.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ChooseBatchStream(self, request_iterator, context):
+        """Many customers per message under one request template (an outbound campaign): each
+        message's customers are decided in one pass and answered in one message, in order, once
+        their decisions are durable. The same decisions as ChooseStream with the template's
+        fields and each customer's request id; a refused customer gets its error in its result,
+        the others are decided.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -166,6 +182,11 @@ def add_DecisionServiceServicer_to_server(servicer, server):
                     servicer.ChooseStream,
                     request_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseRequest.FromString,
                     response_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseStreamResult.SerializeToString,
+            ),
+            'ChooseBatchStream': grpc.stream_stream_rpc_method_handler(
+                    servicer.ChooseBatchStream,
+                    request_deserializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseBatch.FromString,
+                    response_serializer=server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseBatchResult.SerializeToString,
             ),
             'GetDecision': grpc.unary_unary_rpc_method_handler(
                     servicer.GetDecision,
@@ -257,6 +278,33 @@ class DecisionService:
             '/offerbandit.v1.DecisionService/ChooseStream',
             server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseRequest.SerializeToString,
             server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseStreamResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ChooseBatchStream(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/offerbandit.v1.DecisionService/ChooseBatchStream',
+            server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseBatch.SerializeToString,
+            server_dot_pb_dot_offerbandit_dot_v1_dot_decision__service__pb2.ChooseBatchResult.FromString,
             options,
             channel_credentials,
             insecure,

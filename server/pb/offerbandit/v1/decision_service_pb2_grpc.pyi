@@ -43,6 +43,13 @@ class DecisionServiceStub:
     result per request, in stream order, each sent once its decision is durable. A bad
     request gets its error in its result; the stream goes on.
     """
+    ChooseBatchStream: _grpc.StreamStreamMultiCallable[_decision_service_pb2.ChooseBatch, _decision_service_pb2.ChooseBatchResult]
+    """Many customers per message under one request template (an outbound campaign): each
+    message's customers are decided in one pass and answered in one message, in order, once
+    their decisions are durable. The same decisions as ChooseStream with the template's
+    fields and each customer's request id; a refused customer gets its error in its result,
+    the others are decided.
+    """
     GetDecision: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.Decision]
     """The logged record of a decision, by event_id. NOT_FOUND for an unknown id."""
     RecordOutcome: _grpc.UnaryUnaryMultiCallable[_decision_service_pb2.Outcome, _decision_service_pb2.RecordOutcomeResponse]
@@ -74,6 +81,13 @@ class DecisionServiceAsyncStub(DecisionServiceStub):
     """Many decisions over one stream (a campaign's audience, an orchestrator's batch): one
     result per request, in stream order, each sent once its decision is durable. A bad
     request gets its error in its result; the stream goes on.
+    """
+    ChooseBatchStream: _aio.StreamStreamMultiCallable[_decision_service_pb2.ChooseBatch, _decision_service_pb2.ChooseBatchResult]  # type: ignore[assignment]
+    """Many customers per message under one request template (an outbound campaign): each
+    message's customers are decided in one pass and answered in one message, in order, once
+    their decisions are durable. The same decisions as ChooseStream with the template's
+    fields and each customer's request id; a refused customer gets its error in its result,
+    the others are decided.
     """
     GetDecision: _aio.UnaryUnaryMultiCallable[_decision_service_pb2.GetDecisionRequest, _decision_service_pb2.Decision]  # type: ignore[assignment]
     """The logged record of a decision, by event_id. NOT_FOUND for an unknown id."""
@@ -115,6 +129,19 @@ class DecisionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Many decisions over one stream (a campaign's audience, an orchestrator's batch): one
         result per request, in stream order, each sent once its decision is durable. A bad
         request gets its error in its result; the stream goes on.
+        """
+
+    @_abc_1.abstractmethod
+    def ChooseBatchStream(
+        self,
+        request_iterator: _MaybeAsyncIterator[_decision_service_pb2.ChooseBatch],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_decision_service_pb2.ChooseBatchResult], _abc.AsyncIterator[_decision_service_pb2.ChooseBatchResult]]:
+        """Many customers per message under one request template (an outbound campaign): each
+        message's customers are decided in one pass and answered in one message, in order, once
+        their decisions are durable. The same decisions as ChooseStream with the template's
+        fields and each customer's request id; a refused customer gets its error in its result,
+        the others are decided.
         """
 
     @_abc_1.abstractmethod
