@@ -8,8 +8,8 @@ and this process is the client:
 
 * ``unary``: Choose calls from 16 threads (:func:`offerbandit.bench.drive`);
 * ``stream``: one ChooseStream of the same requests (the campaign's path before batches);
-* ``batch rpc``: one ChooseBatchStream, 512 customers a message (each result's event id and
-  chosen treatment read, as a campaign run does);
+* ``batch rpc``: one ChooseBatchStream, 1,024 customers a message (``--chunk``; each
+  result's event id and chosen treatment read, as a campaign run does);
 
 then, with no server running, ``in-process``: the same customers through
 :class:`offerbandit.campaign_local.LocalChooser` on a fresh data folder (``campaign run
@@ -36,12 +36,12 @@ import grpc
 from bandit.types import Customer, Trigger
 from offerbandit.bench import catalogue, drive, process_cpu_seconds, start_server
 from offerbandit.bench import trained_uplift_checkpoint as trained
+from offerbandit.campaign import CHUNK
 from offerbandit.campaign_local import LocalChooser, open_local
 from server.client import OfferBanditClient, choose_request
 from server.converters import batch_template_to_pb
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 
-CHUNK = 512
 TRIGGER = Trigger("campaign_bench")
 
 

@@ -2,7 +2,7 @@
 (Parquet, written in row groups so that making it costs little memory) decided through a
 server in its own process (durable log; 5 offers × 2 channels), timed end to end, with this
 process's peak RSS and the server's peak and current RSS (``VmHWM``, ``VmRSS``): the audience
-is streamed through one ChooseBatchStream (512 customers a message) and the server reads on
+is streamed through one ChooseBatchStream (1,024 customers a message) and the server reads on
 only while 4 messages await their commit, so neither should grow with the audience.
 
     .venv/bin/python -m bench.bench_campaign --customers 20000 50000
