@@ -22,7 +22,7 @@ from bandit.errors import OfferBanditError
 from bandit.service import DecisionService, SystemClock
 from bandit.types import Customer
 from server import converters as cv
-from server.app import load_initial_model
+from server.app import ModelRegistry, is_registry_uri, load_initial_model
 from server.errors import code_name, short_message
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 from server.settings import Settings
@@ -94,11 +94,18 @@ def _answer(start: int, batch: BatchResult) -> pb.ChooseBatchResult:
 
 def open_local(data_dir: Path, config_file: Path | None = None) -> DecisionService:
     """The decision service on ``data_dir`` with the settings ``serve`` would use (a config
-    file and ``OFFERBANDIT_*`` variables; its model, contact policy and control share),
+    file and ``OFFERBANDIT_*`` variables; its model — a checkpoint file or a registered model,
+    ``models:/name@alias`` — contact policy and control share),
     started without the closer and learner threads (a batch job decides; the server learns
     when it runs again); :meth:`DecisionService.stop` it."""
     settings = Settings.load(config_file, data_dir=data_dir)
-    config = replace(settings.service_config(load_initial_model(settings.model)), background=False)
+    registry: ModelRegistry | None = None
+    if is_registry_uri(settings.model):  # a registered model, loaded as ``serve`` loads it
+        from offline_eval.tracking.registry import load_checkpoint
+
+        registry = load_checkpoint
+    initial = load_initial_model(settings.model, registry)
+    config = replace(settings.service_config(initial), background=False)
     service = DecisionService(config, SystemClock())
     service.start()
     return service

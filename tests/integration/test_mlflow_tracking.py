@@ -25,6 +25,7 @@ from bandit.sim import World, WorldConfig
 from bandit.sim.driver import DriveOptions, InProcessBackend, drive
 from bandit.types import Treatment
 from bandit.vwformat import action_lines, shared_line
+from offerbandit.campaign_local import open_local
 from offline_eval.study import cli_eval
 from offline_eval.tracking.registry import load_checkpoint, load_model_bytes
 from offline_eval.tracking.runs import metric_key
@@ -233,6 +234,14 @@ def test_the_promoted_model_is_registered_and_served(
             assert running.service.vw_args == ARGS
     finally:
         running.stop(grace=1.0)
+    # A campaign decided in its own process takes the registered model as serve does.
+    monkeypatch.setenv("OFFERBANDIT_MODEL", f"models:/{MODEL}@champion")
+    local = open_local(Path(setup["root"]) / "campaign")
+    try:
+        assert local.config.initial_model == promoted.model
+        assert local.vw_args == list(promoted.vw_args)
+    finally:
+        local.stop()
 
 
 def test_weak_evidence_is_not_promoted(setup: dict[str, Path | str], evaluated: str) -> None:
