@@ -223,17 +223,10 @@ class Decider:
         with self._lock:
             return self._policy.scores(context, treatments), self._version
 
-    def scores_many(
-        self, contexts: Sequence[Context], treatments: tuple[Treatment, ...]
-    ) -> tuple[list[Sequence[float]], str]:
-        """:meth:`scores` of many contexts with the same candidates, under one lock."""
-        with self._lock:
-            return self._policy.scores_many(contexts, treatments), self._version
-
     def scores_groups(
         self, groups: Sequence[tuple[tuple[Treatment, ...], Sequence[Context]]]
     ) -> tuple[list[list[Sequence[float]]], str]:
-        """:meth:`scores_many` of each (candidates, contexts) group, under one lock."""
+        """The policy's ``scores_many`` of each (candidates, contexts) group, under one lock."""
         with self._lock:
             policy = self._policy
             return [policy.scores_many(cs, ts) for ts, cs in groups], self._version
