@@ -344,12 +344,13 @@ class ConsentStep:
 
     def __call__(self, draft: Draft) -> None:
         assert draft.context is not None
+        assert draft.catalogue is not None
         customer = draft.context.customer
         features = customer.features
         if not features:
             return
         declined = [
-            c.id for c in draft.request.channels if features.get(f"consent_{c.id}", True) is False
+            c.id for c in draft.catalogue.channels if features.get(f"consent_{c.id}", True) is False
         ]
         if declined:
             draft.candidates = without_channels(
@@ -491,23 +492,7 @@ class LogStep:
     def __call__(self, draft: Draft) -> None:
         assert draft.context is not None
         assert draft.pmf is not None
-        req = draft.request
-        decision = Decision(
-            event_id=draft.event_id,
-            context=draft.context,
-            treatments=draft.candidates,
-            pmf=draft.pmf,
-            chosen=draft.chosen,
-            model_version=draft.version,
-            policy=draft.policy,
-            decided_at=self.clock.now(),
-            request_id=req.request_id,
-            deferred=req.defer_activation,
-            seed=draft.seed,
-            holdout=draft.holdout,
-            removed=draft.removed,
-            contact_policy=draft.contact_policy,
-        )
+        decision = decision_of(draft, self.clock.now(), draft.request.request_id)
         on_done = draft.on_done
         notify = None if on_done is None else call_on_done
         item = self.log.submit_decision(
@@ -515,6 +500,28 @@ class LogStep:
         )
         draft.commit = Commit(self.log, item, functools.partial(_choice_answer, decision))
         draft.answered = decision
+
+
+def decision_of(draft: Draft, decided_at: float, request_id: str) -> Decision:
+    """The decision a draft that reached its sample stands for."""
+    assert draft.context is not None
+    assert draft.pmf is not None
+    return Decision(
+        event_id=draft.event_id,
+        context=draft.context,
+        treatments=draft.candidates,
+        pmf=draft.pmf,
+        chosen=draft.chosen,
+        model_version=draft.version,
+        policy=draft.policy,
+        decided_at=decided_at,
+        request_id=request_id,
+        deferred=draft.request.defer_activation,
+        seed=draft.seed,
+        holdout=draft.holdout,
+        removed=draft.removed,
+        contact_policy=draft.contact_policy,
+    )
 
 
 def call_on_done(items: list[Any]) -> None:
@@ -583,6 +590,7 @@ __all__ = [
     "SampleStep",
     "ScoreStep",
     "Step",
+    "decision_of",
     "in_holdout",
     "request_fingerprint",
     "standard_steps",

@@ -41,6 +41,7 @@ from bandit.catalogue import Catalogues
 from bandit.choose import (
     ChoiceLog,
     Clock,
+    ConsentStep,
     ControlFloorStep,
     Decider,
     Draft,
@@ -49,6 +50,7 @@ from bandit.choose import (
     Pipeline,
     SampleStep,
     call_on_done,
+    decision_of,
 )
 from bandit.commit import Commit, OnDone
 from bandit.contact.gate import ContactGate, customer_zone, judge
@@ -58,7 +60,6 @@ from bandit.eligibility import (
     build_candidates,
     check_customer,
     check_request_id,
-    without_channels,
 )
 from bandit.errors import InvalidRequest, OfferBanditError
 from bandit.records import StoredDecision
@@ -121,6 +122,7 @@ class BatchChooser:
         self.gate = gate
         self.pipeline = pipeline
         self._sample = SampleStep()
+        self._consent = ConsentStep()
 
     def submit(
         self,
@@ -162,14 +164,8 @@ class BatchChooser:
             draft = Draft(template, on_done, False)
             draft.catalogue = cat
             draft.context = Context(customer, trigger)
-            features = customer.features
             draft.candidates = base
-            if features:
-                declined = [
-                    c.id for c in cat.channels if features.get(f"consent_{c.id}", True) is False
-                ]
-                if declined:
-                    draft.candidates = without_channels(template, base, declined, cat)
+            self._consent(draft)
             if item.request_id:
                 draft.fingerprint = fingerprints.of(customer)
                 retries.append((item.request_id, draft.fingerprint))
@@ -253,28 +249,7 @@ class BatchChooser:
     ) -> None:
         """One write of every decision; each customer's result holds its own handle."""
         now = self.clock.now
-        decisions: list[Decision] = []
-        for i, draft in decided:
-            assert draft.context is not None
-            assert draft.pmf is not None
-            decisions.append(
-                Decision(
-                    event_id=draft.event_id,
-                    context=draft.context,
-                    treatments=draft.candidates,
-                    pmf=draft.pmf,
-                    chosen=draft.chosen,
-                    model_version=draft.version,
-                    policy=draft.policy,
-                    decided_at=now(),
-                    request_id=customers[i].request_id,
-                    deferred=draft.request.defer_activation,
-                    seed=draft.seed,
-                    holdout=draft.holdout,
-                    removed=draft.removed,
-                    contact_policy=draft.contact_policy,
-                )
-            )
+        decisions = [decision_of(draft, now(), customers[i].request_id) for i, draft in decided]
         notify = None if on_done is None else call_on_done
         item = self.log.submit_decisions(
             decisions, [d.fingerprint for _, d in decided], notify, on_done, True
