@@ -22,7 +22,7 @@ from typing import Any
 import psycopg
 
 from bandit.errors import OfferBanditError, StorageError, UnknownEvent, quote
-from bandit.log.sqlite.decisions import conflict, removed_json, same_request
+from bandit.log.sqlite.decisions import conflict, logged_requests, removed_json, same_request
 from bandit.logcodec import (
     catalogue_digest,
     catalogue_json,
@@ -229,14 +229,7 @@ class DecisionRows:
             f"SELECT {COLUMNS}, request_hash, request_id FROM decisions WHERE request_id = ANY(%s)",
             (list(hashes),),
         ).fetchall()
-        out: dict[str, StoredDecision | OfferBanditError] = {}
-        for row in rows:
-            rid = row[-1]
-            if not same_request(hashes[rid], row[-2]):
-                out[rid] = conflict(rid)
-            else:
-                out[rid] = stored(row, self.catalogue(conn, row[8]))
-        return out
+        return logged_requests(rows, hashes, lambda cid: self.catalogue(conn, cid))
 
     def get(self, conn: Conn, event_id: str) -> StoredDecision:
         row = conn.execute(

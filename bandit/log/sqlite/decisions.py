@@ -12,7 +12,7 @@ import functools
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from bandit.errors import Conflict, OfferBanditError, StorageError, UnknownEvent, quote
@@ -264,12 +264,7 @@ class DecisionRows:
                 f" WHERE request_id IN ({','.join('?' * len(chunk))})",
                 chunk,
             ).fetchall()
-            for row in rows:
-                rid = row[-1]
-                if not same_request(hashes[rid], row[-2]):
-                    out[rid] = conflict(rid)
-                else:
-                    out[rid] = stored(row, self.catalogue(conn, row[8]))
+            out.update(logged_requests(rows, hashes, lambda cid: self.catalogue(conn, cid)))
         return out
 
     def get(self, conn: sqlite3.Connection, event_id: str) -> StoredDecision:
@@ -360,6 +355,24 @@ def conflict(request_id: str) -> Conflict:
     )
 
 
+def logged_requests(
+    rows: Sequence[Sequence[Any]],
+    hashes: dict[str, str],
+    catalogue: Callable[[int], tuple[Treatment, ...]],
+) -> dict[str, StoredDecision | OfferBanditError]:
+    """Rows read with :data:`COLUMNS`, ``request_hash, request_id`` for the request ids of
+    ``hashes`` (request id → the hash of the request asking now): each its logged decision,
+    or the :class:`~bandit.errors.Conflict` of a different request under that id."""
+    out: dict[str, StoredDecision | OfferBanditError] = {}
+    for row in rows:
+        rid = row[-1]
+        if not same_request(hashes[rid], row[-2]):
+            out[rid] = conflict(rid)
+        else:
+            out[rid] = stored(row, catalogue(row[8]))
+    return out
+
+
 def stored(row: Sequence[Any], treatments: tuple[Treatment, ...]) -> StoredDecision:
     """A decision read with :data:`COLUMNS`."""
     return StoredDecision(
@@ -379,6 +392,7 @@ __all__ = [
     "DecisionRows",
     "conflict",
     "insert_decisions_sql",
+    "logged_requests",
     "removed_json",
     "same_request",
     "stored",
