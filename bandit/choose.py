@@ -543,28 +543,14 @@ def standard_steps(
     catalogues: Catalogues,
     log: ChoiceLog,
     decider: Decider,
-    event_ids: EventIds,
-    server_seed: int,
-    holdout_share: float,
-    holdout_key: str,
+    holdout: HoldoutStep,
     control_floor: ControlFloorStep,
     clock: Clock,
     contact: Step | None = None,
 ) -> list[Step]:
     """The service's Choose steps, in order; ``contact`` (a contact policy's step,
     :class:`bandit.contact.gate.ContactStep`) runs after the holdout, before scoring."""
-    steps: list[Step] = [
-        CandidatesStep(limits, catalogues),
-        ConsentStep(),
-        RetryStep(log),
-        HoldoutStep(
-            event_ids,
-            server_seed,
-            holdout_share,
-            holdout_key,
-            lambda: decider.version,
-        ),
-    ]
+    steps: list[Step] = [CandidatesStep(limits, catalogues), ConsentStep(), RetryStep(log), holdout]
     if contact is not None:
         steps.append(contact)
     steps += [ScoreStep(decider), control_floor, SampleStep(), LogStep(log, clock)]

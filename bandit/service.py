@@ -330,15 +330,19 @@ class DecisionService:
         self.catalogues = Catalogues()
         """The catalogues of Choose requests, interned by content (:mod:`bandit.catalogue`);
         a transport asks it for a request's catalogue."""
+        holdout = HoldoutStep(
+            event_ids,
+            config.seed,
+            config.holdout_share,
+            config.holdout_key,
+            lambda: self.decider.version,
+        )
         steps = standard_steps(
             limits=config.limits,
             catalogues=self.catalogues,
             log=self.log,
             decider=self.decider,
-            event_ids=event_ids,
-            server_seed=config.seed,
-            holdout_share=config.holdout_share,
-            holdout_key=config.holdout_key,
+            holdout=holdout,
             control_floor=self._control_floor,
             clock=self.clock,
             contact=None if self.contact is None else ContactStep(self.contact),
@@ -350,13 +354,7 @@ class DecisionService:
             catalogues=self.catalogues,
             log=self.log,
             decider=self.decider,
-            holdout=HoldoutStep(
-                event_ids,
-                config.seed,
-                config.holdout_share,
-                config.holdout_key,
-                lambda: self.decider.version,
-            ),
+            holdout=holdout,
             control_floor=self._control_floor,
             clock=self.clock,
             gate=self.contact,
