@@ -18,12 +18,12 @@ from dataclasses import replace
 from pathlib import Path
 
 from bandit.choose_batch import BatchCustomer, BatchResult
+from bandit.commit import Commit
 from bandit.errors import OfferBanditError
 from bandit.service import DecisionService, SystemClock
-from bandit.types import Customer
+from bandit.types import Customer, Decision
 from server import converters as cv
 from server.app import ModelRegistry, is_registry_uri, load_initial_model
-from server.errors import code_name, short_message
 from server.pb.offerbandit.v1 import decision_service_pb2 as pb
 from server.settings import Settings
 
@@ -76,20 +76,12 @@ def _customer(c: Customer, request_id: str) -> BatchCustomer:
 
 
 def _answer(start: int, batch: BatchResult) -> pb.ChooseBatchResult:
-    items: list[bytes] = []
-    rankings: dict[tuple[int, tuple[float, ...]], bytes] = {}
-    for k, r in enumerate(batch.results):
-        if not isinstance(r, OfferBanditError):
-            decision, commit = r
-            try:  # durable (or the one logged before under its request id)
-                answer = decision if commit is None else commit.wait()
-            except OfferBanditError as exc:
-                r = exc
-            else:
-                items.append(cv.stream_result_to_wire(start + k, answer, rankings))
-                continue
-        items.append(cv.stream_error_to_wire(start + k, code_name(r), short_message(r)))
-    return pb.ChooseBatchResult.FromString(cv.batch_result_to_wire(items))
+    """The batch's answer, each decision once durable (its handle waited for)."""
+    return pb.ChooseBatchResult.FromString(cv.batch_answers_to_wire(start, batch.results, _durable))
+
+
+def _durable(commit: Commit[Decision]) -> Decision:
+    return commit.wait()
 
 
 def open_local(data_dir: Path, config_file: Path | None = None) -> DecisionService:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -16,7 +16,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from bandit.caching import IdentityCache
 from bandit.catalogue import Catalogue, Catalogues
-from bandit.choose_batch import BatchCustomer
+from bandit.choose_batch import BatchCustomer, Decided
+from bandit.commit import Commit
 from bandit.eligibility import ChooseInput
 from bandit.errors import (
     AlreadyActivated,
@@ -529,7 +530,12 @@ def stream_result_to_wire(
 ) -> bytes:
     """ChooseStreamResult{index, decision: choose_to_wire(d)}'s bytes (``rankings``: see
     :func:`choose_to_wire`)."""
-    response = choose_to_wire(d, rankings)
+    return stream_response_to_wire(index, choose_to_wire(d, rankings))
+
+
+def stream_response_to_wire(index: int, response: bytes) -> bytes:
+    """ChooseStreamResult{index, decision} from the ChooseResponse's own bytes (field 1 a
+    varint, field 2 length-delimited: no message objects on the way)."""
     head = b"\x08" + _varint(index) if index else b""
     return head + b"\x12" + _varint(len(response)) + response
 
@@ -542,6 +548,31 @@ def stream_error_to_wire(index: int, code: str, message: str) -> bytes:
 def batch_result_to_wire(results: Sequence[bytes]) -> bytes:
     """ChooseBatchResult{results}'s bytes from each result's own."""
     return b"".join(b"\x0a" + _varint(len(r)) + r for r in results)
+
+
+def batch_answers_to_wire(
+    start: int,
+    results: Sequence[Decided],
+    settle: Callable[[Commit[Decision]], Decision],
+) -> bytes:
+    """A batch's ChooseBatchResult bytes, its results numbered from ``start``: each decision
+    as ``settle`` answers its write's handle (the decision itself, or the one logged before
+    under its request id; ``None`` handle: a retry, answered with the decision), or the
+    error that refused it (also one ``settle`` raises)."""
+    items: list[bytes] = []
+    rankings: dict[tuple[int, tuple[float, ...]], bytes] = {}
+    for k, r in enumerate(results):
+        if not isinstance(r, OfferBanditError):
+            decision, commit = r
+            try:
+                answer = decision if commit is None else settle(commit)
+            except OfferBanditError as exc:
+                r = exc
+            else:
+                items.append(stream_result_to_wire(start + k, answer, rankings))
+                continue
+        items.append(stream_error_to_wire(start + k, code_name(r), short_message(r)))
+    return batch_result_to_wire(items)
 
 
 def logged_treatment_to_pb(t: Treatment) -> pb.LoggedTreatment:

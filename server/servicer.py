@@ -29,6 +29,7 @@ from bandit.errors import InvalidRequest, NotReady, OfferBanditError, TooLarge
 from bandit.logcodec import SCHEMA_VERSION
 from bandit.records import Activation, OutcomeResult
 from bandit.service import DecisionService
+from bandit.types import Decision
 from server import converters as cv
 from server.errors import (
     Malformed,
@@ -297,7 +298,7 @@ class _Decided:
                 return _refused(self.index, exc)
             if answer is not self.decision:
                 self.wire = cv.choose_to_wire(answer)
-        return _stream_result(self.index, self.wire)
+        return cv.stream_response_to_wire(self.index, self.wire)
 
 
 class _Countdown:
@@ -340,44 +341,16 @@ class _Batched:
 
     async def result(self) -> bytes:
         """The serialized ChooseBatchResult, once every decision in it is durable."""
-        await self.done.future
-        items: list[bytes] = []
-        rankings: dict[tuple[int, tuple[float, ...]], bytes] = {}
-        for k, r in enumerate(self.batch.results):
-            index = self.start + k
-            if not isinstance(r, OfferBanditError):
-                decision, commit = r
-                try:
-                    answer = decision if commit is None else commit.result()
-                except OfferBanditError as exc:
-                    r = exc
-                else:
-                    items.append(cv.stream_result_to_wire(index, answer, rankings))
-                    continue
-            items.append(cv.stream_error_to_wire(index, code_name(r), short_message(r)))
-        return cv.batch_result_to_wire(items)
+        await self.done.future  # every write durable: each handle has its answer
+        return cv.batch_answers_to_wire(self.start, self.batch.results, _settled)
 
 
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _stream_result(index: int, response: bytes) -> bytes:
-    """ChooseStreamResult{index, decision} on the wire, from the response's own bytes
-    (field 1 a varint, field 2 length-delimited: no message objects on the way)."""
-    head = b"\x08" + _varint(index) if index else b""
-    return head + b"\x12" + _varint(len(response)) + response
+def _settled(commit: Commit[Decision]) -> Decision:
+    return commit.result()
 
 
 def _refused(index: int, exc: OfferBanditError) -> bytes:
-    return pb.ChooseStreamResult(
-        index=index, error_code=code_name(exc), error=short_message(exc)
-    ).SerializeToString()
+    return cv.stream_error_to_wire(index, code_name(exc), short_message(exc))
 
 
 class DecisionServicer:
