@@ -97,9 +97,6 @@ class DecisionLog(Protocol):
 
     # ---- synchronous writes ---------------------------------------------------------------
 
-    def activate(self, event_id: str, at: float) -> float:
-        """Open a deferred decision's attribution window at ``at``; returns when it closes."""
-
     def close_due(self, now: float, limit: int = 5000) -> int:
         """Close every open window that has ended by ``now``; returns how many closed."""
 

@@ -362,9 +362,6 @@ class PostgresDecisionLog:
         job = self._outcomes.outcome_job(outcome, now, max_future_skew)
         return self.submit(job, notify=notify, token=token, wake=wake)
 
-    def activate(self, event_id: str, at: float) -> float:
-        return float(self.wait(self.submit_activation(event_id, at)).window_closes_at)
-
     def submit_activation(
         self,
         event_id: str,

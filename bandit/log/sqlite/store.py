@@ -366,10 +366,6 @@ class SqliteDecisionLog:
 
     # ---- outcomes, activation, windows, voiding (:mod:`.attribution`) ------------------------
 
-    def activate(self, event_id: str, at: float) -> float:
-        """Start a deferred decision's window at ``at``; returns when the window closes."""
-        return float(self.wait(self.submit_activation(event_id, at)).window_closes_at)
-
     def submit_activation(
         self,
         event_id: str,
