@@ -43,7 +43,7 @@ from tqdm import tqdm
 from bandit.contact import ContactPolicy
 from bandit.eligibility import ChooseInput
 from bandit.learner import DEFAULT_EXPLORATION, DEFAULT_INTERACTIONS
-from bandit.records import OutcomeInput, OutcomeResult, Windows
+from bandit.records import Incremental, OutcomeInput, OutcomeResult, Windows
 from bandit.service import DecisionService, ManualClock, ServiceConfig
 from bandit.sim._catalog import CAMPAIGN_TRIGGER
 from bandit.sim.outbound import Outbound, with_campaigns
@@ -722,7 +722,7 @@ spread
         f"from {mde:+.2f} EUR per decision (80% power)"
     )
     if truth > 0.0 and mde > 0.0:
-        need = n * (mde / truth) ** 2
+        need = Incremental(n, est, lo, hi).decisions_to_detect(truth)
         line += f"; a true gain of {truth:+.2f} shows after ≈ {need:,.0f} decisions at this spread"
     return line
 
