@@ -701,10 +701,10 @@ def live_estimate_line(live: Mapping[str, Any], truth: float) -> str:
     an estimate this spread would need to show a true gain like the run's.
 
     >>> print(live_estimate_line({"decisions": 3600, "per_decision": 0.04, "ci": [-0.33, 0.41],
-    ...     "detectable_per_decision": 0.53}, 0.2))
+    ...     "detectable_per_decision": 0.5289}, 0.2))
     GetStats' live estimate: +0.04 EUR net per decision [95% CI -0.33, +0.41] over 3,600 closed \
 decisions (truth +0.20): not yet told apart from doing nothing; it tells a gain from none from \
-+0.53 EUR per decision (80% power); a true gain of +0.20 shows after ≈ 25,281 decisions at this \
++0.53 EUR per decision (80% power); a true gain of +0.20 shows after ≈ 25,174 decisions at this \
 spread
     """
     n = int(live["decisions"])
